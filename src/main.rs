@@ -1,1 +1,25 @@
-fn main() {}
+//! The `ringcast` binary: parse the command line, validate it, run the server.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringcast::config::Config;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    env_logger::Builder::new()
+        .parse_filters(&config.log)
+        .format_timestamp_millis()
+        .init();
+    if let Err(message) = config.validate() {
+        eprintln!("ringcast: {message}");
+        return ExitCode::from(2);
+    }
+    match ringcast::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Channel names and the policy that decides which names are allowed.
+//!
+//! A channel name is 1-128 bytes of `[A-Za-z0-9_.:-]` (so it is safe in a URL path, a Redis
+//! channel and a metrics label without escaping). With `--strict`, only the names listed in
+//! `--channels` are allowed (ws4redis's "facilities").
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::http::HttpError;
+
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
+
+/// A validated channel name. Cheap to clone and to send to another shard.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(Arc<str>);
+
+impl ChannelName {
+    /// Validates `name`; `None` if it is empty, too long or has a character outside the set.
+    pub fn new(name: &str) -> Option<ChannelName> {
+        let valid_length = (1..=MAX_CHANNEL_NAME_BYTES).contains(&name.len());
+        let valid_bytes = name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'));
+        (valid_length && valid_bytes).then(|| ChannelName(Arc::from(name)))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{:?}", &*self.0)
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for ChannelName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which channel names clients and publishers may use.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelPolicy {
+    /// When `Some`, only these names are allowed (`--strict --channels a,b`).
+    allowed: Option<HashSet<String>>,
+}
+
+impl ChannelPolicy {
+    /// Every valid name is allowed.
+    pub fn open() -> ChannelPolicy {
+        ChannelPolicy { allowed: None }
+    }
+
+    /// Only `names` are allowed.
+    pub fn strict(names: impl IntoIterator<Item = String>) -> ChannelPolicy {
+        ChannelPolicy {
+            allowed: Some(names.into_iter().collect()),
+        }
+    }
+
+    /// Validates `name` and checks it against the whitelist.
+    pub fn check(&self, name: &str) -> Result<ChannelName, HttpError> {
+        let channel = ChannelName::new(name).ok_or(HttpError::BadRequest(
+            "channel names are 1-128 bytes of [A-Za-z0-9_.:-]",
+        ))?;
+        match &self.allowed {
+            Some(allowed) if !allowed.contains(name) => Err(HttpError::ChannelForbidden),
+            _ => Ok(channel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(ChannelName::new("news").is_some());
+        assert!(ChannelName::new("a.b:c-d_E9").is_some());
+        assert!(ChannelName::new(&"x".repeat(128)).is_some());
+        assert!(ChannelName::new(&"x".repeat(129)).is_none());
+        assert!(ChannelName::new("").is_none());
+        for bad in ["a b", "a/b", "a%20", "é", "a?b", "a\0"] {
+            assert!(ChannelName::new(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn strict_policy_forbids_unlisted_names() {
+        let policy = ChannelPolicy::strict(["launcher".to_string()]);
+        assert!(policy.check("launcher").is_ok());
+        assert_eq!(policy.check("other"), Err(HttpError::ChannelForbidden));
+        assert_eq!(policy.check("bad name").unwrap_err().status(), 400);
+    }
+}

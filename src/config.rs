@@ -1,0 +1,289 @@
+//! Command line and environment configuration, and the limits every shard enforces.
+//!
+//! Every flag can also be set from an environment variable `RINGCAST_<FLAG>`. Every limit names
+//! its unit and default, and says what it trades. [`Config::validate`] checks the relations
+//! between them once at start, so the shards can rely on them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::channel::ChannelPolicy;
+use crate::protocol::frame::MAX_SERVER_HEADER_BYTES;
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{error} (write e.g. 10s, 500ms, 2m)"))
+}
+
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, multiplier) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (text, 1),
+        Some((index, _)) => {
+            let multiplier = match text[index..].trim().to_ascii_lowercase().as_str() {
+                "b" => 1,
+                "k" | "kb" | "kib" => 1 << 10,
+                "m" | "mb" | "mib" => 1 << 20,
+                "g" | "gb" | "gib" => 1 << 30,
+                unit => return Err(format!("unknown unit {unit:?} (use B, KiB, MiB, GiB)")),
+            };
+            (&text[..index], multiplier)
+        }
+    };
+    let value: usize = digits
+        .parse()
+        .map_err(|_| format!("not a byte size: {text:?}"))?;
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("byte size too large: {text:?}"))
+}
+
+/// How the fan-out writes queued frames to sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WritePath {
+    /// One `sendmsg` system call per connection with all its queued frames as an iovec array.
+    Sendmsg,
+    /// The same `sendmsg`s submitted as a batch of io_uring SQEs: one `io_uring_enter` for up to
+    /// a few hundred connections.
+    Uring,
+}
+
+/// ringcast: a thread-per-core io_uring WebSocket push server.
+///
+/// Clients connect to `ws://HOST:PORT/ws/{channel}`; a backend publishes with
+/// `POST /publish/{channel}`; every subscriber of the channel receives the message.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None, max_term_width = 100)]
+pub struct Config {
+    /// Address to listen on (every shard binds it with SO_REUSEPORT).
+    #[arg(long, env = "RINGCAST_LISTEN", default_value = "0.0.0.0:9050")]
+    pub listen: SocketAddr,
+
+    /// Number of shards (one thread pinned per core); 0 = one per online core.
+    #[arg(long, env = "RINGCAST_SHARDS", default_value_t = 0)]
+    pub shards: usize,
+
+    /// CPU cores to pin shards to, in order (e.g. `0,2`); default: the online cores in order.
+    #[arg(long, env = "RINGCAST_CORES", value_delimiter = ',')]
+    pub cores: Vec<usize>,
+
+    /// Connections per shard (sockets of any kind); beyond it new connections get HTTP 503.
+    /// 0 = derived from the open-file limit: (RLIMIT_NOFILE - 64) / shards.
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Largest message, in bytes, accepted from a client or a publisher (413 / close 1009 over
+    /// it). Units: B, KiB, MiB.
+    #[arg(long, env = "RINGCAST_MAX_MESSAGE_BYTES", default_value = "64KiB", value_parser = parse_bytes)]
+    pub max_message_bytes: usize,
+
+    /// Bytes queued for one connection before it is a slow consumer and is closed with 1008
+    /// (counts frame bytes plus per-frame bookkeeping). Bigger tolerates slower readers and
+    /// costs more memory per stalled connection.
+    #[arg(long, env = "RINGCAST_OUTBOUND_QUEUE_BYTES", default_value = "256KiB", value_parser = parse_bytes)]
+    pub outbound_queue_bytes: usize,
+
+    /// Largest HTTP request head, in bytes (431 over it).
+    #[arg(long, env = "RINGCAST_MAX_HEADER_BYTES", default_value = "8KiB", value_parser = parse_bytes)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in one request (431 over it).
+    #[arg(long, env = "RINGCAST_MAX_HEADERS", default_value_t = 32)]
+    pub max_headers: usize,
+
+    /// Time a new connection has to send a complete request head (and an HTTP body); then it is
+    /// closed (slowloris defence). Also the idle limit of a keep-alive HTTP connection.
+    #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A WebSocket ping is sent to a connection that has been quiet this long.
+    #[arg(long, env = "RINGCAST_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A connection that sends nothing (not even a pong) for this long is closed with 1001.
+    #[arg(long, env = "RINGCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// After sending a close frame, how long to wait for the client's close (and for queued
+    /// bytes to drain) before closing the TCP connection anyway.
+    #[arg(long, env = "RINGCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: how long to wait for clients to finish the closing handshake.
+    #[arg(long, env = "RINGCAST_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Coalescing window: after the first message of a burst, wait this long for more before
+    /// writing, so more frames share one send call. 0 = write at the end of every executor tick.
+    #[arg(long, env = "RINGCAST_WRITE_COALESCE", default_value = "0s", value_parser = parse_duration)]
+    pub write_coalesce: Duration,
+
+    /// How the fan-out submits its writes.
+    #[arg(long, env = "RINGCAST_WRITE_PATH", value_enum, default_value_t = WritePath::Sendmsg)]
+    pub write_path: WritePath,
+
+    /// Capacity, in messages, of each shard-to-shard channel and of each shard's inbox.
+    #[arg(long, env = "RINGCAST_MESH_CAPACITY", default_value_t = 1024)]
+    pub mesh_capacity: usize,
+
+    /// How long a publish may wait for a full shard inbox before it is refused with 503.
+    #[arg(long, env = "RINGCAST_PUBLISH_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+
+    /// Distinct channels per shard; a subscription to one more gets HTTP 503.
+    #[arg(long, env = "RINGCAST_MAX_CHANNELS", default_value_t = 1_000_000)]
+    pub max_channels: usize,
+
+    /// Channel whitelist (comma-separated), enforced with `--strict`.
+    #[arg(long, env = "RINGCAST_CHANNELS", value_delimiter = ',')]
+    pub channels: Vec<String>,
+
+    /// Allow only the channels listed in `--channels` (others get 403).
+    #[arg(long, env = "RINGCAST_STRICT", default_value_t = false)]
+    pub strict: bool,
+
+    /// Memory each shard registers with io_uring for buffers, in bytes. Counts against the
+    /// locked-memory limit (RLIMIT_MEMLOCK); a push server needs little.
+    #[arg(long, env = "RINGCAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_bytes)]
+    pub io_memory: usize,
+
+    /// Log filter (error, warn, info, debug, trace; or env_logger syntax).
+    #[arg(long, env = "RINGCAST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Size of each shard's read scratch buffer: one recv() reads at most this much.
+pub const READ_SCRATCH_BYTES: usize = 64 << 10;
+/// Most frames handed to one `sendmsg` (well under IOV_MAX = 1024).
+pub const MAX_IOVECS_PER_WRITE: usize = 64;
+/// Most messages the fan-out takes from its inboxes before it writes.
+pub const MAX_MESSAGES_PER_PASS: usize = 256;
+/// Connections flushed between two checks for preemption during a fan-out.
+pub const FLUSHES_PER_YIELD: usize = 256;
+/// Memory charged to a queued frame on top of its bytes (the `Bytes` handle in the queue).
+pub const FRAME_OVERHEAD_BYTES: usize = std::mem::size_of::<bytes::Bytes>();
+
+impl Config {
+    /// Checks the relations between settings; the error says which flag to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_message_bytes == 0 {
+            return Err("--max-message-bytes must be at least 1".into());
+        }
+        // A queue must hold at least one full frame, or every large message is a slow consumer.
+        let largest_frame = self.max_message_bytes + MAX_SERVER_HEADER_BYTES + FRAME_OVERHEAD_BYTES;
+        if self.outbound_queue_bytes < largest_frame {
+            return Err(format!(
+                "--outbound-queue-bytes ({}) must hold one frame of --max-message-bytes ({}): at least {largest_frame}",
+                self.outbound_queue_bytes, self.max_message_bytes
+            ));
+        }
+        if self.max_header_bytes < 256 {
+            return Err("--max-header-bytes must be at least 256".into());
+        }
+        if self.max_headers == 0 || self.max_headers > 1024 {
+            return Err("--max-headers must be between 1 and 1024".into());
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
+            return Err("--ping-interval and --idle-timeout must be positive".into());
+        }
+        if self.ping_interval >= self.idle_timeout {
+            return Err(format!(
+                "--ping-interval ({}) must be shorter than --idle-timeout ({}): a client answering pings would be closed as idle",
+                humantime::format_duration(self.ping_interval),
+                humantime::format_duration(self.idle_timeout)
+            ));
+        }
+        for (name, value) in [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--close-timeout", self.close_timeout),
+            ("--publish-timeout", self.publish_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.write_coalesce > Duration::from_secs(1) {
+            return Err(
+                "--write-coalesce above 1s is a latency bug, not a throughput setting".into(),
+            );
+        }
+        if self.mesh_capacity == 0 {
+            return Err("--mesh-capacity must be at least 1".into());
+        }
+        if self.max_channels == 0 {
+            return Err("--max-channels must be at least 1".into());
+        }
+        if self.strict && self.channels.is_empty() {
+            return Err("--strict needs --channels".into());
+        }
+        if let Some(bad) = self
+            .channels
+            .iter()
+            .find(|c| crate::channel::ChannelName::new(c).is_none())
+        {
+            return Err(format!("--channels: invalid channel name {bad:?}"));
+        }
+        Ok(())
+    }
+
+    /// The channel policy `--strict`/`--channels` describe.
+    pub fn channel_policy(&self) -> ChannelPolicy {
+        if self.strict {
+            ChannelPolicy::strict(self.channels.iter().cloned())
+        } else {
+            ChannelPolicy::open()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("ringcast").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse(&[]);
+        config.validate().unwrap();
+        assert_eq!(config.listen.port(), 9050);
+        assert_eq!(config.max_message_bytes, 64 << 10);
+        assert_eq!(config.ping_interval, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn units_parse() {
+        let config = parse(&["--max-message-bytes", "16MiB", "--write-coalesce", "500us"]);
+        assert_eq!(config.max_message_bytes, 16 << 20);
+        assert_eq!(config.write_coalesce, Duration::from_micros(500));
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn relations_are_checked() {
+        let config = parse(&[
+            "--max-message-bytes",
+            "1MiB",
+            "--outbound-queue-bytes",
+            "64KiB",
+        ]);
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--outbound-queue-bytes")
+        );
+        let config = parse(&["--ping-interval", "1m", "--idle-timeout", "30s"]);
+        assert!(config.validate().unwrap_err().contains("--ping-interval"));
+        let config = parse(&["--strict"]);
+        assert!(config.validate().is_err());
+        let config = parse(&["--strict", "--channels", "a,b"]);
+        config.validate().unwrap();
+        let config = parse(&["--channels", "bad name"]);
+        assert!(config.validate().is_err());
+    }
+}

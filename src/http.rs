@@ -1,0 +1,477 @@
+//! The small HTTP/1.1 surface ringcast speaks before (or instead of) WebSocket.
+//!
+//! Sans-IO: parses a request head with `httparse` under hard limits, maps the path to a
+//! [`Route`], and builds responses. Each refusal is an [`HttpError`] whose status is decided here
+//! and nowhere else. It deliberately does not support chunked request bodies (411 instead):
+//! publishers send `Content-Length`, as curl and every HTTP client library do.
+
+use crate::channel::{ChannelName, ChannelPolicy};
+
+/// Why a request was refused; each variant maps to one status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// 400: the request is malformed or breaks RFC 6455 §4.2.1.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// 403: `--strict` is on and the channel is not in `--channels`.
+    #[error("channel not allowed")]
+    ChannelForbidden,
+    /// 404: no such endpoint.
+    #[error("not found")]
+    NotFound,
+    /// 405: the endpoint exists but not for this method.
+    #[error("method not allowed (allowed: {allow})")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
+    /// 411: a body without `Content-Length`.
+    #[error("Content-Length required")]
+    LengthRequired,
+    /// 413: the body is larger than `--max-message-bytes`.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 426: a WebSocket endpoint reached without an `Upgrade: websocket` header.
+    #[error("upgrade required")]
+    UpgradeRequired,
+    /// 426: `Sec-WebSocket-Version` is not 13 (RFC 6455 §4.4).
+    #[error("unsupported WebSocket version")]
+    UnsupportedWebSocketVersion,
+    /// 431: the request head is larger than `--max-header-bytes`.
+    #[error("request header fields too large")]
+    HeaderTooLarge,
+    /// 431: more header fields than `--max-headers`.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// 503: this shard is at `--max-connections`.
+    #[error("connection limit reached")]
+    ConnectionLimit,
+    /// 503: the server is draining.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// 503: a publish could not be handed to every shard in time.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+}
+
+impl HttpError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::ChannelForbidden => 403,
+            HttpError::NotFound => 404,
+            HttpError::MethodNotAllowed { .. } => 405,
+            HttpError::LengthRequired => 411,
+            HttpError::PayloadTooLarge => 413,
+            HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => 426,
+            HttpError::HeaderTooLarge | HttpError::TooManyHeaders => 431,
+            HttpError::ConnectionLimit | HttpError::ShuttingDown | HttpError::Overloaded(_) => 503,
+        }
+    }
+
+    /// The complete response (the connection is closed after it).
+    pub fn response(&self) -> Vec<u8> {
+        let extra: &[(&str, &str)] = match self {
+            HttpError::MethodNotAllowed { allow } => &[("Allow", allow)],
+            HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => {
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+            }
+            HttpError::ConnectionLimit | HttpError::Overloaded(_) => &[("Retry-After", "1")],
+            _ => &[],
+        };
+        let body = format!("{{\"error\":\"{}\"}}\n", json_escape(&self.to_string()));
+        response(
+            self.status(),
+            extra,
+            "application/json",
+            body.as_bytes(),
+            false,
+        )
+    }
+}
+
+/// HTTP methods ringcast routes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// Anything else (kept for the 405).
+    Other,
+}
+
+/// The parts of a request head ringcast looks at, owned so the read buffer can be reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Request method.
+    pub method: Method,
+    /// Request target without the query string.
+    pub path: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub http_minor_version: u8,
+    /// A `Host` header is present.
+    pub has_host: bool,
+    /// `Upgrade` lists the `websocket` token.
+    pub upgrade_websocket: bool,
+    /// `Connection` lists the `upgrade` token.
+    pub connection_upgrade: bool,
+    /// The connection stays open after the response (HTTP/1.1 default, or `keep-alive` on 1.0).
+    pub keep_alive: bool,
+    /// `Sec-WebSocket-Version`, if present.
+    pub websocket_version: Option<Vec<u8>>,
+    /// `Sec-WebSocket-Key`, if present (exactly once).
+    pub websocket_key: Option<Vec<u8>>,
+    /// `Content-Length`, if present.
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding` is present (not supported: 411).
+    pub has_transfer_encoding: bool,
+    /// `Expect: 100-continue` (curl sends it for bodies over 1 KiB).
+    pub expect_continue: bool,
+    /// Bytes the head occupies, including the blank line.
+    pub head_len: usize,
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// `Ok(None)` means incomplete (read more); the limits are enforced both on an incomplete head
+/// (a client cannot stream headers forever) and on a complete one.
+pub fn parse_request_head(
+    buf: &[u8],
+    max_header_bytes: usize,
+    max_headers: usize,
+) -> Result<Option<RequestHead>, HttpError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => {
+            return Err(HttpError::HeaderTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(_) => return Err(HttpError::BadRequest("malformed HTTP request")),
+    };
+    if head_len > max_header_bytes {
+        return Err(HttpError::HeaderTooLarge);
+    }
+    let method = match request.method {
+        Some("GET") => Method::Get,
+        Some("POST") => Method::Post,
+        _ => Method::Other,
+    };
+    let target = request.path.unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/").to_string();
+    let http_minor_version = request.version.unwrap_or(0);
+    let mut head = RequestHead {
+        method,
+        path,
+        http_minor_version,
+        has_host: false,
+        upgrade_websocket: false,
+        connection_upgrade: false,
+        keep_alive: http_minor_version >= 1,
+        websocket_version: None,
+        websocket_key: None,
+        content_length: None,
+        has_transfer_encoding: false,
+        expect_continue: false,
+        head_len,
+    };
+    for header in request.headers.iter() {
+        apply_header(&mut head, header.name, header.value)?;
+    }
+    Ok(Some(head))
+}
+
+fn apply_header(head: &mut RequestHead, name: &str, value: &[u8]) -> Result<(), HttpError> {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "host" => head.has_host = true,
+        "upgrade" => head.upgrade_websocket |= has_token(value, "websocket"),
+        "connection" => {
+            head.connection_upgrade |= has_token(value, "upgrade");
+            if has_token(value, "close") {
+                head.keep_alive = false;
+            } else if has_token(value, "keep-alive") {
+                head.keep_alive = true;
+            }
+        }
+        "sec-websocket-version" => head.websocket_version = Some(trim(value).to_vec()),
+        "sec-websocket-key" => {
+            // RFC 6455 §4.1: the key appears once; two keys make the accept ambiguous.
+            if head.websocket_key.is_some() {
+                return Err(HttpError::BadRequest("duplicate Sec-WebSocket-Key"));
+            }
+            head.websocket_key = Some(trim(value).to_vec());
+        }
+        "content-length" => {
+            let length = std::str::from_utf8(trim(value))
+                .ok()
+                .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or(HttpError::BadRequest("invalid Content-Length"))?;
+            if head
+                .content_length
+                .is_some_and(|previous| previous != length)
+            {
+                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+            }
+            head.content_length = Some(length);
+        }
+        "transfer-encoding" => head.has_transfer_encoding = true,
+        "expect" => head.expect_continue = has_token(value, "100-continue"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Does the comma-separated header value list `token` (case-insensitively)?
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&byte| byte == b',')
+        .any(|item| trim(item).eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |end| end + 1);
+    &value[start..end]
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /ws/{channel}` + upgrade: subscribe to a channel.
+    Subscribe(ChannelName),
+    /// `GET /echo` + upgrade: echo every message (conformance testing).
+    Echo,
+    /// `POST /publish/{channel}`: deliver the body to every subscriber.
+    Publish(ChannelName),
+    /// `GET /healthz`: 200 when every shard runs.
+    Health,
+    /// `GET /stat`: a plain-text status page.
+    Stat,
+}
+
+impl Route {
+    /// Does this route switch to WebSocket?
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Route::Subscribe(_) | Route::Echo)
+    }
+}
+
+/// Maps method and path to a route, checking channel names against `policy`.
+pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpError> {
+    let path = head.path.as_str();
+    let (route, allowed_method, allow) = if let Some(name) = path.strip_prefix("/ws/") {
+        (Route::Subscribe(policy.check(name)?), Method::Get, "GET")
+    } else if let Some(name) = path.strip_prefix("/publish/") {
+        (Route::Publish(policy.check(name)?), Method::Post, "POST")
+    } else {
+        match path {
+            "/echo" => (Route::Echo, Method::Get, "GET"),
+            "/healthz" => (Route::Health, Method::Get, "GET"),
+            "/stat" => (Route::Stat, Method::Get, "GET"),
+            "/ws" | "/publish" => return Err(HttpError::BadRequest("missing channel name")),
+            _ => return Err(HttpError::NotFound),
+        }
+    };
+    if head.method != allowed_method {
+        return Err(HttpError::MethodNotAllowed { allow });
+    }
+    Ok(route)
+}
+
+/// Builds a complete response with `Content-Length`.
+pub fn response(
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    for (name, value) in extra_headers {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            body.len(),
+            if keep_alive { "keep-alive" } else { "close" }
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    out
+}
+
+/// The interim response that lets a client holding `Expect: 100-continue` send its body.
+pub const CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Escapes a string for a JSON string literal.
+pub fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            control if (control as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", control as u32));
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(request: &str) -> Result<Option<RequestHead>, HttpError> {
+        parse_request_head(request.as_bytes(), 1024, 8)
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn limits_apply_to_partial_and_complete_heads() {
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(1100));
+        assert_eq!(parse(&long), Err(HttpError::HeaderTooLarge));
+        let long_complete = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(1100));
+        assert_eq!(parse(&long_complete), Err(HttpError::HeaderTooLarge));
+        let many: String = (0..9).map(|i| format!("X-{i}: y\r\n")).collect();
+        let request = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(parse(&request), Err(HttpError::TooManyHeaders));
+    }
+
+    #[test]
+    fn garbage_is_a_bad_request() {
+        assert_eq!(parse("\x16\x03\x01junk\r\n\r\n").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn body_headers_are_read() {
+        let head = parse(
+            "POST /publish/a?x=1 HTTP/1.1\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.path, "/publish/a");
+        assert_eq!(head.content_length, Some(12));
+        assert!(head.expect_continue);
+        assert!(head.keep_alive);
+        assert_eq!(
+            parse("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            parse("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn routes_and_their_errors() {
+        let open = ChannelPolicy::open();
+        let route_of = |request: &str| route(&parse(request).unwrap().unwrap(), &open);
+        assert_eq!(
+            route_of("GET /ws/news HTTP/1.1\r\n\r\n"),
+            Ok(Route::Subscribe(ChannelName::new("news").unwrap()))
+        );
+        assert_eq!(route_of("GET /echo HTTP/1.1\r\n\r\n"), Ok(Route::Echo));
+        assert_eq!(route_of("GET /healthz HTTP/1.1\r\n\r\n"), Ok(Route::Health));
+        assert_eq!(
+            route_of("GET /nope HTTP/1.1\r\n\r\n"),
+            Err(HttpError::NotFound)
+        );
+        assert_eq!(
+            route_of("POST /ws/news HTTP/1.1\r\n\r\n"),
+            Err(HttpError::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(
+            route_of("GET /publish/news HTTP/1.1\r\n\r\n"),
+            Err(HttpError::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route_of("GET /ws/bad%20name HTTP/1.1\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            route_of("GET /ws/ HTTP/1.1\r\n\r\n").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            route_of("GET /ws HTTP/1.1\r\n\r\n").unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn error_responses_carry_their_headers() {
+        let text =
+            String::from_utf8(HttpError::MethodNotAllowed { allow: "GET" }.response()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("\r\nAllow: GET\r\n"));
+        assert!(text.contains("\r\nConnection: close\r\n"));
+        let text = String::from_utf8(HttpError::HeaderTooLarge.response()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 "));
+    }
+
+    #[test]
+    fn json_escape_escapes() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+}

@@ -1,0 +1,126 @@
+//! Every way a client can break RFC 6455 after the handshake, and the close code each one earns.
+//!
+//! One variant per rule, so a test can name exactly which rule it exercised and `/metrics` can
+//! count them apart. The mapping to close codes lives here and nowhere else.
+
+/// A violation of RFC 6455 by the peer. Ends that one connection with [`ProtocolError::close_code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// RFC 6455 §5.1: "The server MUST close the connection upon receiving a frame that is not
+    /// masked."
+    #[error("client frame is not masked")]
+    UnmaskedFrameFromClient,
+    /// RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated"; we negotiate none.
+    #[error("reserved bits set without a negotiated extension")]
+    ReservedBitsSet,
+    /// RFC 6455 §5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved.
+    #[error("reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    /// RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less".
+    #[error("control frame payload of {0} bytes exceeds 125")]
+    ControlFrameTooBig(u64),
+    /// RFC 6455 §5.5: "All control frames ... MUST NOT be fragmented."
+    #[error("fragmented control frame")]
+    FragmentedControlFrame,
+    /// RFC 6455 §5.2: "the most significant bit MUST be 0" in a 64-bit payload length.
+    #[error("64-bit payload length has its most significant bit set")]
+    PayloadLengthMsbSet,
+    /// RFC 6455 §5.4: a continuation frame with no fragmented message in progress.
+    #[error("continuation frame without a message to continue")]
+    UnexpectedContinuation,
+    /// RFC 6455 §5.4: "fragments of one message MUST NOT be interleaved" with another data frame.
+    #[error("new data frame while a fragmented message is in progress")]
+    ExpectedContinuation,
+    /// The frame or the reassembled message is larger than the configured limit.
+    #[error("message of {length_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    MessageTooBig {
+        /// The length announced by the header or reached by reassembly.
+        length_bytes: u64,
+        /// `Limits::max_message_bytes`.
+        limit_bytes: u64,
+    },
+    /// RFC 6455 §8.1: a text message that is not valid UTF-8 fails the connection.
+    #[error("text message is not valid UTF-8")]
+    InvalidUtf8,
+    /// RFC 6455 §5.5.1: a close payload, if present, starts with a two-byte code.
+    #[error("close frame with a one-byte payload")]
+    CloseFrameOneByte,
+    /// RFC 6455 §7.4: the received close code is not one an endpoint may send.
+    #[error("invalid close code {0}")]
+    InvalidCloseCode(u16),
+    /// RFC 6455 §5.5.1: the close reason "is not guaranteed to be human readable" but MUST be
+    /// UTF-8.
+    #[error("close reason is not valid UTF-8")]
+    InvalidCloseReason,
+}
+
+impl ProtocolError {
+    /// The close code RFC 6455 §7.4.1 assigns to this violation.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::MessageTooBig { .. } => close_code::MESSAGE_TOO_BIG,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
+                close_code::INVALID_PAYLOAD
+            }
+            ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::ReservedBitsSet
+            | ProtocolError::ReservedOpcode(_)
+            | ProtocolError::ControlFrameTooBig(_)
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::PayloadLengthMsbSet
+            | ProtocolError::UnexpectedContinuation
+            | ProtocolError::ExpectedContinuation
+            | ProtocolError::CloseFrameOneByte
+            | ProtocolError::InvalidCloseCode(_) => close_code::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// The close codes ringcast sends (RFC 6455 §7.4.1).
+pub mod close_code {
+    /// Normal closure: the purpose of the connection has been fulfilled.
+    pub const NORMAL: u16 = 1000;
+    /// Going away: the server is shutting down or the connection idled out.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Protocol error.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The payload of a message was inconsistent with its type (invalid UTF-8 in text).
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy violation: used for slow consumers whose outbound queue overflowed.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message too big to process.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_rfc_close_code() {
+        let cases = [
+            (ProtocolError::UnmaskedFrameFromClient, 1002),
+            (ProtocolError::ReservedBitsSet, 1002),
+            (ProtocolError::ReservedOpcode(3), 1002),
+            (ProtocolError::ControlFrameTooBig(126), 1002),
+            (ProtocolError::FragmentedControlFrame, 1002),
+            (ProtocolError::PayloadLengthMsbSet, 1002),
+            (ProtocolError::UnexpectedContinuation, 1002),
+            (ProtocolError::ExpectedContinuation, 1002),
+            (ProtocolError::CloseFrameOneByte, 1002),
+            (ProtocolError::InvalidCloseCode(1005), 1002),
+            (ProtocolError::InvalidUtf8, 1007),
+            (ProtocolError::InvalidCloseReason, 1007),
+            (
+                ProtocolError::MessageTooBig {
+                    length_bytes: 2,
+                    limit_bytes: 1,
+                },
+                1009,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.close_code(), code, "{error}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! RFC 6455 §5.2 frame headers: decoding what clients send, encoding what the server sends.
+//!
+//! Sans-IO: functions over byte slices. Decoding is split like mini-redis's `check`/`parse`: a
+//! header is either complete (and validated) or `None` (need more bytes); a broken header is an
+//! error as soon as the bytes that break it have arrived, so a hostile client is caught early
+//! (a 1 GiB length is refused from the header, before a byte of payload is read).
+//! Server frames are never masked (§5.1) and never fragmented (each broadcast is one frame).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::ProtocolError;
+
+/// Longest header a server frame can have: 2 bytes + 8 bytes of extended length.
+pub const MAX_SERVER_HEADER_BYTES: usize = 10;
+/// Longest header a client frame can have: 2 + 8 extended length + 4 masking key.
+pub const MAX_CLIENT_HEADER_BYTES: usize = 14;
+/// RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less".
+pub const MAX_CONTROL_PAYLOAD_BYTES: u64 = 125;
+
+/// The frame types RFC 6455 §5.2 defines; every other opcode is reserved and refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCode {
+    /// 0x0: continues a fragmented message.
+    Continuation,
+    /// 0x1: a UTF-8 text message (or its first fragment).
+    Text,
+    /// 0x2: a binary message (or its first fragment).
+    Binary,
+    /// 0x8: connection close.
+    Close,
+    /// 0x9: ping.
+    Ping,
+    /// 0xA: pong.
+    Pong,
+}
+
+impl OpCode {
+    fn from_bits(bits: u8) -> Result<OpCode, ProtocolError> {
+        match bits {
+            0x0 => Ok(OpCode::Continuation),
+            0x1 => Ok(OpCode::Text),
+            0x2 => Ok(OpCode::Binary),
+            0x8 => Ok(OpCode::Close),
+            0x9 => Ok(OpCode::Ping),
+            0xA => Ok(OpCode::Pong),
+            // RFC 6455 §5.2: "%x3-7 are reserved for further non-control frames" and
+            // "%xB-F are reserved for further control frames".
+            reserved => Err(ProtocolError::ReservedOpcode(reserved)),
+        }
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            OpCode::Continuation => 0x0,
+            OpCode::Text => 0x1,
+            OpCode::Binary => 0x2,
+            OpCode::Close => 0x8,
+            OpCode::Ping => 0x9,
+            OpCode::Pong => 0xA,
+        }
+    }
+
+    /// RFC 6455 §5.5: control frames are those whose opcode has the high bit set.
+    pub fn is_control(self) -> bool {
+        matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
+    }
+}
+
+/// A decoded and validated client frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// FIN: this frame ends its message.
+    pub fin: bool,
+    /// The frame type.
+    pub opcode: OpCode,
+    /// The masking key (every accepted client frame has one).
+    pub mask_key: [u8; 4],
+    /// Payload length in bytes, already checked against the limits.
+    pub payload_len: u64,
+    /// Bytes the header occupies before the payload starts.
+    pub header_len: usize,
+}
+
+impl FrameHeader {
+    /// Header plus payload: how many bytes of input this frame consumes.
+    pub fn frame_len(&self) -> u64 {
+        self.header_len as u64 + self.payload_len
+    }
+}
+
+/// Decodes a client frame header from the start of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed, an error as soon as the available bytes prove
+/// the frame invalid, and the header otherwise. `max_payload_bytes` is the largest data frame
+/// payload accepted (the message limit); RFC 6455 §10.4 lets a server refuse what it cannot
+/// buffer, with 1009.
+pub fn decode_client_header(
+    buf: &[u8],
+    max_payload_bytes: u64,
+) -> Result<Option<FrameHeader>, ProtocolError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let fin = first & 0x80 != 0;
+    if first & 0x70 != 0 {
+        return Err(ProtocolError::ReservedBitsSet);
+    }
+    let opcode = OpCode::from_bits(first & 0x0F)?;
+    if opcode.is_control() && !fin {
+        return Err(ProtocolError::FragmentedControlFrame);
+    }
+    let Some(&second) = buf.get(1) else {
+        return Ok(None);
+    };
+    if second & 0x80 == 0 {
+        return Err(ProtocolError::UnmaskedFrameFromClient);
+    }
+    let short_len = u64::from(second & 0x7F);
+    if opcode.is_control() && short_len > MAX_CONTROL_PAYLOAD_BYTES {
+        return Err(ProtocolError::ControlFrameTooBig(short_len));
+    }
+    let (payload_len, length_bytes) = match short_len {
+        126 => match buf.get(2..4) {
+            Some(bytes) => (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 2),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(bytes) => {
+                let length = u64::from_be_bytes(bytes.try_into().expect("slice of 8 bytes"));
+                if length >> 63 != 0 {
+                    return Err(ProtocolError::PayloadLengthMsbSet);
+                }
+                (length, 8)
+            }
+            None => return Ok(None),
+        },
+        length => (length, 0),
+    };
+    if payload_len > max_payload_bytes {
+        return Err(ProtocolError::MessageTooBig {
+            length_bytes: payload_len,
+            limit_bytes: max_payload_bytes,
+        });
+    }
+    let mask_start = 2 + length_bytes;
+    let Some(mask) = buf.get(mask_start..mask_start + 4) else {
+        return Ok(None);
+    };
+    Ok(Some(FrameHeader {
+        fin,
+        opcode,
+        mask_key: mask.try_into().expect("slice of 4 bytes"),
+        payload_len,
+        header_len: mask_start + 4,
+    }))
+}
+
+/// Writes an unmasked, final server frame header into `out`; returns its length.
+pub fn encode_server_header(
+    opcode: OpCode,
+    payload_len: usize,
+    out: &mut [u8; MAX_SERVER_HEADER_BYTES],
+) -> usize {
+    out[0] = 0x80 | opcode.bits();
+    if payload_len < 126 {
+        out[1] = payload_len as u8;
+        2
+    } else if let Ok(length) = u16::try_from(payload_len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&length.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// Builds one complete server frame: one allocation, header and payload contiguous, ready to be
+/// shared by reference with every subscriber.
+pub fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut header = [0u8; MAX_SERVER_HEADER_BYTES];
+    let header_len = encode_server_header(opcode, payload.len(), &mut header);
+    let mut frame = BytesMut::with_capacity(header_len + payload.len());
+    frame.put_slice(&header[..header_len]);
+    frame.put_slice(payload);
+    frame.freeze()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::protocol::mask::apply_mask_reference;
+
+    /// Builds a masked client frame, as a client library would (test helper, also for fuzzing).
+    pub(crate) fn client_frame(
+        fin: bool,
+        opcode_bits: u8,
+        key: [u8; 4],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode_bits];
+        match payload.len() {
+            length if length < 126 => frame.push(0x80 | length as u8),
+            length if length <= 0xFFFF => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&key);
+        let mut masked = payload.to_vec();
+        apply_mask_reference(&mut masked, key, 0);
+        frame.extend_from_slice(&masked);
+        frame
+    }
+
+    #[test]
+    fn rfc_5_7_unmasked_hello_is_what_the_server_sends() {
+        // RFC 6455 §5.7: "A single-frame unmasked text message: 0x81 0x05 0x48 0x65 0x6c 0x6c 0x6f".
+        let frame = encode_server_frame(OpCode::Text, b"Hello");
+        assert_eq!(&frame[..], &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    }
+
+    #[test]
+    fn rfc_5_7_unmasked_ping_and_lengths() {
+        // RFC 6455 §5.7: "Unmasked Ping request and masked Ping response: 0x89 0x05 ... "Hello"".
+        assert_eq!(
+            &encode_server_frame(OpCode::Ping, b"Hello")[..2],
+            &[0x89, 0x05]
+        );
+        // "256 bytes binary message in a single unmasked frame: 0x82 0x7E 0x0100 [256 bytes]".
+        let frame = encode_server_frame(OpCode::Binary, &[0u8; 256]);
+        assert_eq!(&frame[..4], &[0x82, 0x7E, 0x01, 0x00]);
+        assert_eq!(frame.len(), 260);
+        // "64KiB binary message in a single unmasked frame: 0x82 0x7F 0x0000000000010000".
+        let frame = encode_server_frame(OpCode::Binary, &[0u8; 65536]);
+        assert_eq!(&frame[..10], &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn rfc_5_7_masked_hello_decodes() {
+        // RFC 6455 §5.7: "A single-frame masked text message".
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let header = decode_client_header(&frame, 1 << 20).unwrap().unwrap();
+        assert!(header.fin);
+        assert_eq!(header.opcode, OpCode::Text);
+        assert_eq!(header.mask_key, [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(header.payload_len, 5);
+        assert_eq!(header.header_len, 6);
+    }
+
+    #[test]
+    fn incomplete_headers_ask_for_more() {
+        let frame = client_frame(true, 0x2, [1, 2, 3, 4], &[7u8; 70000]);
+        for cut in 0..14 {
+            assert_eq!(
+                decode_client_header(&frame[..cut], u64::MAX >> 1),
+                Ok(None),
+                "{cut}"
+            );
+        }
+        assert!(
+            decode_client_header(&frame[..14], u64::MAX >> 1)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn each_header_violation_is_its_own_error() {
+        let limit = 1024;
+        let check = |bytes: &[u8]| decode_client_header(bytes, limit);
+        assert_eq!(
+            check(&[0x81, 0x05]),
+            Err(ProtocolError::UnmaskedFrameFromClient)
+        );
+        assert_eq!(check(&[0xC1, 0x85]), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(check(&[0xA1, 0x85]), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(check(&[0x91, 0x85]), Err(ProtocolError::ReservedBitsSet));
+        for opcode in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+            assert_eq!(
+                check(&[0x80 | opcode, 0x80]),
+                Err(ProtocolError::ReservedOpcode(opcode))
+            );
+        }
+        assert_eq!(
+            check(&[0x09, 0x80]),
+            Err(ProtocolError::FragmentedControlFrame)
+        );
+        assert_eq!(
+            check(&[0x89, 0xFE, 0, 126]),
+            Err(ProtocolError::ControlFrameTooBig(126))
+        );
+        let mut huge = vec![0x82, 0xFF];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        assert_eq!(check(&huge), Err(ProtocolError::PayloadLengthMsbSet));
+        assert_eq!(
+            check(&[0x82, 0xFE, 0x04, 0x01]),
+            Err(ProtocolError::MessageTooBig {
+                length_bytes: 1025,
+                limit_bytes: 1024
+            })
+        );
+    }
+
+    #[test]
+    fn too_big_is_detected_from_the_header_alone() {
+        // 1 GiB announced: refused with only the 10 header bytes in hand.
+        let mut header = vec![0x82, 0xFF];
+        header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+        let error = decode_client_header(&header, 65536).unwrap_err();
+        assert_eq!(error.close_code(), 1009);
+    }
+}

@@ -1,0 +1,560 @@
+//! Accepting sockets and serving their first request: the WebSocket upgrade, or one of the plain
+//! HTTP endpoints (`/publish/{channel}`, `/healthz`, `/stat`) with keep-alive.
+//!
+//! Every wait here is bounded: the request head (and a publish body) must arrive within
+//! `--handshake-timeout`, responses are written within it too, and a refused connection is
+//! closed after a short linger so the client reads the status instead of a reset.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{TaskQueueHandle, spawn_local_into};
+
+use super::shard::{Publication, Shard};
+use super::websocket::{SessionKind, run_session};
+use crate::http::{self, HttpError, RequestHead, Route, parse_request_head};
+use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
+use crate::protocol::message::DataKind;
+
+/// Most sockets being refused with 503 at once; beyond it, refused sockets are just closed.
+const REFUSALS_IN_FLIGHT_MAX: usize = 64;
+/// How long a refused or finished connection is drained before it is closed (so our last
+/// bytes are not destroyed by a reset when the client still had data in flight).
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read and discarded while lingering.
+const LINGER_BYTES_MAX: usize = 64 << 10;
+/// Bytes asked of one read while a request is being received.
+const REQUEST_READ_CHUNK_BYTES: usize = 4096;
+
+/// Keeps the shard's count of open sockets right, however the connection's task ends.
+struct SocketGuard {
+    shard: Rc<Shard>,
+}
+
+impl SocketGuard {
+    fn new(shard: &Rc<Shard>) -> SocketGuard {
+        shard.open_sockets.set(shard.open_sockets.get() + 1);
+        shard
+            .slot()
+            .open_sockets
+            .store(shard.open_sockets.get() as u64, Ordering::Relaxed);
+        SocketGuard {
+            shard: shard.clone(),
+        }
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let shard = &self.shard;
+        shard.open_sockets.set(shard.open_sockets.get() - 1);
+        shard
+            .slot()
+            .open_sockets
+            .store(shard.open_sockets.get() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The accept loop of one shard. Ends when the shard drains (dropping the listener, so the
+/// kernel stops routing new connections here).
+pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: TaskQueueHandle) {
+    let refusals = Rc::new(Cell::new(0usize));
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.draining.wait().await;
+            None
+        })
+        .await;
+        let Some(result) = accepted else {
+            break;
+        };
+        match result {
+            Ok(stream) => admit(&shard, stream, connections, &refusals),
+            Err(error) => {
+                shard.registry.borrow_mut().stats.accept_errors += 1;
+                let error = io::Error::from(error);
+                // Out of descriptors or memory: back off instead of spinning on accept.
+                let backoff = match error.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        Duration::from_millis(100)
+                    }
+                    _ => Duration::from_millis(1),
+                };
+                if last_error_log.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
+                    log::warn!("shard {}: accept failed: {error}", shard.id);
+                    last_error_log = Some(Instant::now());
+                }
+                glommio::timer::sleep(backoff).await;
+            }
+        }
+    }
+    log::debug!("shard {}: stopped accepting", shard.id);
+}
+
+fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals: &Rc<Cell<usize>>) {
+    if shard.open_sockets.get() >= shard.shared.max_connections_per_shard {
+        let mut registry = shard.registry.borrow_mut();
+        registry.stats.connections_over_limit += 1;
+        registry.stats.count_http_rejection(503);
+        if refusals.get() >= REFUSALS_IN_FLIGHT_MAX {
+            return; // Dropping the stream closes it.
+        }
+        refusals.set(refusals.get() + 1);
+        let refusals = refusals.clone();
+        let task = spawn_local_into(
+            async move {
+                let mut stream = stream;
+                respond_and_close(&mut stream, &HttpError::ConnectionLimit.response()).await;
+                refusals.set(refusals.get() - 1);
+            },
+            queue,
+        );
+        match task {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(_) => log::error!("shard {}: cannot spawn into the connection queue", shard.id),
+        }
+        return;
+    }
+    let task = spawn_local_into(handle_connection(shard.clone(), stream), queue);
+    match task {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(_) => log::error!("shard {}: cannot spawn into the connection queue", shard.id),
+    }
+}
+
+/// Why no request head could be read.
+enum HeadError {
+    Http(HttpError),
+    TimedOut,
+    Closed,
+}
+
+/// Serves one connection: HTTP requests until it upgrades or closes.
+async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _socket = SocketGuard::new(&shard);
+    shard.registry.borrow_mut().stats.connections_accepted += 1;
+    // Small frames must leave at once; ringcast does its own batching.
+    let _ = stream.set_nodelay(true);
+    let mut buffer = Vec::new();
+    // Bounded by the handshake timeout per request and the peer's patience.
+    loop {
+        let head = match read_head(&shard, &mut stream, &mut buffer).await {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(HeadError::Closed) => return,
+            Err(HeadError::TimedOut) => {
+                shard.registry.borrow_mut().stats.handshake_timeouts += 1;
+                return;
+            }
+            Err(HeadError::Http(error)) => return refuse(&shard, &mut stream, error).await,
+        };
+        let route = match http::route(&head, &shard.policy) {
+            Ok(route) => route,
+            Err(error) => return refuse(&shard, &mut stream, error).await,
+        };
+        if route.is_websocket() {
+            buffer.drain(..head.head_len);
+            return upgrade(shard.clone(), stream, head, route, buffer).await;
+        }
+        let consumed = match serve_http(&shard, &mut stream, &head, route, &mut buffer).await {
+            Ok(consumed) => consumed,
+            Err(Some(error)) => return refuse(&shard, &mut stream, error).await,
+            Err(None) => return,
+        };
+        if !head.keep_alive || shard.draining.is_set() {
+            linger_close(&mut stream).await;
+            return;
+        }
+        buffer.drain(..consumed);
+        if buffer.is_empty() {
+            buffer = Vec::new();
+        }
+    }
+}
+
+/// Runs `work` with the handshake timeout, giving up early if the shard drains.
+async fn bounded<T>(shard: &Shard, work: impl Future<Output = T>) -> Option<T> {
+    let timed = glommio::timer::timeout(shard.config.handshake_timeout, async { Ok(work.await) });
+    futures_lite::future::or(async { timed.await.ok() }, async {
+        shard.draining.wait().await;
+        None
+    })
+    .await
+}
+
+/// Reads until `buffer` holds a complete request head. `Ok(None)`: the client closed cleanly
+/// before sending anything.
+async fn read_head(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Result<Option<RequestHead>, HeadError> {
+    let max_header_bytes = shard.config.max_header_bytes;
+    let max_headers = shard.config.max_headers;
+    let work = async {
+        let mut scanned = 0;
+        // Bounded: each round reads at least one byte, and the buffer is capped.
+        loop {
+            // Parse only once the blank line that ends the head has arrived: a client that
+            // sends one byte at a time costs one scan of that byte, not a parse per byte.
+            if has_head_end(buffer, &mut scanned) || buffer.len() >= max_header_bytes {
+                match parse_request_head(buffer, max_header_bytes, max_headers) {
+                    Ok(Some(head)) => return Ok(Some(head)),
+                    Ok(None) => {}
+                    Err(error) => return Err(HeadError::Http(error)),
+                }
+            }
+            let room = (max_header_bytes + 1).saturating_sub(buffer.len()).max(1);
+            match read_more(stream, buffer, room.min(REQUEST_READ_CHUNK_BYTES)).await {
+                Ok(0) if buffer.is_empty() => return Ok(None),
+                Ok(0) | Err(_) => return Err(HeadError::Closed),
+                Ok(_) => {}
+            }
+        }
+    };
+    bounded(shard, work)
+        .await
+        .unwrap_or(Err(HeadError::TimedOut))
+}
+
+/// Finds the blank line ending a request head, scanning only bytes not seen before.
+fn has_head_end(buffer: &[u8], scanned: &mut usize) -> bool {
+    let start = scanned.saturating_sub(3);
+    let found = buffer[start..].windows(2).enumerate().any(|(index, pair)| {
+        pair == b"\n\n" || (pair == b"\r\n" && buffer[..start + index].ends_with(b"\r\n"))
+    });
+    *scanned = buffer.len();
+    found
+}
+
+/// Reads up to `max_bytes` more into `buffer`; returns how many arrived (0 = end of stream).
+async fn read_more(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    max_bytes: usize,
+) -> io::Result<usize> {
+    let start = buffer.len();
+    buffer.resize(start + max_bytes, 0);
+    let result = stream.read(&mut buffer[start..]).await;
+    let read = *result.as_ref().unwrap_or(&0);
+    buffer.truncate(start + read);
+    result
+}
+
+/// Serves a plain HTTP request; returns the bytes of `buffer` it consumed. `Err(Some)` is
+/// answered with its status and the connection closed; `Err(None)` just closes.
+async fn serve_http(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    route: Route,
+    buffer: &mut Vec<u8>,
+) -> Result<usize, Option<HttpError>> {
+    let (status, body) = match route {
+        Route::Publish(channel) => {
+            let (payload, consumed) = read_body(shard, stream, head, buffer).await?;
+            let response = publish(shard, channel, payload).await.map_err(Some)?;
+            write_response(shard, stream, 200, &response, head.keep_alive).await?;
+            return Ok(consumed);
+        }
+        Route::Health => health(shard),
+        Route::Stat => (200, stat_page(shard).await),
+        Route::Subscribe(_) | Route::Echo => unreachable!("WebSocket routes are upgraded"),
+    };
+    if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
+        return Err(Some(HttpError::BadRequest("unexpected request body")));
+    }
+    write_response(shard, stream, status, &body, head.keep_alive).await?;
+    Ok(head.head_len)
+}
+
+async fn write_response(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    status: u16,
+    body: &str,
+    keep_alive: bool,
+) -> Result<(), Option<HttpError>> {
+    let content_type = if body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let response = http::response(status, &[], content_type, body.as_bytes(), keep_alive);
+    match bounded(shard, stream.write_all(&response)).await {
+        Some(Ok(())) => Ok(()),
+        _ => Err(None),
+    }
+}
+
+/// Reads a publish body (`Content-Length` bytes after the head).
+async fn read_body(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    buffer: &mut Vec<u8>,
+) -> Result<(Bytes, usize), Option<HttpError>> {
+    if head.has_transfer_encoding {
+        return Err(Some(HttpError::LengthRequired));
+    }
+    let length = head.content_length.unwrap_or(0);
+    if length > shard.config.max_message_bytes as u64 {
+        return Err(Some(HttpError::PayloadTooLarge));
+    }
+    let end = head.head_len + length as usize;
+    if head.expect_continue
+        && buffer.len() < end
+        && bounded(shard, stream.write_all(http::CONTINUE_RESPONSE))
+            .await
+            .is_none()
+    {
+        return Err(None);
+    }
+    let work = async {
+        // Bounded: each round reads at least one byte towards `end`.
+        while buffer.len() < end {
+            let wanted = (end - buffer.len()).min(64 << 10);
+            match read_more(stream, buffer, wanted).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        true
+    };
+    match bounded(shard, work).await {
+        Some(true) => Ok((Bytes::copy_from_slice(&buffer[head.head_len..end]), end)),
+        Some(false) => Err(None),
+        None => {
+            shard.registry.borrow_mut().stats.handshake_timeouts += 1;
+            Err(None)
+        }
+    }
+}
+
+/// `POST /publish/{channel}`: hands the message to every shard.
+async fn publish(
+    shard: &Rc<Shard>,
+    channel: crate::channel::ChannelName,
+    payload: Bytes,
+) -> Result<String, HttpError> {
+    let kind = if std::str::from_utf8(&payload).is_ok() {
+        DataKind::Text
+    } else {
+        DataKind::Binary
+    };
+    let local_subscribers = shard.registry.borrow().subscriber_count(channel.as_str());
+    shard.registry.borrow_mut().stats.published_http += 1;
+    let publication = Publication {
+        channel: channel.clone(),
+        payload,
+        kind,
+        published_at: Instant::now(),
+    };
+    let refused = shard.publish(publication).await;
+    if !refused.is_empty() {
+        return Err(HttpError::Overloaded(format!(
+            "{} of {} shards did not take the message within {}",
+            refused.len(),
+            shard.shared.shards.len(),
+            humantime::format_duration(shard.config.publish_timeout)
+        )));
+    }
+    Ok(format!(
+        "{{\"channel\":\"{}\",\"shards\":{},\"local_subscribers\":{local_subscribers}}}\n",
+        channel,
+        shard.shared.shards.len()
+    ))
+}
+
+fn health(shard: &Shard) -> (u16, String) {
+    let shards = shard.shared.shards.len();
+    if shard.shared.shutting_down() {
+        (503, "{\"status\":\"draining\"}\n".to_string())
+    } else if shard.shared.all_shards_healthy() {
+        (200, format!("{{\"status\":\"ok\",\"shards\":{shards}}}\n"))
+    } else {
+        (
+            503,
+            format!("{{\"status\":\"degraded\",\"shards\":{shards}}}\n"),
+        )
+    }
+}
+
+/// `GET /stat`: a plain-text page in the spirit of ws4redis's.
+async fn stat_page(shard: &Shard) -> String {
+    let snapshots = shard.snapshots().await;
+    let mut page = String::new();
+    let shards = shard.shared.shards.len();
+    let _ = writeln!(page, "ringcast {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        page,
+        "uptime_s {}",
+        shard.shared.started_at.elapsed().as_secs()
+    );
+    let _ = writeln!(page, "shards {shards} (answered: {})", snapshots.len());
+    let total: usize = snapshots.iter().map(|s| s.websocket_connections).sum();
+    let _ = writeln!(page, "connections {total}");
+    for snapshot in &snapshots {
+        let _ = writeln!(
+            page,
+            "\tshard {}: {} websocket connections, {} sockets, {} channels",
+            snapshot.shard,
+            snapshot.websocket_connections,
+            snapshot.open_sockets,
+            snapshot.channel_count
+        );
+    }
+    let mut channels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for snapshot in &snapshots {
+        for (name, count) in &snapshot.top_channels {
+            *channels.entry(name.as_str()).or_default() += count;
+        }
+    }
+    let _ = writeln!(page, "channels {}", channels.len());
+    for (name, count) in &channels {
+        let _ = writeln!(page, "\tchannel {name}: {count} clients");
+    }
+    let mut stats = super::stats::ShardStats::default();
+    for snapshot in &snapshots {
+        stats.merge(&snapshot.stats);
+    }
+    let _ = writeln!(page, "published_http {}", stats.published_http);
+    let _ = writeln!(page, "deliveries_queued {}", stats.frames_queued);
+    let _ = writeln!(page, "frames_written {}", stats.frames_written);
+    let _ = writeln!(page, "write_calls {}", stats.write_calls);
+    let _ = writeln!(
+        page,
+        "slow_consumer_closes {}",
+        stats.closes_for(super::stats::CloseReason::SlowConsumer)
+    );
+    let _ = writeln!(page, "publish_refusals {}", stats.publish_refusals);
+    if let Some(rss) = resident_memory_bytes() {
+        let _ = writeln!(page, "memory_rss_bytes {rss}");
+    }
+    page
+}
+
+/// The process's resident set size, from `/proc/self/status`.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Validates the upgrade, registers the connection, answers 101 and runs the session.
+async fn upgrade(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    head: RequestHead,
+    route: Route,
+    leftover: Vec<u8>,
+) {
+    let accept = match validate_upgrade(&head) {
+        Ok(accept) => accept,
+        Err(error) => return refuse(&shard, &mut stream, error).await,
+    };
+    if shard.draining.is_set() {
+        return refuse(&shard, &mut stream, HttpError::ShuttingDown).await;
+    }
+    let key = {
+        let mut registry = shard.registry.borrow_mut();
+        let key = registry.insert(stream.as_raw_fd(), shard.now_ms());
+        if let Route::Subscribe(channel) = &route
+            && registry.subscribe(key, channel).is_err()
+        {
+            registry.remove(key);
+            None
+        } else {
+            // The 101 goes through the connection's queue, so nothing can overtake it.
+            registry.queue(key, Bytes::from(switching_protocols_response(&accept)));
+            registry.flush(key);
+            registry.stats.websocket_opened += 1;
+            Some(key)
+        }
+    };
+    let Some(key) = key else {
+        let error = HttpError::Overloaded("too many channels on this shard".into());
+        return refuse(&shard, &mut stream, error).await;
+    };
+    shard.publish_connection_count();
+    let kind = match route {
+        Route::Echo => SessionKind::Echo,
+        _ => SessionKind::Subscriber,
+    };
+    run_session(&shard, &mut stream, key, kind, leftover).await;
+    shard.publish_connection_count();
+}
+
+/// Answers with `error`'s status, counts it, and closes.
+async fn refuse(shard: &Shard, stream: &mut TcpStream, error: HttpError) {
+    shard
+        .registry
+        .borrow_mut()
+        .stats
+        .count_http_rejection(error.status());
+    respond_and_close(stream, &error.response()).await;
+}
+
+/// Writes `response` (bounded in time) and closes with a linger.
+async fn respond_and_close(stream: &mut TcpStream, response: &[u8]) {
+    let written =
+        glommio::timer::timeout(LINGER, async { Ok(stream.write_all(response).await) }).await;
+    if matches!(written, Ok(Ok(()))) {
+        linger_close(stream).await;
+    }
+}
+
+/// Half-closes, then reads and discards for a bounded time and amount, so the peer receives
+/// everything we wrote before the socket is closed (closing with unread input sends a reset).
+pub async fn linger_close(stream: &mut TcpStream) {
+    // SAFETY: shutdown on a valid socket descriptor has no memory effects.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+    let mut sink = [0u8; 512];
+    let drain = async {
+        let mut discarded = 0;
+        // Bounded by LINGER_BYTES_MAX and the timeout around it.
+        while discarded < LINGER_BYTES_MAX {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => discarded += read,
+            }
+        }
+        Ok(())
+    };
+    let _ = glommio::timer::timeout(LINGER, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_head_end;
+
+    #[test]
+    fn head_end_is_found_across_reads() {
+        let mut scanned = 0;
+        let mut buffer = b"GET / HTTP/1.1\r\nHost: x\r\n\r".to_vec();
+        assert!(!has_head_end(&buffer, &mut scanned));
+        buffer.push(b'\n');
+        assert!(has_head_end(&buffer, &mut scanned));
+        let mut scanned = 0;
+        assert!(has_head_end(b"GET / HTTP/1.1\nHost: x\n\n", &mut scanned));
+        let mut scanned = 0;
+        assert!(!has_head_end(
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            &mut scanned
+        ));
+    }
+}

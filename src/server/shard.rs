@@ -1,0 +1,434 @@
+//! One shard: a glommio executor pinned to a core that owns its listener socket, its
+//! connections, its channels and its fan-out.
+//!
+//! Tasks of a shard, each in its own task queue so one cannot starve another:
+//! - accept: takes connections from this shard's SO_REUSEPORT listener and spawns their tasks;
+//! - fan-out: takes messages from the local inbox and the mesh, frames each once, queues it for
+//!   every local subscriber, then gives every connection with queued frames one vectored write;
+//! - ticker: heartbeat for `/healthz`, pings and idle timeouts, drain on shutdown;
+//! - one task per connection (`connection.rs`, `websocket.rs`).
+//!
+//! Cross-shard traffic is only [`ShardMessage`] over bounded glommio mesh channels. A publish
+//! delivered locally never goes through the mesh.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+use glommio::channels::shared_channel::ConnectedReceiver;
+
+use super::event::LocalEvent;
+use super::registry::{CloseRequest, Registry};
+use super::stats::ShardStats;
+use super::uring::UringWriter;
+use crate::channel::{ChannelName, ChannelPolicy};
+use crate::config::{
+    Config, FLUSHES_PER_YIELD, MAX_MESSAGES_PER_PASS, READ_SCRATCH_BYTES, WritePath,
+};
+use crate::protocol::frame::{OpCode, encode_server_frame};
+use crate::protocol::message::DataKind;
+use crate::server::shared::{ShardSlot, Shared};
+
+/// A message published to a channel, on its way to every shard.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The payload, shared by every shard (framed separately by each).
+    pub payload: Bytes,
+    /// Text if the payload is valid UTF-8, else binary.
+    pub kind: DataKind,
+    /// When the publish arrived (start of the latency measurement).
+    pub published_at: Instant,
+}
+
+/// A shard's view of itself for `/stat`.
+#[derive(Debug, Clone)]
+pub struct ShardSnapshot {
+    /// Shard index.
+    pub shard: usize,
+    /// Open WebSocket connections.
+    pub websocket_connections: usize,
+    /// Open sockets of any kind.
+    pub open_sockets: usize,
+    /// Channels with subscribers here.
+    pub channel_count: usize,
+    /// The largest channels and their subscriber counts (bounded list).
+    pub top_channels: Vec<(String, usize)>,
+    /// Counters.
+    pub stats: ShardStats,
+}
+
+/// Everything that travels between shards.
+#[derive(Debug)]
+pub enum ShardMessage {
+    /// Deliver to local subscribers.
+    Publish(Publication),
+    /// Reply with a snapshot (for `/stat`).
+    Snapshot(oneshot::Sender<ShardSnapshot>),
+}
+
+/// Most channels a snapshot lists.
+pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
+
+/// Messages published on this shard for this shard: the local half of the fan-out's input.
+#[derive(Debug)]
+struct Inbox {
+    queue: RefCell<VecDeque<ShardMessage>>,
+    waker: RefCell<Option<Waker>>,
+    capacity: usize,
+}
+
+impl Inbox {
+    fn try_push(&self, message: ShardMessage) -> Result<(), ShardMessage> {
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() >= self.capacity {
+            return Err(message);
+        }
+        queue.push_back(message);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The state of one shard, shared by its tasks through an `Rc`.
+pub struct Shard {
+    /// Index of this shard (0..shards).
+    pub id: usize,
+    /// Configuration (validated).
+    pub config: Arc<Config>,
+    /// Which channel names are allowed.
+    pub policy: ChannelPolicy,
+    /// State every shard can see.
+    pub shared: Arc<Shared>,
+    /// Connections, channels, counters.
+    pub registry: RefCell<Registry>,
+    /// Every recv() of every connection reads here first; only unfinished frames are copied
+    /// into a connection's own buffer, so an idle connection owns no read buffer.
+    pub scratch: RefCell<Box<[u8]>>,
+    /// Local publishes waiting for the fan-out.
+    inbox: Inbox,
+    /// Senders to the other shards (`None` with one shard).
+    mesh: Option<Senders<ShardMessage>>,
+    /// Open sockets of any kind on this shard.
+    pub open_sockets: Cell<usize>,
+    /// Set when the shard starts draining.
+    pub draining: LocalEvent,
+    /// Origin of the shard clock (`now_ms`).
+    epoch: Instant,
+    /// Batched io_uring writer, with `--write-path uring`.
+    uring: RefCell<Option<UringWriter>>,
+}
+
+impl Shard {
+    /// A shard with no connections yet.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        mesh: Option<Senders<ShardMessage>>,
+    ) -> std::io::Result<Shard> {
+        let uring = match config.write_path {
+            WritePath::Uring => Some(UringWriter::new()?),
+            WritePath::Sendmsg => None,
+        };
+        Ok(Shard {
+            id,
+            policy: config.channel_policy(),
+            registry: RefCell::new(Registry::new(
+                config.max_channels,
+                config.outbound_queue_bytes,
+            )),
+            scratch: RefCell::new(vec![0u8; READ_SCRATCH_BYTES].into_boxed_slice()),
+            inbox: Inbox {
+                queue: RefCell::new(VecDeque::new()),
+                waker: RefCell::new(None),
+                capacity: config.mesh_capacity,
+            },
+            mesh,
+            open_sockets: Cell::new(0),
+            draining: LocalEvent::default(),
+            epoch: Instant::now(),
+            uring: RefCell::new(uring),
+            config,
+            shared,
+        })
+    }
+
+    /// Milliseconds on this shard's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// This shard's slot in the shared state.
+    pub fn slot(&self) -> &ShardSlot {
+        &self.shared.shards[self.id]
+    }
+
+    /// Publishes the current count of open WebSocket connections.
+    pub fn publish_connection_count(&self) {
+        let count = self.registry.borrow().connections.len() as u64;
+        self.slot()
+            .websocket_connections
+            .store(count, Ordering::Relaxed);
+    }
+
+    /// Delivers `publication` to every shard, this one included. Waits at most
+    /// `--publish-timeout` for a full inbox; returns the shards that could not take it.
+    pub async fn publish(&self, publication: Publication) -> Vec<usize> {
+        let mut refused = Vec::new();
+        if let Some(mesh) = &self.mesh {
+            for peer in 0..mesh.nr_consumers() {
+                if peer == mesh.peer_id() {
+                    continue;
+                }
+                let message = ShardMessage::Publish(publication.clone());
+                let sent = match mesh.try_send_to(peer, message) {
+                    Ok(()) => true,
+                    Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
+                        message,
+                    ))) => {
+                        let send = mesh.send_to(peer, message);
+                        glommio::timer::timeout(self.config.publish_timeout, async {
+                            Ok(send.await.is_ok())
+                        })
+                        .await
+                        .unwrap_or(false)
+                    }
+                    Err(_) => false,
+                };
+                if !sent {
+                    refused.push(peer);
+                }
+            }
+        }
+        if !self.push_local(ShardMessage::Publish(publication)).await {
+            refused.push(self.mesh.as_ref().map_or(0, |mesh| mesh.peer_id()));
+        }
+        if !refused.is_empty() {
+            self.registry.borrow_mut().stats.publish_refusals += 1;
+        }
+        refused
+    }
+
+    /// Queues a message for this shard's own fan-out, waiting at most `--publish-timeout`.
+    async fn push_local(&self, message: ShardMessage) -> bool {
+        let deadline = Instant::now() + self.config.publish_timeout;
+        let mut message = message;
+        // Bounded by the deadline; each round sleeps 1 ms.
+        loop {
+            match self.inbox.try_push(message) {
+                Ok(()) => return true,
+                Err(returned) if Instant::now() < deadline => {
+                    message = returned;
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Snapshots of every shard, this one first; shards that do not answer within a second are
+    /// left out.
+    pub async fn snapshots(&self) -> Vec<ShardSnapshot> {
+        let mut snapshots = vec![self.snapshot()];
+        let Some(mesh) = &self.mesh else {
+            return snapshots;
+        };
+        for peer in 0..mesh.nr_consumers() {
+            if peer == mesh.peer_id() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            let asked = glommio::timer::timeout(Duration::from_secs(1), async {
+                mesh.send_to(peer, ShardMessage::Snapshot(reply))
+                    .await
+                    .map_err(|_| {
+                        glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
+                    })?;
+                answer.await.map_err(|_| {
+                    glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
+                })
+            })
+            .await;
+            if let Ok(snapshot) = asked {
+                snapshots.push(snapshot);
+            }
+        }
+        snapshots.sort_by_key(|snapshot| snapshot.shard);
+        snapshots
+    }
+
+    fn snapshot(&self) -> ShardSnapshot {
+        let registry = self.registry.borrow();
+        ShardSnapshot {
+            shard: self.id,
+            websocket_connections: registry.connections.len(),
+            open_sockets: self.open_sockets.get(),
+            channel_count: registry.channel_count(),
+            top_channels: registry.top_channels(SNAPSHOT_CHANNELS_MAX),
+            stats: registry.stats.clone(),
+        }
+    }
+
+    /// The fan-out task: forever take a batch of messages, queue them, write, then close the
+    /// slow consumers of this pass.
+    pub async fn run_fanout(self: Rc<Self>, mut receivers: Vec<ConnectedReceiver<ShardMessage>>) {
+        let mut batch = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
+        let mut published_at = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
+        loop {
+            poll_fn(|context| self.collect(context, &mut receivers, &mut batch, true)).await;
+            if !self.config.write_coalesce.is_zero() {
+                glommio::timer::sleep(self.config.write_coalesce).await;
+                poll_fn(|context| self.collect(context, &mut receivers, &mut batch, false)).await;
+            }
+            self.queue_batch(&mut batch, &mut published_at);
+            self.flush_all().await;
+            let mut registry = self.registry.borrow_mut();
+            let now = Instant::now();
+            for at in published_at.drain(..) {
+                registry
+                    .stats
+                    .record_fanout_latency(now.duration_since(at).as_micros() as u64);
+            }
+            registry.request_slow_consumer_closes();
+        }
+    }
+
+    /// Moves up to `MAX_MESSAGES_PER_PASS` messages from the inbox and the mesh into `batch`.
+    /// With `wait`, stays pending until there is at least one.
+    fn collect(
+        &self,
+        context: &mut Context<'_>,
+        receivers: &mut Vec<ConnectedReceiver<ShardMessage>>,
+        batch: &mut Vec<ShardMessage>,
+        wait: bool,
+    ) -> Poll<()> {
+        {
+            let mut queue = self.inbox.queue.borrow_mut();
+            while batch.len() < MAX_MESSAGES_PER_PASS {
+                match queue.pop_front() {
+                    Some(message) => batch.push(message),
+                    None => break,
+                }
+            }
+        }
+        let mut index = 0;
+        while index < receivers.len() && batch.len() < MAX_MESSAGES_PER_PASS {
+            match receivers[index].poll_next_unpin(context) {
+                Poll::Ready(Some(message)) => batch.push(message),
+                Poll::Ready(None) => {
+                    receivers.swap_remove(index);
+                }
+                Poll::Pending => index += 1,
+            }
+        }
+        if batch.is_empty() && wait {
+            *self.inbox.waker.borrow_mut() = Some(context.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }
+
+    /// Frames each publication once and queues it for every local subscriber.
+    fn queue_batch(&self, batch: &mut Vec<ShardMessage>, published_at: &mut Vec<Instant>) {
+        let mut snapshot_requests = Vec::new();
+        {
+            let mut registry = self.registry.borrow_mut();
+            for message in batch.drain(..) {
+                match message {
+                    ShardMessage::Publish(publication) => {
+                        registry.stats.publications_fanned_out += 1;
+                        if registry.subscriber_count(publication.channel.as_str()) == 0 {
+                            continue;
+                        }
+                        let opcode = match publication.kind {
+                            DataKind::Text => OpCode::Text,
+                            DataKind::Binary => OpCode::Binary,
+                        };
+                        let frame = encode_server_frame(opcode, &publication.payload);
+                        registry.fan_out(publication.channel.as_str(), &frame);
+                        published_at.push(publication.published_at);
+                    }
+                    ShardMessage::Snapshot(reply) => snapshot_requests.push(reply),
+                }
+            }
+        }
+        for reply in snapshot_requests {
+            // The asker may have given up; nothing to do then.
+            let _ = reply.send(self.snapshot());
+        }
+    }
+
+    /// Gives every connection with queued frames one vectored write, yielding between slices
+    /// so a fan-out to many connections never starves accepts and reads.
+    pub async fn flush_all(&self) {
+        let list = self.registry.borrow_mut().take_flush_list();
+        for slice in list.chunks(FLUSHES_PER_YIELD) {
+            {
+                let mut registry = self.registry.borrow_mut();
+                match self.uring.borrow_mut().as_mut() {
+                    Some(writer) => writer.flush(&mut registry, slice),
+                    None => {
+                        for &key in slice {
+                            registry.flush(key);
+                        }
+                    }
+                }
+            }
+            if list.len() > FLUSHES_PER_YIELD {
+                glommio::yield_if_needed().await;
+            }
+        }
+        self.registry.borrow_mut().return_flush_list(list);
+    }
+
+    /// The ticker: heartbeat, pings and idle timeouts, and the start of a drain.
+    pub async fn run_ticker(self: Rc<Self>) {
+        let ping = encode_server_frame(OpCode::Ping, b"");
+        let ping_interval_ms = self.config.ping_interval.as_millis() as u64;
+        let idle_timeout_ms = self.config.idle_timeout.as_millis() as u64;
+        let tick = (self.config.ping_interval.min(self.config.idle_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        loop {
+            self.slot()
+                .heartbeat_ms
+                .store(self.shared.now_ms(), Ordering::Relaxed);
+            if self.shared.shutting_down() && !self.draining.is_set() {
+                self.begin_drain();
+            }
+            if !self.draining.is_set() {
+                let now_ms = self.now_ms();
+                self.registry
+                    .borrow_mut()
+                    .sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
+                self.flush_all().await;
+            }
+            glommio::timer::sleep(tick).await;
+        }
+    }
+
+    /// Stops accepting and asks every WebSocket client to close with 1001.
+    fn begin_drain(&self) {
+        log::info!(
+            "shard {}: draining {} connections",
+            self.id,
+            self.open_sockets.get()
+        );
+        self.draining.set();
+        self.registry
+            .borrow_mut()
+            .request_close_all(CloseRequest::Shutdown);
+    }
+}
