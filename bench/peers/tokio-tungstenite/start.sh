@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Start the tokio-tungstenite peer in the foreground on 127.0.0.1:$PORT (default 18105),
+# pinned to $CORES (default 0); tokio worker_threads = number of cores.
+set -euo pipefail
+PEER=tokio-tungstenite; HERE=$(cd "$(dirname "$0")" && pwd); . "$HERE/../common.sh"
+peer_env 18105
+BIN="$HERE/target/release/peer-tokio-tungstenite"
+[ -x "$BIN" ] || die "not built: run install.sh"
+ulimit -n 20000 2>/dev/null || true
+say "tokio-tungstenite on 127.0.0.1:$PORT, cores $CORES, $NCORES worker threads"
+WORKERS=$NCORES PORT=$PORT exec taskset -c "$CORES" "$BIN"
