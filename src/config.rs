@@ -68,8 +68,8 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_CORES", value_delimiter = ',')]
     pub cores: Vec<usize>,
 
-    /// Connections per shard (sockets of any kind); beyond it new connections get HTTP 503.
-    /// 0 = derived from the open-file limit: (RLIMIT_NOFILE - 64) / shards.
+    /// WebSocket connections per shard; an upgrade beyond it gets HTTP 503. 0 = derived from the
+    /// open-file limit: (RLIMIT_NOFILE - 64) / shards, which also bounds sockets of any kind.
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 

@@ -102,7 +102,7 @@ pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: Ta
 }
 
 fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals: &Rc<Cell<usize>>) {
-    if shard.open_sockets.get() >= shard.shared.max_connections_per_shard {
+    if shard.open_sockets.get() >= shard.shared.max_sockets_per_shard {
         let mut registry = shard.registry.borrow_mut();
         registry.stats.connections_over_limit += 1;
         registry.stats.count_http_rejection(503);
@@ -469,6 +469,10 @@ async fn upgrade(
     };
     if shard.draining.is_set() {
         return refuse(&shard, &mut stream, HttpError::ShuttingDown).await;
+    }
+    if shard.registry.borrow().connections.len() >= shard.shared.max_connections_per_shard {
+        shard.registry.borrow_mut().stats.connections_over_limit += 1;
+        return refuse(&shard, &mut stream, HttpError::ConnectionLimit).await;
     }
     let key = {
         let mut registry = shard.registry.borrow_mut();

@@ -66,13 +66,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let open_files = raise_open_file_limit();
     let cores = choose_cores(&config);
     let shard_count = cores.len();
-    let max_connections = connections_per_shard(&config, open_files, shard_count);
+    let max_sockets = sockets_per_shard(open_files, shard_count);
+    let max_connections = connections_per_shard(&config, max_sockets);
     log::info!(
-        "open-file limit {open_files}: up to {max_connections} connections per shard, {} in all",
+        "open-file limit {open_files}: up to {max_connections} WebSocket connections per shard, {} in all",
         max_connections * shard_count
     );
     let (address, listeners) = bind_listeners(config.listen, shard_count)?;
-    let shared = Arc::new(Shared::new(shard_count, max_connections));
+    let shared = Arc::new(Shared::new(shard_count, max_connections, max_sockets));
     let config = Arc::new(config);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
     let (ready_sender, ready) = mpsc::channel::<Result<usize, String>>();
@@ -239,9 +240,11 @@ fn raise_open_file_limit() -> u64 {
     }
 }
 
-fn connections_per_shard(config: &Config, open_files: u64, shard_count: usize) -> usize {
-    let by_descriptors =
-        (open_files.saturating_sub(RESERVED_FDS) / shard_count as u64).max(1) as usize;
+fn sockets_per_shard(open_files: u64, shard_count: usize) -> usize {
+    (open_files.saturating_sub(RESERVED_FDS) / shard_count as u64).max(1) as usize
+}
+
+fn connections_per_shard(config: &Config, by_descriptors: usize) -> usize {
     if config.max_connections == 0 {
         return by_descriptors;
     }

@@ -83,6 +83,9 @@ pub struct Connection {
     in_flush_list: bool,
     /// The last write hit a full send buffer; the task waits for writability.
     pub write_blocked: bool,
+    /// A write is being prepared or submitted (between `begin_flush` and `end_flush`): a
+    /// connection listed twice in one batch is written once.
+    write_in_flight: bool,
     /// A write failed; the task ends the connection.
     pub write_failed: bool,
     /// Queued past the limit during this pass; checked again after the flush.
@@ -104,6 +107,7 @@ impl Connection {
             last_ping_ms: now_ms,
             in_flush_list: false,
             write_blocked: false,
+            write_in_flight: false,
             write_failed: false,
             over_limit: false,
             closing: false,
@@ -336,8 +340,13 @@ impl Registry {
     pub fn begin_flush(&mut self, key: ConnectionKey) -> Option<RawFd> {
         let connection = self.connections.get_mut(key)?;
         connection.in_flush_list = false;
-        let ready = !connection.write_blocked && !connection.write_failed;
-        (ready && !connection.outbound.is_empty()).then_some(connection.fd)
+        let ready =
+            !connection.write_blocked && !connection.write_failed && !connection.write_in_flight;
+        if !ready || connection.outbound.is_empty() {
+            return None;
+        }
+        connection.write_in_flight = true;
+        Some(connection.fd)
     }
 
     /// The queue of `key`, for a writer that builds its own system calls.
@@ -348,6 +357,7 @@ impl Registry {
     /// Records how a write of `key` ended: a full or broken socket is handed to its task.
     pub fn end_flush(&mut self, key: ConnectionKey, outcome: WriteOutcome) {
         let connection = &mut self.connections[key];
+        connection.write_in_flight = false;
         match outcome {
             WriteOutcome::Drained => {}
             WriteOutcome::WouldBlock => {

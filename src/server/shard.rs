@@ -77,6 +77,9 @@ pub enum ShardMessage {
     Snapshot(oneshot::Sender<ShardSnapshot>),
 }
 
+/// Most publications a shard holds between taking them from its sources and fanning them out.
+const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
+
 /// Most channels a snapshot lists.
 pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
 
@@ -285,19 +288,23 @@ impl Shard {
     /// The fan-out task: forever take a batch of messages, queue them, write, then close the
     /// slow consumers of this pass.
     pub async fn run_fanout(self: Rc<Self>, mut receivers: Vec<ConnectedReceiver<ShardMessage>>) {
+        let mut staged = Vec::with_capacity(STAGED_MAX);
         let mut batch = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
-        let mut published_at = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
         loop {
-            poll_fn(|context| self.collect(context, &mut receivers, &mut batch, true)).await;
+            poll_fn(|context| self.collect(context, &mut receivers, &mut staged, &mut batch, true))
+                .await;
             if !self.config.write_coalesce.is_zero() {
                 glommio::timer::sleep(self.config.write_coalesce).await;
-                poll_fn(|context| self.collect(context, &mut receivers, &mut batch, false)).await;
+                poll_fn(|context| {
+                    self.collect(context, &mut receivers, &mut staged, &mut batch, false)
+                })
+                .await;
             }
-            self.queue_batch(&mut batch, &mut published_at);
+            let published_at = self.queue_batch(&mut batch);
             self.flush_all().await;
             let mut registry = self.registry.borrow_mut();
             let now = Instant::now();
-            for at in published_at.drain(..) {
+            for at in published_at {
                 registry
                     .stats
                     .record_fanout_latency(now.duration_since(at).as_micros() as u64);
@@ -306,69 +313,102 @@ impl Shard {
         }
     }
 
-    /// Moves up to `MAX_MESSAGES_PER_PASS` messages from the inbox and the mesh into `batch`.
-    /// With `wait`, stays pending until there is at least one.
+    /// Moves publications into `batch` in publish order. With `wait`, stays pending until there
+    /// is at least one.
+    ///
+    /// Order across shards: a publish answered by one shard and then a publish made (by the same
+    /// backend, after that answer) on another shard reach this shard through different channels.
+    /// Each channel is FIFO, but which one is read first is not. So: take what every source has
+    /// (pass 1), note the newest publish time seen, take what every source has again (pass 2:
+    /// anything published before a pass-1 message was in its channel before that message, so it
+    /// is visible now), then release, sorted by publish time, only what is not newer than pass 1's
+    /// newest. Later messages wait for the next round, where the same rule applies.
     fn collect(
         &self,
         context: &mut Context<'_>,
         receivers: &mut Vec<ConnectedReceiver<ShardMessage>>,
-        batch: &mut Vec<ShardMessage>,
+        staged: &mut Vec<Publication>,
+        batch: &mut Vec<Publication>,
         wait: bool,
     ) -> Poll<()> {
+        self.take_available(context, receivers, staged);
+        if staged.is_empty() {
+            if wait {
+                *self.inbox.waker.borrow_mut() = Some(context.waker().clone());
+                return Poll::Pending;
+            }
+            return Poll::Ready(());
+        }
+        let horizon = staged
+            .iter()
+            .map(|publication| publication.published_at)
+            .max()
+            .expect("staged is not empty");
+        self.take_available(context, receivers, staged);
+        staged.sort_by_key(|publication| publication.published_at);
+        let releasable = staged
+            .partition_point(|publication| publication.published_at <= horizon)
+            .min(MAX_MESSAGES_PER_PASS.saturating_sub(batch.len()));
+        batch.extend(staged.drain(..releasable));
+        Poll::Ready(())
+    }
+
+    /// Moves what the inbox and the mesh hold into `staged` (at most `STAGED_MAX` in all);
+    /// snapshot requests are answered at once.
+    fn take_available(
+        &self,
+        context: &mut Context<'_>,
+        receivers: &mut Vec<ConnectedReceiver<ShardMessage>>,
+        staged: &mut Vec<Publication>,
+    ) {
+        let mut messages = Vec::new();
         {
             let mut queue = self.inbox.queue.borrow_mut();
-            while batch.len() < MAX_MESSAGES_PER_PASS {
+            while staged.len() + messages.len() < STAGED_MAX {
                 match queue.pop_front() {
-                    Some(message) => batch.push(message),
+                    Some(message) => messages.push(message),
                     None => break,
                 }
             }
         }
         let mut index = 0;
-        while index < receivers.len() && batch.len() < MAX_MESSAGES_PER_PASS {
+        while index < receivers.len() && staged.len() + messages.len() < STAGED_MAX {
             match receivers[index].poll_next_unpin(context) {
-                Poll::Ready(Some(message)) => batch.push(message),
+                Poll::Ready(Some(message)) => messages.push(message),
                 Poll::Ready(None) => {
                     receivers.swap_remove(index);
                 }
                 Poll::Pending => index += 1,
             }
         }
-        if batch.is_empty() && wait {
-            *self.inbox.waker.borrow_mut() = Some(context.waker().clone());
-            return Poll::Pending;
-        }
-        Poll::Ready(())
-    }
-
-    /// Frames each publication once and queues it for every local subscriber.
-    fn queue_batch(&self, batch: &mut Vec<ShardMessage>, published_at: &mut Vec<Instant>) {
-        let mut snapshot_requests = Vec::new();
-        {
-            let mut registry = self.registry.borrow_mut();
-            for message in batch.drain(..) {
-                match message {
-                    ShardMessage::Publish(publication) => {
-                        registry.stats.publications_fanned_out += 1;
-                        if registry.subscriber_count(publication.channel.as_str()) == 0 {
-                            continue;
-                        }
-                        let opcode = match publication.kind {
-                            DataKind::Text => OpCode::Text,
-                            DataKind::Binary => OpCode::Binary,
-                        };
-                        let frame = encode_server_frame(opcode, &publication.payload);
-                        registry.fan_out(publication.channel.as_str(), &frame);
-                        published_at.push(publication.published_at);
-                    }
-                    ShardMessage::Snapshot(reply) => snapshot_requests.push(reply),
-                }
+        for message in messages {
+            match message {
+                ShardMessage::Publish(publication) => staged.push(publication),
+                // The asker may have given up; nothing to do then.
+                ShardMessage::Snapshot(reply) => drop(reply.send(self.snapshot())),
             }
         }
-        for reply in snapshot_requests {
-            // The asker may have given up; nothing to do then.
-            let _ = reply.send(self.snapshot());
+    }
+
+    /// Frames each publication once and queues it for every local subscriber; returns the
+    /// publish times of those that had subscribers here (for the latency histogram).
+    fn queue_batch(&self, batch: &mut Vec<Publication>) -> Vec<Instant> {
+        let mut published_at = Vec::new();
+        let mut registry = self.registry.borrow_mut();
+        for publication in batch.drain(..) {
+            registry.stats.publications_fanned_out += 1;
+            if registry.subscriber_count(publication.channel.as_str()) == 0 {
+                continue;
+            }
+            let opcode = match publication.kind {
+                DataKind::Text => OpCode::Text,
+                DataKind::Binary => OpCode::Binary,
+            };
+            let frame = encode_server_frame(opcode, &publication.payload);
+            registry.fan_out(publication.channel.as_str(), &frame);
+            published_at.push(publication.published_at);
         }
+        published_at
     }
 
     /// Gives every connection with queued frames one vectored write, yielding between slices

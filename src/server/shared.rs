@@ -35,18 +35,27 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Process start: the epoch of heartbeats.
     pub started_at: Instant,
-    /// Connections allowed per shard (after the open-file limit was applied).
+    /// WebSocket connections allowed per shard (`--max-connections`, or what the open-file
+    /// limit allows).
     pub max_connections_per_shard: usize,
+    /// Sockets of any kind per shard (what the open-file limit allows): beyond it, new
+    /// connections are answered 503 at once without reading a request.
+    pub max_sockets_per_shard: usize,
 }
 
 impl Shared {
     /// State for `shard_count` shards.
-    pub fn new(shard_count: usize, max_connections_per_shard: usize) -> Shared {
+    pub fn new(
+        shard_count: usize,
+        max_connections_per_shard: usize,
+        max_sockets_per_shard: usize,
+    ) -> Shared {
         Shared {
             shards: (0..shard_count).map(|_| ShardSlot::default()).collect(),
             shutdown: AtomicBool::new(false),
             started_at: Instant::now(),
             max_connections_per_shard,
+            max_sockets_per_shard,
         }
     }
 

@@ -24,13 +24,11 @@ pub enum CloseReason {
     Shutdown,
     /// The TCP connection ended without a closing handshake, or a read/write failed.
     ConnectionLost,
-    /// Our close frame got no answer within `--close-timeout`.
-    CloseTimeout,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`ShardStats::closes`].
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::Normal,
         CloseReason::ProtocolError,
         CloseReason::InvalidPayload,
@@ -39,7 +37,6 @@ impl CloseReason {
         CloseReason::IdleTimeout,
         CloseReason::Shutdown,
         CloseReason::ConnectionLost,
-        CloseReason::CloseTimeout,
     ];
 
     /// A stable lowercase name (for `/stat` and metrics labels).
@@ -53,7 +50,6 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ConnectionLost => "connection_lost",
-            CloseReason::CloseTimeout => "close_timeout",
         }
     }
 
@@ -90,10 +86,13 @@ pub struct ShardStats {
     pub http_rejections: Vec<(u16, u64)>,
     /// Handshakes that timed out (slowloris).
     pub handshake_timeouts: u64,
+    /// Our close frame got no answer within `--close-timeout` (the connection is counted under
+    /// the reason it was closed for).
+    pub close_handshake_timeouts: u64,
     /// WebSocket connections opened.
     pub websocket_opened: u64,
     /// WebSocket connections closed, by reason (indexed like [`CloseReason::ALL`]).
-    pub closes: [u64; 9],
+    pub closes: [u64; 8],
     /// Messages published over HTTP on this shard.
     pub published_http: u64,
     /// Publications this shard fanned out (from any source).
@@ -128,8 +127,9 @@ impl Default for ShardStats {
             accept_errors: 0,
             http_rejections: Vec::new(),
             handshake_timeouts: 0,
+            close_handshake_timeouts: 0,
             websocket_opened: 0,
-            closes: [0; 9],
+            closes: [0; 8],
             published_http: 0,
             publications_fanned_out: 0,
             frames_queued: 0,
@@ -191,6 +191,7 @@ impl ShardStats {
             }
         }
         self.handshake_timeouts += other.handshake_timeouts;
+        self.close_handshake_timeouts += other.close_handshake_timeouts;
         self.websocket_opened += other.websocket_opened;
         for (total, count) in self.closes.iter_mut().zip(other.closes) {
             *total += count;

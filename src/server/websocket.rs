@@ -137,7 +137,14 @@ impl Session {
                     self.send_close(code, reason, request == CloseRequest::SlowConsumer);
                     self.closing.reason = Some(counted);
                 }
-                Wake::Deadline => return CloseReason::CloseTimeout,
+                Wake::Deadline => {
+                    self.shard
+                        .registry
+                        .borrow_mut()
+                        .stats
+                        .close_handshake_timeouts += 1;
+                    return self.closing.reason.unwrap_or(CloseReason::ConnectionLost);
+                }
             }
         }
     }

@@ -1,0 +1,341 @@
+//! Test support: start a real `ringcast` process on a free port and talk to it with a real
+//! WebSocket client (tungstenite), raw TCP bytes, and plain HTTP/1.1.
+//!
+//! Each test starts its own server (`--listen 127.0.0.1:0`), reads the bound address from the
+//! `listening on` log line, and the server is stopped when the handle drops.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::WebSocket;
+
+/// How long a test waits for anything the server should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// The bound address.
+    pub address: SocketAddr,
+    /// Everything the server logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `ringcast --listen 127.0.0.1:0 --shards 2 <args>`.
+    pub fn start(args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        command.args(["--listen", "127.0.0.1:0", "--log", "info"]);
+        if !args.contains(&"--shards") {
+            command.args(["--shards", "2"]);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the ringcast binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = address_sender.send(address);
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let address = match address_receiver.recv_timeout(PATIENCE) {
+            Ok(address) => address.parse().expect("a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child: Some(child),
+            address,
+            log,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Connects a tungstenite client to `path`.
+    pub fn websocket(&self, path: &str) -> WebSocket<TcpStream> {
+        let stream = TcpStream::connect(self.address).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let url = format!("ws://{}{}", self.address, path);
+        let (socket, response) = tungstenite::client(url.as_str(), stream).expect("handshake");
+        assert_eq!(response.status(), 101);
+        socket
+    }
+
+    /// Connects and upgrades with raw bytes; returns the socket after the 101 response.
+    pub fn raw_websocket(&self, path: &str) -> TcpStream {
+        let mut stream = self.raw_connect();
+        stream.write_all(upgrade_request(path).as_bytes()).unwrap();
+        let head = read_http_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        stream
+    }
+
+    /// A plain TCP connection with a read timeout.
+    pub fn raw_connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.address).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// Sends raw request bytes on a new connection; returns the status and the whole response.
+    pub fn raw_request(&self, request: &[u8]) -> (u16, String) {
+        let mut stream = self.raw_connect();
+        stream.write_all(request).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).to_string();
+        (status_of(&text), text)
+    }
+
+    /// One HTTP/1.1 request (Connection: close); returns the status and the body.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let (status, text) = self.raw_request(&request);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or("");
+        (status, body.to_string())
+    }
+
+    /// `POST /publish/{channel}`; asserts 200.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> String {
+        let (status, body) = self.http("POST", &format!("/publish/{channel}"), payload);
+        assert_eq!(status, 200, "publish failed: {body}");
+        body
+    }
+
+    /// `GET /stat`.
+    pub fn stat(&self) -> String {
+        let (status, body) = self.http("GET", "/stat", b"");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Is the process still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- server log ---");
+            for line in self.log.lock().unwrap().iter() {
+                eprintln!("{line}");
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A valid RFC 6455 upgrade request for `path`.
+pub fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Reads an HTTP response head byte by byte (so no frame bytes after it are consumed).
+pub fn read_http_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
+
+/// The status code of an HTTP response text (0 if none).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A masked client frame.
+pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![first_byte];
+    match payload.len() {
+        length if length < 126 => frame.push(0x80 | length as u8),
+        length if length <= 0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        length => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// A server frame as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The first byte (FIN, RSV, opcode).
+    pub first_byte: u8,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The opcode.
+    pub fn opcode(&self) -> u8 {
+        self.first_byte & 0x0F
+    }
+
+    /// For a close frame: the code.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode() == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Reads one unmasked server frame; `None` at end of stream or timeout.
+pub fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).ok()?;
+    assert_eq!(header[1] & 0x80, 0, "server frames are never masked");
+    let length = match header[1] & 0x7F {
+        126 => {
+            let mut bytes = [0u8; 2];
+            stream.read_exact(&mut bytes).ok()?;
+            u16::from_be_bytes(bytes) as usize
+        }
+        127 => {
+            let mut bytes = [0u8; 8];
+            stream.read_exact(&mut bytes).ok()?;
+            u64::from_be_bytes(bytes) as usize
+        }
+        length => length as usize,
+    };
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).ok()?;
+    Some(Frame {
+        first_byte: header[0],
+        payload,
+    })
+}
+
+/// Reads frames until a close frame; returns its code. Skips pings and data.
+pub fn read_until_close(stream: &mut TcpStream) -> Option<u16> {
+    // Bounded by the stream's read timeout per frame and by the frame count.
+    for _ in 0..100_000 {
+        let frame = read_frame(stream)?;
+        if frame.opcode() == 8 {
+            return frame.close_code();
+        }
+    }
+    None
+}
+
+/// Asserts that the server closed the TCP connection (EOF or reset) within PATIENCE, skipping
+/// whatever bytes arrive first.
+pub fn assert_closed(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(_) => return,
+        }
+    }
+    panic!("connection not closed within {PATIENCE:?}");
+}
+
+/// Number of WebSocket connections `/stat` reports per shard.
+pub fn connections_per_shard(stat: &str) -> Vec<usize> {
+    stat.lines()
+        .filter_map(|line| line.trim().strip_prefix("shard "))
+        .filter_map(|rest| {
+            rest.split(": ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Waits until `condition` holds (polling), or panics after PATIENCE.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
