@@ -1,5 +1,5 @@
 # Shared helpers for the Autobahn tooling scripts (sourced, not executed).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 AUTOBAHN_HOME="${AUTOBAHN_HOME:-$HOME/.cache/ringcast-autobahn}"
 AUTOBAHN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

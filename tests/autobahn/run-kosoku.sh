@@ -67,10 +67,11 @@ PYEOF
 log "kosoku $URL ${args[*]} -p $PAR -o $OUTDIR ($(wc -l < "$OUTDIR/expected-cases.txt") cases)"
 start=$(date +%s)
 set +e
-(cd "$OUTDIR" && "$KOSOKU" "$URL" "${args[@]}" -p "$PAR" -o "$OUTDIR") > "$OUTDIR/kosoku.log" 2>&1
+(cd "$OUTDIR" && timeout -k 10 "${KOSOKU_TIMEOUT:-1800}" "$KOSOKU" "$URL" "${args[@]}" -p "$PAR" -o "$OUTDIR") > "$OUTDIR/kosoku.log" 2>&1
 rc=$?
 set -e
 end=$(date +%s)
+[ "$rc" -ne 124 ] || log "TIMEOUT: killed after ${KOSOKU_TIMEOUT:-1800}s (KOSOKU_TIMEOUT to change)"
 log "kosoku exited $rc after $((end - start))s (log: $OUTDIR/kosoku.log, report: $OUTDIR/index.html)"
 
 set +e

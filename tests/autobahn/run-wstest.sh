@@ -44,10 +44,11 @@ PYEOF
 log "wstest -m fuzzingclient -s $OUTDIR/spec.json ($URL -> $OUTDIR)"
 start=$(date +%s)
 set +e
-(cd "$OUTDIR" && "$WSTEST" -m fuzzingclient -s "$OUTDIR/spec.json") > "$OUTDIR/wstest.log" 2>&1
+(cd "$OUTDIR" && timeout -k 10 "${WSTEST_TIMEOUT:-1800}" "$WSTEST" -m fuzzingclient -s "$OUTDIR/spec.json") > "$OUTDIR/wstest.log" 2>&1
 rc=$?
 set -e
 end=$(date +%s)
+[ "$rc" -ne 124 ] || log "TIMEOUT: killed after ${WSTEST_TIMEOUT:-1800}s (WSTEST_TIMEOUT to change)"
 log "wstest exited $rc after $((end - start))s (log: $OUTDIR/wstest.log, report: $OUTDIR/index.html)"
 
 # The case ids wstest announced ("Cases = [...]"), so missing ones count as failures.
