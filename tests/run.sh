@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs
+#   1. every Rust test of the workspace (unit, property, integration against real servers),
+#   2. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
+# Usage: bash tests/run.sh            (README's test command; .ci/run calls it)
+#        SKIP_AUTOBAHN=1 bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n=== %s\n' "$*"; }
+
+say "cargo test --release --workspace"
+cargo test --release --workspace --locked
+
+if [ -z "${SKIP_AUTOBAHN:-}" ]; then
+    say "Autobahn|Testsuite (kosoku) against /echo"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    log=$(mktemp)
+    # 9.* sends messages up to 16 MiB: raise the message limit (and the queue that holds one).
+    target/release/ringcast --listen "127.0.0.1:$port" --shards 2 --log warn \
+        --max-message-bytes 16MiB --outbound-queue-bytes 64MiB >"$log" 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    bash tests/autobahn/run-kosoku.sh "127.0.0.1:$port" --outdir "${AUTOBAHN_OUT:-target/autobahn-kosoku}"
+    kill -TERM "$server"
+    wait "$server" || { echo "ringcast exited with an error:"; cat "$log"; exit 1; }
+    trap - EXIT
+fi
+say "all tests passed"
