@@ -25,7 +25,7 @@ if [ -z "${SKIP_AUTOBAHN:-}" ]; then
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    bash tests/autobahn/run-kosoku.sh "127.0.0.1:$port" --outdir "${AUTOBAHN_OUT:-target/autobahn-kosoku}"
+    bash tests/autobahn/run-kosoku.sh "127.0.0.1:$port" --outdir "${AUTOBAHN_OUT:-$PWD/target/autobahn-kosoku}"
     kill -TERM "$server"
     wait "$server" || { echo "ringcast exited with an error:"; cat "$log"; exit 1; }
     trap - EXIT
