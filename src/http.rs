@@ -142,8 +142,16 @@ pub fn parse_request_head(
     max_header_bytes: usize,
     max_headers: usize,
 ) -> Result<Option<RequestHead>, HttpError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut request = httparse::Request::new(&mut headers);
+    // The common limit fits on the stack: no allocation per parse.
+    let mut stack_headers = [httparse::EMPTY_HEADER; 64];
+    let mut heap_headers = Vec::new();
+    let headers: &mut [httparse::Header<'_>] = if max_headers <= stack_headers.len() {
+        &mut stack_headers[..max_headers]
+    } else {
+        heap_headers.resize(max_headers, httparse::EMPTY_HEADER);
+        &mut heap_headers
+    };
+    let mut request = httparse::Request::new(headers);
     let head_len = match request.parse(buf) {
         Ok(httparse::Status::Complete(head_len)) => head_len,
         Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => {

@@ -7,15 +7,16 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
 
@@ -32,8 +33,6 @@ const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes read and discarded while lingering.
 const LINGER_BYTES_MAX: usize = 64 << 10;
-/// Bytes asked of one read while a request is being received.
-const REQUEST_READ_CHUNK_BYTES: usize = 4096;
 
 /// Keeps the shard's count of open sockets right, however the connection's task ends.
 struct SocketGuard {
@@ -127,7 +126,12 @@ fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals:
         }
         return;
     }
-    let task = spawn_local_into(handle_connection(shard.clone(), stream), queue);
+    let connection = handle_connection(shard.clone(), stream);
+    log::trace!(
+        "connection task: {} bytes",
+        std::mem::size_of_val(&connection)
+    );
+    let task = spawn_local_into(connection, queue);
     match task {
         Ok(task) => {
             task.detach();
@@ -145,37 +149,44 @@ enum HeadError {
 
 /// Serves one connection: HTTP requests until it upgrades or closes.
 async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
-    let _socket = SocketGuard::new(&shard);
+    let socket = SocketGuard::new(&shard);
     shard.registry.borrow_mut().stats.connections_accepted += 1;
     // Small frames must leave at once; ringcast does its own batching.
     let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
     // Bounded by the handshake timeout per request and the peer's patience.
     loop {
-        let head = match read_head(&shard, &mut stream, &mut buffer).await {
+        // Transient steps are boxed: the task's own state stays as small as the WebSocket phase
+        // needs, since an idle connection keeps this future for its whole life.
+        let head = match Box::pin(read_head(&shard, &mut stream, &mut buffer)).await {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Closed) => return,
             Err(HeadError::TimedOut) => {
                 shard.registry.borrow_mut().stats.handshake_timeouts += 1;
                 return;
             }
-            Err(HeadError::Http(error)) => return refuse(&shard, &mut stream, error).await,
+            Err(HeadError::Http(error)) => {
+                return Box::pin(refuse(&shard, &mut stream, error)).await;
+            }
         };
         let route = match http::route(&head, &shard.policy) {
             Ok(route) => route,
-            Err(error) => return refuse(&shard, &mut stream, error).await,
+            Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
         };
         if route.is_websocket() {
-            buffer.drain(..head.head_len);
-            return upgrade(shard.clone(), stream, head, route, buffer).await;
+            // Only frames pipelined behind the head are kept; an idle connection keeps no buffer.
+            let leftover = buffer[head.head_len..].to_vec();
+            drop(buffer);
+            return upgrade(socket, stream, head, route, leftover).await;
         }
-        let consumed = match serve_http(&shard, &mut stream, &head, route, &mut buffer).await {
+        let serving = Box::pin(serve_http(&shard, &mut stream, &head, route, &mut buffer));
+        let consumed = match serving.await {
             Ok(consumed) => consumed,
-            Err(Some(error)) => return refuse(&shard, &mut stream, error).await,
+            Err(Some(error)) => return Box::pin(refuse(&shard, &mut stream, error)).await,
             Err(None) => return,
         };
         if !head.keep_alive || shard.draining.is_set() {
-            linger_close(&mut stream).await;
+            Box::pin(linger_close(&mut stream)).await;
             return;
         }
         buffer.drain(..consumed);
@@ -218,7 +229,7 @@ async fn read_head(
                 }
             }
             let room = (max_header_bytes + 1).saturating_sub(buffer.len()).max(1);
-            match read_more(stream, buffer, room.min(REQUEST_READ_CHUNK_BYTES)).await {
+            match read_more(shard, stream, buffer, room).await {
                 Ok(0) if buffer.is_empty() => return Ok(None),
                 Ok(0) | Err(_) => return Err(HeadError::Closed),
                 Ok(_) => {}
@@ -241,17 +252,22 @@ fn has_head_end(buffer: &[u8], scanned: &mut usize) -> bool {
 }
 
 /// Reads up to `max_bytes` more into `buffer`; returns how many arrived (0 = end of stream).
+/// The read lands in the shard's scratch buffer and only what arrived is copied, so a
+/// connection's own buffer is the size of its request, not of a read.
 async fn read_more(
+    shard: &Shard,
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
     max_bytes: usize,
 ) -> io::Result<usize> {
-    let start = buffer.len();
-    buffer.resize(start + max_bytes, 0);
-    let result = stream.read(&mut buffer[start..]).await;
-    let read = *result.as_ref().unwrap_or(&0);
-    buffer.truncate(start + read);
-    result
+    let read = poll_fn(|context| {
+        let mut scratch = shard.scratch.borrow_mut();
+        let limit = max_bytes.min(scratch.len());
+        Pin::new(&mut *stream).poll_read(context, &mut scratch[..limit])
+    })
+    .await?;
+    buffer.extend_from_slice(&shard.scratch.borrow()[..read]);
+    Ok(read)
 }
 
 /// Serves a plain HTTP request; returns the bytes of `buffer` it consumed. `Err(Some)` is
@@ -327,7 +343,7 @@ async fn read_body(
         // Bounded: each round reads at least one byte towards `end`.
         while buffer.len() < end {
             let wanted = (end - buffer.len()).min(64 << 10);
-            match read_more(stream, buffer, wanted).await {
+            match read_more(shard, stream, buffer, wanted).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
@@ -456,23 +472,27 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 /// Validates the upgrade, registers the connection, answers 101 and runs the session.
+///
+/// The session runs in a task of its own, so the memory an open connection keeps for its whole
+/// life is the session's, not the handshake's.
 async fn upgrade(
-    shard: Rc<Shard>,
+    socket: SocketGuard,
     mut stream: TcpStream,
     head: RequestHead,
     route: Route,
     leftover: Vec<u8>,
 ) {
+    let shard = socket.shard.clone();
     let accept = match validate_upgrade(&head) {
         Ok(accept) => accept,
-        Err(error) => return refuse(&shard, &mut stream, error).await,
+        Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
     };
     if shard.draining.is_set() {
-        return refuse(&shard, &mut stream, HttpError::ShuttingDown).await;
+        return Box::pin(refuse(&shard, &mut stream, HttpError::ShuttingDown)).await;
     }
     if shard.registry.borrow().connections.len() >= shard.shared.max_connections_per_shard {
         shard.registry.borrow_mut().stats.connections_over_limit += 1;
-        return refuse(&shard, &mut stream, HttpError::ConnectionLimit).await;
+        return Box::pin(refuse(&shard, &mut stream, HttpError::ConnectionLimit)).await;
     }
     let key = {
         let mut registry = shard.registry.borrow_mut();
@@ -486,21 +506,34 @@ async fn upgrade(
             // The 101 goes through the connection's queue, so nothing can overtake it.
             registry.queue(key, Bytes::from(switching_protocols_response(&accept)));
             registry.flush(key);
+            registry.outbound_mut(key).release_if_empty();
             registry.stats.websocket_opened += 1;
             Some(key)
         }
     };
     let Some(key) = key else {
         let error = HttpError::Overloaded("too many channels on this shard".into());
-        return refuse(&shard, &mut stream, error).await;
+        return Box::pin(refuse(&shard, &mut stream, error)).await;
     };
     shard.publish_connection_count();
     let kind = match route {
         Route::Echo => SessionKind::Echo,
         _ => SessionKind::Subscriber,
     };
-    run_session(&shard, &mut stream, key, kind, leftover).await;
-    shard.publish_connection_count();
+    let session = async move {
+        let socket = socket;
+        let mut stream = stream;
+        run_session(&socket.shard, &mut stream, key, kind, leftover).await;
+        socket.shard.publish_connection_count();
+    };
+    log::trace!("session task: {} bytes", std::mem::size_of_val(&session));
+    let queue = glommio::executor().current_task_queue();
+    match spawn_local_into(session, queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(_) => log::error!("shard {}: cannot spawn a session", shard.id),
+    }
 }
 
 /// Answers with `error`'s status, counts it, and closes.

@@ -166,6 +166,14 @@ impl Outbound {
         }
     }
 
+    /// Releases the queue's buffer if it is empty (after the handshake response, so an idle
+    /// connection holds no queue memory).
+    pub fn release_if_empty(&mut self) {
+        if self.frames.is_empty() {
+            self.frames = VecDeque::new();
+        }
+    }
+
     /// Releases the ring buffer of a queue that grew large and is empty again, so a burst does
     /// not pin memory on an idle connection forever.
     fn shrink_if_idle(&mut self) {

@@ -12,6 +12,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 use slab::Slab;
+use smallvec::SmallVec;
 
 use super::outbound::{Outbound, WriteOutcome, WriteTally};
 use super::stats::{CloseReason, ShardStats};
@@ -73,8 +74,8 @@ pub struct Connection {
     pub outbound: Outbound,
     /// Wakes the connection's task (write blocked, close requested).
     pub waker: Option<Waker>,
-    /// Channels joined (usually one).
-    subscriptions: Vec<Subscription>,
+    /// Channels joined: usually one, kept inline so it costs no allocation.
+    subscriptions: SmallVec<[Subscription; 1]>,
     /// Shard clock (ms) of the last bytes received.
     pub last_read_ms: u64,
     /// Shard clock (ms) of the last ping sent.
@@ -102,7 +103,7 @@ impl Connection {
             fd,
             outbound: Outbound::default(),
             waker: None,
-            subscriptions: Vec::new(),
+            subscriptions: SmallVec::new(),
             last_read_ms: now_ms,
             last_ping_ms: now_ms,
             in_flush_list: false,

@@ -95,7 +95,8 @@ pub async fn run_session(
         session.process_bytes(pipelined);
     }
     let reason = session.run(stream).await;
-    session.finish(stream, reason).await;
+    // Boxed: only a closing connection pays for the closing machinery.
+    Box::pin(session.finish(stream, reason)).await;
 }
 
 struct Session {
@@ -365,7 +366,7 @@ impl Session {
             registry.count_close(reason);
         }
         if reason != CloseReason::ConnectionLost {
-            linger_close(stream).await;
+            Box::pin(linger_close(stream)).await;
         }
     }
 
