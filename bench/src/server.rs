@@ -296,4 +296,44 @@ mod tests {
         assert!(sample.rss_bytes > 0 && sample.fds > 0 && sample.threads >= 1);
         assert!(read_sockstat().is_ok());
     }
+
+    #[test]
+    fn spawned_server_is_awaited_pinned_sampled_and_stopped() {
+        let log =
+            std::env::temp_dir().join(format!("ringcast-bench-spawn-{}.log", std::process::id()));
+        let args = [
+            "-c".to_owned(),
+            "echo 'listening on 127.0.0.1:1' >&2; exec sleep 30".to_owned(),
+        ];
+        let server = ServerProcess::spawn(
+            Path::new("/bin/sh"),
+            &args,
+            Some(&[0]),
+            Duration::from_secs(5),
+            &log,
+        )
+        .unwrap();
+        assert!(sample_process(server.pid()).is_ok());
+        assert!(server.stop().contains("SIGTERM"));
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("listening on")
+        );
+    }
+
+    #[test]
+    fn server_that_never_gets_ready_is_an_error() {
+        let log =
+            std::env::temp_dir().join(format!("ringcast-bench-noready-{}.log", std::process::id()));
+        let args = ["-c".to_owned(), "exit 3".to_owned()];
+        let result = ServerProcess::spawn(
+            Path::new("/bin/sh"),
+            &args,
+            None,
+            Duration::from_secs(5),
+            &log,
+        );
+        assert!(matches!(result, Err(BenchError::ServerNotReady(_))));
+    }
 }
