@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn connection_state_stays_small() {
+        // The C1M budget: the harness must not cost more memory per connection than the server.
+        assert!(
+            std::mem::size_of::<Connection>() <= 96,
+            "{} bytes",
+            std::mem::size_of::<Connection>()
+        );
+    }
+
+    #[test]
     fn close_frame_is_answered() {
         let mut connection = Connection::new(0);
         connection.phase = Phase::Open;
