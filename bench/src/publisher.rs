@@ -34,6 +34,9 @@ const RESPONSE_GRACE: Duration = Duration::from_secs(5);
 const POLL_TIMEOUT_MAX: Duration = Duration::from_millis(10);
 /// Reconnects per connection and run before the run fails.
 const RECONNECTS_MAX: u32 = 100;
+/// A connection idle this long may have been closed by the server's keep-alive timeout just as
+/// we wrote to it; a request that fails on it before any answer byte is sent again once.
+const STALE_IDLE_NS: u64 = 1_000_000_000;
 
 /// Where and how to publish.
 #[derive(Debug, Clone)]
@@ -84,6 +87,11 @@ pub struct ResponseCounters {
     pub connection_errors: u64,
     /// Requests still unanswered when the grace period ended.
     pub unanswered: u64,
+    /// Idle connections the server closed (keep-alive timeout), replaced before use.
+    pub idle_reconnects: u64,
+    /// Requests sent again because their idle connection was closed under them (a duplicate
+    /// delivery, if the server did publish the first copy, is counted by the receivers).
+    pub stale_retries: u64,
 }
 
 /// Results of one publishing run.
@@ -135,6 +143,10 @@ struct PublisherConnection {
     inbound: Vec<u8>,
     /// When the current request was stamped.
     sent_ns: u64,
+    /// When the connection last became idle.
+    idle_since_ns: u64,
+    /// The current request was already sent again once.
+    retried: bool,
 }
 
 /// K connected publishers.
@@ -186,6 +198,8 @@ impl Publisher {
                 written: 0,
                 inbound: Vec::new(),
                 sent_ns: 0,
+                idle_since_ns: monotonic_ns(),
+                retried: false,
             });
         }
         Ok(publisher)
@@ -233,8 +247,16 @@ impl Publisher {
             round_trip_ns: new_latency_histogram(),
             payload: vec![0u8; self.config.payload_bytes],
         };
+        // Notice connections the server closed while we were not looking (between runs).
+        self.poll
+            .poll(&mut events_scratch(), Some(Duration::ZERO))
+            .map_err(|error| BenchError::io("polling publishers", error))?;
+        for index in 0..self.connections.len() {
+            self.on_ready(index, &mut run)?;
+        }
         let start_ns = monotonic_ns();
         let schedule_ns = duration.as_nanos() as u64;
+        let mut cursor = 0usize;
         let mut issued = 0u64;
         let mut backlog_max = 0u64;
         let mut events = Events::with_capacity(256);
@@ -244,12 +266,14 @@ impl Publisher {
             if scheduling {
                 let due = (rate_per_s * elapsed_ns as f64 / 1e9) as u64 + 1;
                 backlog_max = backlog_max.max(due.saturating_sub(issued));
-                // Bounded by the number of connections.
-                for index in 0..self.connections.len() {
+                // Bounded by the number of connections; round-robin so every connection stays in use.
+                for offset in 0..self.connections.len() {
                     if issued >= due {
                         break;
                     }
+                    let index = (cursor + offset) % self.connections.len();
                     if self.connections[index].state == State::Idle {
+                        cursor = index + 1;
                         self.issue(index, issued as usize % channels, &mut run)?;
                         issued += 1;
                     }
@@ -335,6 +359,7 @@ impl Publisher {
         connection.inbound.clear();
         connection.state = State::Busy;
         connection.sent_ns = sent_ns;
+        connection.retried = false;
         self.write_pending(index, run)
     }
 
@@ -351,10 +376,7 @@ impl Publisher {
                 Ok(written) => connection.written += written,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    run.responses.connection_errors += 1;
-                    return self.reconnect(index, run);
-                }
+                Err(_) => return self.fail_busy(index, run),
             }
         }
         Ok(())
@@ -362,8 +384,8 @@ impl Publisher {
 
     /// Handles readiness of connection `index`.
     fn on_ready(&mut self, index: usize, run: &mut Run) -> BenchResult<()> {
-        if self.connections[index].state != State::Busy {
-            return Ok(());
+        if self.connections[index].state == State::Idle {
+            return self.check_idle(index, run);
         }
         self.write_pending(index, run)?;
         let mut chunk = [0u8; 4096];
@@ -374,10 +396,7 @@ impl Publisher {
                 return Ok(());
             }
             match connection.stream.read(&mut chunk) {
-                Ok(0) => {
-                    run.responses.connection_errors += 1;
-                    return self.reconnect(index, run);
-                }
+                Ok(0) => return self.fail_busy(index, run),
                 Ok(read) => {
                     connection.inbound.extend_from_slice(&chunk[..read]);
                     if connection.inbound.len() > INBOUND_BYTES_MAX {
@@ -388,10 +407,7 @@ impl Publisher {
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    run.responses.connection_errors += 1;
-                    return self.reconnect(index, run);
-                }
+                Err(_) => return self.fail_busy(index, run),
             }
         }
     }
@@ -412,11 +428,57 @@ impl Publisher {
             AnswerStatus::Other => run.responses.other += 1,
         }
         connection.state = State::Idle;
+        connection.idle_since_ns = monotonic_ns();
         connection
             .inbound
             .drain(..answer.bytes.min(connection.inbound.len()));
         if answer.close {
             return self.reconnect(index, run);
+        }
+        Ok(())
+    }
+
+    /// The connection of an unanswered request failed: send the request again once if the
+    /// connection had been idle (the server's keep-alive timeout raced our write), else count it.
+    fn fail_busy(&mut self, index: usize, run: &mut Run) -> BenchResult<()> {
+        let connection = &self.connections[index];
+        let stale = connection.inbound.is_empty()
+            && !connection.retried
+            && connection.sent_ns.saturating_sub(connection.idle_since_ns) >= STALE_IDLE_NS;
+        if !stale {
+            run.responses.connection_errors += 1;
+            return self.reconnect(index, run);
+        }
+        let outbound = std::mem::take(&mut self.connections[index].outbound);
+        self.reconnect(index, run)?;
+        run.responses.stale_retries += 1;
+        let connection = &mut self.connections[index];
+        connection.outbound = outbound;
+        connection.written = 0;
+        connection.state = State::Busy;
+        connection.retried = true;
+        self.write_pending(index, run)
+    }
+
+    /// Reads an idle connection: end of stream means the server closed it (keep-alive timeout),
+    /// so it is replaced now rather than failing the next request.
+    fn check_idle(&mut self, index: usize, run: &mut Run) -> BenchResult<()> {
+        let mut chunk = [0u8; 512];
+        // Bounded: stray bytes are discarded until the socket is drained or closed.
+        for _ in 0..16 {
+            match self.connections[index].stream.read(&mut chunk) {
+                Ok(0) => {
+                    run.responses.idle_reconnects += 1;
+                    return self.reconnect(index, run);
+                }
+                Ok(_) => run.responses.other += 1,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    run.responses.idle_reconnects += 1;
+                    return self.reconnect(index, run);
+                }
+            }
         }
         Ok(())
     }
@@ -439,8 +501,14 @@ impl Publisher {
         connection.state = State::Idle;
         connection.inbound.clear();
         connection.written = 0;
+        connection.idle_since_ns = monotonic_ns();
         Ok(())
     }
+}
+
+/// A small event list for the poll that only collects pending readiness before a run.
+fn events_scratch() -> Events {
+    Events::with_capacity(64)
 }
 
 /// Per-run mutable state.

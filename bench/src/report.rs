@@ -156,6 +156,10 @@ pub struct PublishSummary {
     pub other: u64,
     /// Connection errors and unanswered requests.
     pub connection_errors: u64,
+    /// Idle publisher connections the server closed (replaced before use).
+    pub idle_reconnects: u64,
+    /// Requests sent again after their idle connection was closed under them.
+    pub stale_retries: u64,
     /// Publish round trip.
     pub round_trip: LatencySummary,
 }
@@ -172,6 +176,8 @@ impl From<&PublishReport> for PublishSummary {
             overloaded: report.responses.overloaded,
             other: report.responses.other,
             connection_errors: report.responses.connection_errors + report.responses.unanswered,
+            idle_reconnects: report.responses.idle_reconnects,
+            stale_retries: report.responses.stale_retries,
             round_trip: report.round_trip,
         }
     }
