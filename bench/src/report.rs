@@ -597,13 +597,17 @@ fn human_delivery(out: &mut String, delivery: &DeliverySummary) {
         delivery.sequence.duplicates, delivery.sequence.reordered, delivery.sequence.beyond_window
     );
     let _ = writeln!(out, "  latency        {}", latency_line(&delivery.latency));
-    let _ = writeln!(
-        out,
-        "  last receiver  {} ({} complete, {} incomplete broadcasts)",
-        latency_line(&delivery.last_receiver),
-        delivery.broadcasts_complete,
-        delivery.broadcasts_incomplete
-    );
+    if delivery.broadcasts_complete + delivery.broadcasts_incomplete == 0 {
+        let _ = writeln!(out, "  last receiver  not measured");
+    } else {
+        let _ = writeln!(
+            out,
+            "  last receiver  {} ({} complete, {} incomplete broadcasts)",
+            latency_line(&delivery.last_receiver),
+            delivery.broadcasts_complete,
+            delivery.broadcasts_incomplete
+        );
+    }
     if let (Some(cpu), Some(per_core)) = (
         delivery.server_cpu_seconds,
         delivery.deliveries_per_server_core,
