@@ -193,8 +193,8 @@ fn write_coalescing_window_delivers_everything_in_order() {
 }
 
 #[test]
-fn uring_write_path_delivers_everything_in_order() {
-    let server = Server::start(&["--write-path", "uring"]);
+fn sendmsg_write_path_delivers_everything_in_order() {
+    let server = Server::start(&["--write-path", "sendmsg"]);
     let mut clients: Vec<_> = (0..100).map(|_| server.websocket("/ws/u")).collect();
     for sequence in 0..30 {
         server.publish("u", sequence.to_string().as_bytes());

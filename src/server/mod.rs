@@ -114,8 +114,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         }
     }
     install_signal_handlers(shared.clone())?;
-    log::info!(
-        "listening on {address} ({shard_count} shards on cores {cores:?}, write path {:?})",
+    // Printed whatever the log level: scripts and the harness wait for this line.
+    eprintln!(
+        "ringcast: listening on {address} ({shard_count} shards on cores {cores:?}, write path {:?})",
         config.write_path
     );
     let mut failed = false;
@@ -161,23 +162,34 @@ async fn run_shard(
         },
         None => (None, Vec::new()),
     };
-    let shard = match shard::Shard::new(shard_id, config.clone(), shared.clone(), senders) {
-        Ok(shard) => Rc::new(shard),
-        Err(error) => {
-            let _ = ready.send(Err(format!("shard {shard_id}: {error}")));
-            return;
-        }
-    };
+    let shard = Rc::new(shard::Shard::new(
+        shard_id,
+        config.clone(),
+        shared.clone(),
+        senders,
+    ));
     // SAFETY: `listener` is a listening TCP socket created by `bind_listeners` and handed to
     // this shard alone.
     let listener = unsafe { TcpListener::from_raw_fd(listener) };
     let executor = glommio::executor();
-    let accept_queue =
-        executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "accept");
-    let connection_queue =
-        executor.create_task_queue(Shares::Static(1000), Latency::NotImportant, "connections");
-    let fanout_queue =
-        executor.create_task_queue(Shares::Static(1000), Latency::NotImportant, "fanout");
+    let accept_queue = executor.create_task_queue(
+        Shares::Static(100),
+        Latency::Matters(Duration::from_millis(10)),
+        "accept",
+    );
+    let connection_queue = executor.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "connections",
+    );
+    // While a fan-out pass runs, glommio's preemption timer fires every 2 ms, so the pass yields
+    // at its next slice boundary and publishes, handshakes and pongs that arrived meanwhile are
+    // served (readiness polls do not preempt by themselves: they live on glommio's main ring).
+    let fanout_queue = executor.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(2)),
+        "fanout",
+    );
 
     let spawned = [
         glommio::spawn_local_into(shard.clone().run_fanout(receivers), fanout_queue),

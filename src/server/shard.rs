@@ -141,12 +141,18 @@ impl Shard {
         config: Arc<Config>,
         shared: Arc<Shared>,
         mesh: Option<Senders<ShardMessage>>,
-    ) -> std::io::Result<Shard> {
+    ) -> Shard {
         let uring = match config.write_path {
-            WritePath::Uring => Some(UringWriter::new()?),
+            WritePath::Uring => match UringWriter::new() {
+                Ok(writer) => Some(writer),
+                Err(error) => {
+                    log::warn!("shard {id}: no io_uring write ring ({error}); using sendmsg");
+                    None
+                }
+            },
             WritePath::Sendmsg => None,
         };
-        Ok(Shard {
+        Shard {
             id,
             policy: config.channel_policy(),
             registry: RefCell::new(Registry::new(
@@ -166,7 +172,7 @@ impl Shard {
             uring: RefCell::new(uring),
             config,
             shared,
-        })
+        }
     }
 
     /// Milliseconds on this shard's clock.
