@@ -149,6 +149,29 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_bytes)]
     pub io_memory: usize,
 
+    /// Redis URL (e.g. `redis://127.0.0.1:6379/0`): join other nodes through Redis pub/sub.
+    /// Without it, ringcast is a single node with no external dependency.
+    #[arg(long, env = "RINGCAST_REDIS")]
+    pub redis: Option<String>,
+
+    /// Redis channel prefix: `PUBLISH {prefix}:broadcast:{channel}` reaches `/ws/{channel}`.
+    #[arg(long, env = "RINGCAST_REDIS_PREFIX", default_value = "ws")]
+    pub redis_prefix: String,
+
+    /// Core the Redis subscriber thread is pinned to; default: the core after the last shard's.
+    #[arg(long, env = "RINGCAST_REDIS_CORE")]
+    pub redis_core: Option<usize>,
+
+    /// How long the Redis reader waits for a full shard channel before it drops the message for
+    /// that shard (counted).
+    #[arg(long, env = "RINGCAST_REDIS_FORWARD_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub redis_forward_timeout: Duration,
+
+    /// How long the first subscriber of a channel waits for the Redis subscription before its
+    /// handshake completes anyway (so it misses nothing published after its 101 when Redis is up).
+    #[arg(long, env = "RINGCAST_REDIS_SUBSCRIBE_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub redis_subscribe_wait: Duration,
+
     /// Log filter (error, warn, info, debug, trace; or env_logger syntax).
     #[arg(long, env = "RINGCAST_LOG", default_value = "info")]
     pub log: String,
@@ -214,6 +237,14 @@ impl Config {
         }
         if self.max_channels == 0 {
             return Err("--max-channels must be at least 1".into());
+        }
+        if let Some(url) = &self.redis
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(format!("--redis {url:?}: expected redis://host:port[/db]"));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err("--redis-prefix must be a non-empty word".into());
         }
         if self.strict && self.channels.is_empty() {
             return Err("--strict needs --channels".into());

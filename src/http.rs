@@ -52,6 +52,9 @@ pub enum HttpError {
     /// 503: a publish could not be handed to every shard in time.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// 503: a dependency (Redis) is unavailable.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl HttpError {
@@ -66,7 +69,10 @@ impl HttpError {
             HttpError::PayloadTooLarge => 413,
             HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => 426,
             HttpError::HeaderTooLarge | HttpError::TooManyHeaders => 431,
-            HttpError::ConnectionLimit | HttpError::ShuttingDown | HttpError::Overloaded(_) => 503,
+            HttpError::ConnectionLimit
+            | HttpError::ShuttingDown
+            | HttpError::Overloaded(_)
+            | HttpError::Unavailable(_) => 503,
         }
     }
 
@@ -77,7 +83,9 @@ impl HttpError {
             HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => {
                 &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
             }
-            HttpError::ConnectionLimit | HttpError::Overloaded(_) => &[("Retry-After", "1")],
+            HttpError::ConnectionLimit | HttpError::Overloaded(_) | HttpError::Unavailable(_) => {
+                &[("Retry-After", "1")]
+            }
             _ => &[],
         };
         let body = format!("{{\"error\":\"{}\"}}\n", json_escape(&self.to_string()));
@@ -265,6 +273,8 @@ pub enum Route {
     Publish(ChannelName),
     /// `GET /healthz`: 200 when every shard runs.
     Health,
+    /// `GET /readyz`: 200 when the node delivers (Redis subscribed, with `--redis`).
+    Ready,
     /// `GET /stat`: a plain-text status page.
     Stat,
 }
@@ -287,6 +297,7 @@ pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpEr
         match path {
             "/echo" => (Route::Echo, Method::Get, "GET"),
             "/healthz" => (Route::Health, Method::Get, "GET"),
+            "/readyz" => (Route::Ready, Method::Get, "GET"),
             "/stat" => (Route::Stat, Method::Get, "GET"),
             "/ws" | "/publish" => return Err(HttpError::BadRequest("missing channel name")),
             _ => return Err(HttpError::NotFound),

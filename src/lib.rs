@@ -9,9 +9,11 @@
 //! - [`channel`]: channel names and the whitelist policy.
 //! - [`config`]: command line, environment and limits.
 //! - [`server`]: the runtime: shards, accept loops, connections, fan-out and writes.
+//! - [`redis`]: the Redis subscriber core that joins several nodes into one.
 
 pub mod channel;
 pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod redis;
 pub mod server;

@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n=== %s\n' "$*"; }
 
+# The Redis tests start their own redis-server (Debian package) on free ports.
+if ! command -v redis-server >/dev/null 2>&1; then
+    say "installing redis-server (Debian package)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server
+fi
+
 say "cargo test --release --workspace"
 cargo test --release --workspace --locked
 

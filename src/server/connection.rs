@@ -287,6 +287,7 @@ async fn serve_http(
             return Ok(consumed);
         }
         Route::Health => health(shard),
+        Route::Ready => readiness(shard),
         Route::Stat => (200, stat_page(shard).await),
         Route::Subscribe(_) | Route::Echo => unreachable!("WebSocket routes are upgraded"),
     };
@@ -373,6 +374,16 @@ async fn publish(
     };
     let local_subscribers = shard.registry.borrow().subscriber_count(channel.as_str());
     shard.registry.borrow_mut().stats.published_http += 1;
+    if let Some(link) = &shard.redis {
+        // Through Redis, so every node delivers it exactly once, this one included.
+        let receivers = shard
+            .publish_through_redis(link, channel.clone(), payload)
+            .await
+            .map_err(|error| HttpError::Unavailable(format!("redis: {error}")))?;
+        return Ok(format!(
+            "{{\"channel\":\"{channel}\",\"redis_receivers\":{receivers},\"local_subscribers\":{local_subscribers}}}\n"
+        ));
+    }
     let publication = Publication {
         channel: channel.clone(),
         payload,
@@ -395,17 +406,37 @@ async fn publish(
     ))
 }
 
+/// The status body shared by `/healthz` and `/readyz`.
+fn status_body(shard: &Shard, status: &str) -> String {
+    let shared = &shard.shared;
+    let redis = shared.redis.as_ref().map_or("off", |redis| redis.state());
+    format!(
+        "{{\"status\":\"{status}\",\"shards\":{},\"live\":{},\"ready\":{},\"redis\":\"{redis}\"}}\n",
+        shared.shards.len(),
+        shared.all_shards_healthy(),
+        shared.ready(),
+    )
+}
+
+/// `GET /healthz`: liveness. 200 while every shard runs (whatever Redis does, so a Redis outage
+/// never gets the process restarted); the body also says whether the node is ready.
 fn health(shard: &Shard) -> (u16, String) {
-    let shards = shard.shared.shards.len();
     if shard.shared.shutting_down() {
-        (503, "{\"status\":\"draining\"}\n".to_string())
+        (503, status_body(shard, "draining"))
     } else if shard.shared.all_shards_healthy() {
-        (200, format!("{{\"status\":\"ok\",\"shards\":{shards}}}\n"))
+        (200, status_body(shard, "ok"))
     } else {
-        (
-            503,
-            format!("{{\"status\":\"degraded\",\"shards\":{shards}}}\n"),
-        )
+        (503, status_body(shard, "degraded"))
+    }
+}
+
+/// `GET /readyz`: 200 only when the node delivers: shards up and, with `--redis`, Redis
+/// connected and every wanted channel subscribed.
+fn readiness(shard: &Shard) -> (u16, String) {
+    if shard.shared.ready() {
+        (200, status_body(shard, "ready"))
+    } else {
+        (503, status_body(shard, "not ready"))
     }
 }
 
@@ -457,6 +488,20 @@ async fn stat_page(shard: &Shard) -> String {
         stats.closes_for(super::stats::CloseReason::SlowConsumer)
     );
     let _ = writeln!(page, "publish_refusals {}", stats.publish_refusals);
+    if let Some(redis) = &shard.shared.redis {
+        let _ = writeln!(page, "redis {}", redis.state());
+        for (name, counter) in [
+            ("redis_subscribed_channels", &redis.subscribed_channels),
+            ("redis_reconnects", &redis.reconnects),
+            ("redis_messages_received", &redis.messages_received),
+            ("redis_messages_dropped", &redis.messages_dropped),
+            ("redis_messages_invalid", &redis.messages_invalid),
+            ("redis_published", &redis.published),
+            ("redis_publish_failures", &redis.publish_failures),
+        ] {
+            let _ = writeln!(page, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+    }
     if let Some(rss) = resident_memory_bytes() {
         let _ = writeln!(page, "memory_rss_bytes {rss}");
     }
@@ -503,6 +548,15 @@ async fn upgrade(
             registry.remove(key);
             None
         } else {
+            // With Redis, the first subscriber of a channel on this shard gets its 101 once the
+            // channel is subscribed in Redis (bounded wait, below), so it misses nothing
+            // published after its handshake: hold its writes until then.
+            if let Route::Subscribe(channel) = &route
+                && shard.redis.is_some()
+                && !registry.channel_confirmed(channel.as_str())
+            {
+                registry.hold_writes(key, true);
+            }
             // The 101 goes through the connection's queue, so nothing can overtake it.
             registry.queue(key, Bytes::from(switching_protocols_response(&accept)));
             registry.flush(key);
@@ -515,6 +569,19 @@ async fn upgrade(
         let error = HttpError::Overloaded("too many channels on this shard".into());
         return Box::pin(refuse(&shard, &mut stream, error)).await;
     };
+    if let Route::Subscribe(channel) = &route
+        && shard.registry.borrow().connections[key].writes_held
+    {
+        if !shard.wait_for_redis_subscription(channel).await {
+            log::debug!("shard {}: {channel} not yet subscribed in Redis", shard.id);
+        }
+        let mut registry = shard.registry.borrow_mut();
+        if registry.connections.contains(key) {
+            registry.hold_writes(key, false);
+            registry.flush(key);
+            registry.outbound_mut(key).release_if_empty();
+        }
+    }
     shard.publish_connection_count();
     let kind = match route {
         Route::Echo => SessionKind::Echo,

@@ -30,7 +30,8 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-pub use shard::ShardMessage;
+use crate::redis::{self, RedisLink, RedisSettings};
+pub use shard::{Publication, ShardMessage};
 pub use shared::Shared;
 
 /// Descriptors kept free for everything that is not a client connection (listeners, io_uring
@@ -56,6 +57,9 @@ pub enum ServerError {
         /// The cause.
         reason: String,
     },
+    /// The Redis subscriber core could not start.
+    #[error("{0}")]
+    Redis(String),
     /// Installing the signal handler failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -73,7 +77,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         max_connections * shard_count
     );
     let (address, listeners) = bind_listeners(config.listen, shard_count)?;
-    let shared = Arc::new(Shared::new(shard_count, max_connections, max_sockets));
+    let (redis, mut from_redis) = start_redis(&config, &cores)?;
+    let mut shared = Shared::new(shard_count, max_connections, max_sockets);
+    shared.redis = redis.as_ref().map(|link| link.status.clone());
+    let shared = Arc::new(shared);
     let config = Arc::new(config);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
     let (ready_sender, ready) = mpsc::channel::<Result<usize, String>>();
@@ -84,6 +91,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let shared = shared.clone();
         let mesh = mesh.clone();
         let ready_sender = ready_sender.clone();
+        let redis = redis.clone();
+        let from_redis = from_redis.get_mut(shard_id).and_then(Option::take);
         let builder = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("ringcast-shard-{shard_id}"))
             .io_memory(config.io_memory);
@@ -92,7 +101,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     log::warn!("shard {shard_id}: could not pin to core {core}");
                 }
-                run_shard(shard_id, config, shared, listener, mesh, ready_sender).await;
+                let shard = ShardStart {
+                    shard_id,
+                    config,
+                    shared,
+                    listener,
+                    mesh,
+                    redis,
+                    from_redis,
+                };
+                run_shard(shard, ready_sender).await;
             })
             .map_err(|error| ServerError::Shard {
                 shard: shard_id,
@@ -136,15 +154,70 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// The body of one shard's executor.
-async fn run_shard(
+/// Starts the Redis subscriber core if `--redis` is set; returns the link for the shards and one
+/// receiver per shard.
+#[allow(clippy::type_complexity)]
+fn start_redis(
+    config: &Config,
+    cores: &[usize],
+) -> Result<
+    (
+        Option<RedisLink>,
+        Vec<Option<futures::channel::mpsc::Receiver<Publication>>>,
+    ),
+    ServerError,
+> {
+    let Some(url) = &config.redis else {
+        return Ok((None, cores.iter().map(|_| None).collect()));
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) = cores
+        .iter()
+        .map(|_| futures::channel::mpsc::channel(config.mesh_capacity))
+        .unzip();
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    // The core after the last shard's: a dedicated core when there are spare ones.
+    let default_core = available
+        .iter()
+        .map(|core| core.id)
+        .find(|id| !cores.contains(id))
+        .or_else(|| cores.last().copied());
+    let settings = RedisSettings {
+        url: url.clone(),
+        prefix: config.redis_prefix.clone(),
+        forward_timeout: config.redis_forward_timeout,
+        core: config.redis_core.or(default_core),
+    };
+    log::info!(
+        "redis: {url}, channels {}:broadcast:*, subscriber core {:?}",
+        settings.prefix,
+        settings.core
+    );
+    let link = redis::start(settings, senders).map_err(ServerError::Redis)?;
+    Ok((Some(link), receivers.into_iter().map(Some).collect()))
+}
+
+/// What a shard starts with.
+struct ShardStart {
     shard_id: usize,
     config: Arc<Config>,
     shared: Arc<Shared>,
     listener: RawFd,
     mesh: Option<MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>>,
-    ready: mpsc::Sender<Result<usize, String>>,
-) {
+    redis: Option<RedisLink>,
+    from_redis: Option<futures::channel::mpsc::Receiver<Publication>>,
+}
+
+/// The body of one shard's executor.
+async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>) {
+    let ShardStart {
+        shard_id,
+        config,
+        shared,
+        listener,
+        mesh,
+        redis,
+        from_redis,
+    } = start;
     let (senders, receivers) = match mesh {
         Some(mesh) => match mesh.join().await {
             Ok((senders, mut receivers)) => {
@@ -167,6 +240,7 @@ async fn run_shard(
         config.clone(),
         shared.clone(),
         senders,
+        redis,
     ));
     // SAFETY: `listener` is a listening TCP socket created by `bind_listeners` and handed to
     // this shard alone.
@@ -192,7 +266,14 @@ async fn run_shard(
     );
 
     let spawned = [
-        glommio::spawn_local_into(shard.clone().run_fanout(receivers), fanout_queue),
+        glommio::spawn_local_into(
+            shard.clone().run_fanout(shard::Sources {
+                mesh: receivers,
+                redis: from_redis,
+            }),
+            fanout_queue,
+        ),
+        glommio::spawn_local_into(shard.clone().run_redis_interest(), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_ticker(), fanout_queue),
         glommio::spawn_local_into(
             connection::run_accept(shard.clone(), listener, connection_queue),

@@ -6,14 +6,16 @@
 //! subscriber's position). The fan-out frames a message once and pushes a reference to the same
 //! bytes into each subscriber's queue: no allocation or copy per subscriber.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::task::Waker;
 
 use bytes::Bytes;
 use slab::Slab;
 use smallvec::SmallVec;
 
+use super::event::LocalNotify;
 use super::outbound::{Outbound, WriteOutcome, WriteTally};
 use super::stats::{CloseReason, ShardStats};
 use crate::channel::ChannelName;
@@ -84,6 +86,8 @@ pub struct Connection {
     in_flush_list: bool,
     /// The last write hit a full send buffer; the task waits for writability.
     pub write_blocked: bool,
+    /// Writes are held back (the 101 waits for the Redis subscription of a new channel).
+    pub writes_held: bool,
     /// A write is being prepared or submitted (between `begin_flush` and `end_flush`): a
     /// connection listed twice in one batch is written once.
     write_in_flight: bool,
@@ -108,6 +112,7 @@ impl Connection {
             last_ping_ms: now_ms,
             in_flush_list: false,
             write_blocked: false,
+            writes_held: false,
             write_in_flight: false,
             write_failed: false,
             over_limit: false,
@@ -128,6 +133,9 @@ impl Connection {
 struct Channel {
     name: ChannelName,
     subscribers: Vec<ConnectionKey>,
+    /// The Redis subscriber core confirmed the channel is subscribed (always false without
+    /// Redis).
+    confirmed: bool,
 }
 
 /// Refusal to join a channel.
@@ -151,6 +159,11 @@ pub struct Registry {
     over_limit: Vec<ConnectionKey>,
     /// `--outbound-queue-bytes`.
     outbound_limit_bytes: usize,
+    /// Channels that appeared or disappeared on this shard since the Redis subscription task
+    /// last looked (`None` without Redis). A set: bounded by the number of channel names.
+    interest_changes: Option<HashSet<ChannelName>>,
+    /// Wakes the Redis subscription task when `interest_changes` grows.
+    pub interest_changed: Rc<LocalNotify>,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -166,8 +179,52 @@ impl Registry {
             flush_list: Vec::new(),
             over_limit: Vec::new(),
             outbound_limit_bytes,
+            interest_changes: None,
+            interest_changed: Rc::new(LocalNotify::default()),
             stats: ShardStats::default(),
         }
+    }
+
+    /// Records which channels appear and disappear, for the Redis subscription task.
+    pub fn track_interest(&mut self) {
+        self.interest_changes = Some(HashSet::new());
+    }
+
+    /// Channels that appeared or disappeared since the last call.
+    pub fn take_interest_changes(&mut self) -> Vec<ChannelName> {
+        self.interest_changes
+            .as_mut()
+            .map(|changes| changes.drain().collect())
+            .unwrap_or_default()
+    }
+
+    fn record_interest_change(&mut self, name: &ChannelName) {
+        if let Some(changes) = &mut self.interest_changes
+            && changes.insert(name.clone())
+        {
+            self.interest_changed.notify_all();
+        }
+    }
+
+    /// Marks `names` (those still present) as subscribed in Redis.
+    pub fn confirm_channels(&mut self, names: &[ChannelName]) {
+        for name in names {
+            if let Some(&channel) = self.channel_keys.get(name) {
+                self.channels[channel].confirmed = true;
+            }
+        }
+    }
+
+    /// Is `name` confirmed as subscribed in Redis?
+    pub fn channel_confirmed(&self, name: &str) -> bool {
+        self.channel_keys
+            .get(name)
+            .is_some_and(|&channel| self.channels[channel].confirmed)
+    }
+
+    /// Holds or releases writes to `key` (held writes stay queued, in order).
+    pub fn hold_writes(&mut self, key: ConnectionKey, held: bool) {
+        self.connections[key].writes_held = held;
     }
 
     /// Adds a connection; returns its key.
@@ -198,8 +255,10 @@ impl Registry {
                 let channel = self.channels.insert(Channel {
                     name: name.clone(),
                     subscribers: Vec::new(),
+                    confirmed: false,
                 });
                 self.channel_keys.insert(name.clone(), channel);
+                self.record_interest_change(name);
                 channel
             }
         };
@@ -241,6 +300,7 @@ impl Registry {
             if channel.subscribers.is_empty() {
                 let channel = self.channels.remove(subscription.channel);
                 self.channel_keys.remove(&channel.name);
+                self.record_interest_change(&channel.name);
             }
         }
     }
@@ -341,8 +401,10 @@ impl Registry {
     pub fn begin_flush(&mut self, key: ConnectionKey) -> Option<RawFd> {
         let connection = self.connections.get_mut(key)?;
         connection.in_flush_list = false;
-        let ready =
-            !connection.write_blocked && !connection.write_failed && !connection.write_in_flight;
+        let ready = !connection.write_blocked
+            && !connection.write_failed
+            && !connection.write_in_flight
+            && !connection.writes_held;
         if !ready || connection.outbound.is_empty() {
             return None;
         }

@@ -21,12 +21,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::SinkExt;
 use futures::StreamExt;
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::shared_channel::ConnectedReceiver;
 
-use super::event::LocalEvent;
+use super::event::{LocalEvent, LocalNotify};
 use super::registry::{CloseRequest, Registry};
 use super::stats::ShardStats;
 use super::uring::UringWriter;
@@ -36,6 +37,7 @@ use crate::config::{
 };
 use crate::protocol::frame::{OpCode, encode_server_frame};
 use crate::protocol::message::DataKind;
+use crate::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::server::shared::{ShardSlot, Shared};
 
 /// A message published to a channel, on its way to every shard.
@@ -82,6 +84,14 @@ const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
 
 /// Most channels a snapshot lists.
 pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
+
+/// Where a shard's fan-out takes messages from, besides its own inbox.
+pub struct Sources {
+    /// One receiver per other shard.
+    pub mesh: Vec<ConnectedReceiver<ShardMessage>>,
+    /// Messages from the Redis subscriber core.
+    pub redis: Option<mpsc::Receiver<Publication>>,
+}
 
 /// Messages published on this shard for this shard: the local half of the fan-out's input.
 #[derive(Debug)]
@@ -132,6 +142,10 @@ pub struct Shard {
     epoch: Instant,
     /// Batched io_uring writer, with `--write-path uring`.
     uring: RefCell<Option<UringWriter>>,
+    /// The Redis subscriber core, with `--redis`.
+    pub redis: Option<RedisLink>,
+    /// Notified when the Redis core confirms channel subscriptions.
+    pub confirmations: LocalNotify,
 }
 
 impl Shard {
@@ -141,6 +155,7 @@ impl Shard {
         config: Arc<Config>,
         shared: Arc<Shared>,
         mesh: Option<Senders<ShardMessage>>,
+        redis: Option<RedisLink>,
     ) -> Shard {
         let uring = match config.write_path {
             WritePath::Uring => match UringWriter::new() {
@@ -152,13 +167,14 @@ impl Shard {
             },
             WritePath::Sendmsg => None,
         };
+        let mut registry = Registry::new(config.max_channels, config.outbound_queue_bytes);
+        if redis.is_some() {
+            registry.track_interest();
+        }
         Shard {
             id,
             policy: config.channel_policy(),
-            registry: RefCell::new(Registry::new(
-                config.max_channels,
-                config.outbound_queue_bytes,
-            )),
+            registry: RefCell::new(registry),
             scratch: RefCell::new(vec![0u8; READ_SCRATCH_BYTES].into_boxed_slice()),
             inbox: Inbox {
                 queue: RefCell::new(VecDeque::new()),
@@ -170,6 +186,8 @@ impl Shard {
             draining: LocalEvent::default(),
             epoch: Instant::now(),
             uring: RefCell::new(uring),
+            redis,
+            confirmations: LocalNotify::default(),
             config,
             shared,
         }
@@ -293,16 +311,16 @@ impl Shard {
 
     /// The fan-out task: forever take a batch of messages, queue them, write, then close the
     /// slow consumers of this pass.
-    pub async fn run_fanout(self: Rc<Self>, mut receivers: Vec<ConnectedReceiver<ShardMessage>>) {
+    pub async fn run_fanout(self: Rc<Self>, mut sources: Sources) {
         let mut staged = Vec::with_capacity(STAGED_MAX);
         let mut batch = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
         loop {
-            poll_fn(|context| self.collect(context, &mut receivers, &mut staged, &mut batch, true))
+            poll_fn(|context| self.collect(context, &mut sources, &mut staged, &mut batch, true))
                 .await;
             if !self.config.write_coalesce.is_zero() {
                 glommio::timer::sleep(self.config.write_coalesce).await;
                 poll_fn(|context| {
-                    self.collect(context, &mut receivers, &mut staged, &mut batch, false)
+                    self.collect(context, &mut sources, &mut staged, &mut batch, false)
                 })
                 .await;
             }
@@ -332,12 +350,12 @@ impl Shard {
     fn collect(
         &self,
         context: &mut Context<'_>,
-        receivers: &mut Vec<ConnectedReceiver<ShardMessage>>,
+        sources: &mut Sources,
         staged: &mut Vec<Publication>,
         batch: &mut Vec<Publication>,
         wait: bool,
     ) -> Poll<()> {
-        self.take_available(context, receivers, staged);
+        self.take_available(context, sources, staged);
         if staged.is_empty() {
             if wait {
                 *self.inbox.waker.borrow_mut() = Some(context.waker().clone());
@@ -350,7 +368,7 @@ impl Shard {
             .map(|publication| publication.published_at)
             .max()
             .expect("staged is not empty");
-        self.take_available(context, receivers, staged);
+        self.take_available(context, sources, staged);
         staged.sort_by_key(|publication| publication.published_at);
         let releasable = staged
             .partition_point(|publication| publication.published_at <= horizon)
@@ -364,9 +382,20 @@ impl Shard {
     fn take_available(
         &self,
         context: &mut Context<'_>,
-        receivers: &mut Vec<ConnectedReceiver<ShardMessage>>,
+        sources: &mut Sources,
         staged: &mut Vec<Publication>,
     ) {
+        // Redis delivers in Redis's order through one channel.
+        while let Some(redis) = sources.redis.as_mut()
+            && staged.len() < STAGED_MAX
+        {
+            match redis.poll_next_unpin(context) {
+                Poll::Ready(Some(publication)) => staged.push(publication),
+                Poll::Ready(None) => sources.redis = None,
+                Poll::Pending => break,
+            }
+        }
+        let receivers = &mut sources.mesh;
         let mut messages = Vec::new();
         {
             let mut queue = self.inbox.queue.borrow_mut();
@@ -462,6 +491,117 @@ impl Shard {
                 self.flush_all().await;
             }
             glommio::timer::sleep(tick).await;
+        }
+    }
+
+    /// With `--redis`: PUBLISH through the subscriber core, so every node (this one included)
+    /// delivers it exactly once. Returns Redis's receiver count, or why it failed (answered 503).
+    pub async fn publish_through_redis(
+        &self,
+        link: &RedisLink,
+        channel: ChannelName,
+        payload: Bytes,
+    ) -> Result<u64, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = PublishRequest {
+            channel,
+            payload,
+            reply,
+        };
+        let mut sender = link.publish.clone();
+        let exchange = async {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| "the Redis core stopped".to_string())?;
+            answer
+                .await
+                .map_err(|_| "the Redis core dropped the request".to_string())?
+        };
+        // The core answers within its own command timeout; this bound is a backstop.
+        let bound = self.config.publish_timeout + Duration::from_secs(5);
+        match glommio::timer::timeout(bound, async { Ok(exchange.await) }).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer from Redis within {bound:?}")),
+        }
+    }
+
+    /// With `--redis`: tells the subscriber core which channels this shard gained or lost, in
+    /// batches (everything that changed while the previous report was in flight goes in the
+    /// next one), and marks channels confirmed when the core has subscribed them.
+    pub async fn run_redis_interest(self: Rc<Self>) {
+        let Some(link) = self.redis.clone() else {
+            return;
+        };
+        let changed = self.registry.borrow().interest_changed.clone();
+        // Channels this shard has reported as wanted (bounded by the channel limit).
+        let mut announced: std::collections::HashSet<ChannelName> = Default::default();
+        loop {
+            let notified = changed.notified();
+            let changes = self.registry.borrow_mut().take_interest_changes();
+            if changes.is_empty() {
+                notified.await;
+                continue;
+            }
+            let (mut added, mut removed) = (Vec::new(), Vec::new());
+            {
+                let registry = self.registry.borrow();
+                for name in changes {
+                    let present = registry.subscriber_count(name.as_str()) > 0;
+                    if present && announced.insert(name.clone()) {
+                        added.push(name);
+                    } else if !present && announced.remove(&name) {
+                        removed.push(name);
+                    }
+                }
+            }
+            if added.is_empty() && removed.is_empty() {
+                continue;
+            }
+            let (confirmed, confirmation) = oneshot::channel();
+            let update = InterestUpdate {
+                shard: self.id,
+                added: added.clone(),
+                removed,
+                confirmed,
+            };
+            if link.interest.clone().send(update).await.is_err() {
+                log::error!("shard {}: the Redis core stopped", self.id);
+                return;
+            }
+            let shard = self.clone();
+            let confirm = async move {
+                if confirmation.await.is_ok() {
+                    shard.registry.borrow_mut().confirm_channels(&added);
+                    shard.confirmations.notify_all();
+                }
+            };
+            glommio::spawn_local(confirm).detach();
+        }
+    }
+
+    /// With `--redis`: waits (at most `--redis-subscribe-wait`) until `channel` is subscribed in
+    /// Redis, so a client whose handshake completes misses nothing published after it.
+    pub async fn wait_for_redis_subscription(&self, channel: &ChannelName) -> bool {
+        let deadline = Instant::now() + self.config.redis_subscribe_wait;
+        // Bounded by the deadline; each round is a confirmation from the Redis core.
+        loop {
+            let notified = self.confirmations.notified();
+            if self.registry.borrow().channel_confirmed(channel.as_str()) {
+                return true;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return false;
+            }
+            let waited = glommio::timer::timeout(remaining, async {
+                notified.await;
+                Ok(())
+            })
+            .await;
+            if waited.is_err() {
+                return self.registry.borrow().channel_confirmed(channel.as_str());
+            }
         }
     }
 

@@ -6,7 +6,10 @@
 //! one shard's writes never contend with another's. Relaxed ordering is enough: readers want a
 //! recent value, not a consistent snapshot across shards.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::redis::RedisStatus;
 use std::time::{Duration, Instant};
 
 /// A shard whose ticker has not run for this long is reported as stalled by `/healthz`.
@@ -41,6 +44,8 @@ pub struct Shared {
     /// Sockets of any kind per shard (what the open-file limit allows): beyond it, new
     /// connections are answered 503 at once without reading a request.
     pub max_sockets_per_shard: usize,
+    /// The Redis link's status, with `--redis`.
+    pub redis: Option<Arc<RedisStatus>>,
 }
 
 impl Shared {
@@ -56,6 +61,7 @@ impl Shared {
             started_at: Instant::now(),
             max_connections_per_shard,
             max_sockets_per_shard,
+            redis: None,
         }
     }
 
@@ -72,6 +78,14 @@ impl Shared {
             slot.running.load(Ordering::Relaxed)
                 && now_ms.saturating_sub(slot.heartbeat_ms.load(Ordering::Relaxed)) < stale_ms
         })
+    }
+
+    /// Ready to deliver: every shard healthy, not draining, and with `--redis`, Redis connected
+    /// and every wanted channel subscribed.
+    pub fn ready(&self) -> bool {
+        self.all_shards_healthy()
+            && !self.shutting_down()
+            && self.redis.as_ref().is_none_or(|redis| redis.is_ready())
     }
 
     /// Has shutdown been requested?

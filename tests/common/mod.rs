@@ -339,3 +339,118 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A real `redis-server` on a free port, stopped on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (installed by tests/run.sh) on a free port.
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let mut server = RedisServer { child: None, port };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: a crash, not a clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (bash tests/run.sh installs it)");
+        self.child = Some(child);
+        wait_until("redis-server to answer PING", || {
+            self.try_command(&["PING"])
+                .is_some_and(|reply| reply == "+PONG")
+        });
+    }
+
+    /// Sends one command; returns the first reply line (e.g. `:1`, `+PONG`), or `None` if the
+    /// server cannot be reached.
+    pub fn try_command(&self, args: &[&str]) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(PATIENCE)).ok()?;
+        stream.write_all(&resp_command(args)).ok()?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        Some(line.trim_end().to_string())
+    }
+
+    /// Sends one command; panics if Redis does not answer.
+    pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args).expect("redis answers")
+    }
+
+    /// `PUBSUB CHANNELS`: the channels someone is subscribed to.
+    pub fn subscribed_channels(&self) -> Vec<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+            .write_all(&resp_command(&["PUBSUB", "CHANNELS"]))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let count: usize = line.trim_end().trim_start_matches('*').parse().unwrap_or(0);
+        let mut channels = Vec::new();
+        for _ in 0..count {
+            let mut length = String::new();
+            reader.read_line(&mut length).unwrap();
+            let mut name = String::new();
+            reader.read_line(&mut name).unwrap();
+            channels.push(name.trim_end().to_string());
+        }
+        channels
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Encodes a command as a RESP array of bulk strings.
+pub fn resp_command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+    }
+    out
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `server`; returns the body.
+pub fn get_body(server: &Server, path: &str) -> (u16, String) {
+    server.http("GET", path, b"")
+}

@@ -1,0 +1,195 @@
+//! Redis fan-out against a real `redis-server` started by each test on a free port.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, Server, connections_per_shard, wait_until};
+use tungstenite::Message;
+
+fn with_redis(redis: &RedisServer, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    wait_until("the node to be ready", || {
+        server.http("GET", "/readyz", b"").0 == 200
+    });
+    server
+}
+
+fn read_text(client: &mut tungstenite::WebSocket<std::net::TcpStream>) -> String {
+    match client.read().expect("a message") {
+        Message::Text(text) => text.to_string(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn assert_nothing_more(client: &mut tungstenite::WebSocket<std::net::TcpStream>) {
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(client.read().is_err(), "no duplicates");
+    client
+        .get_mut()
+        .set_read_timeout(Some(common::PATIENCE))
+        .unwrap();
+}
+
+#[test]
+fn redis_publish_reaches_clients_on_both_shards_exactly_once_in_order() {
+    let redis = RedisServer::start();
+    let server = with_redis(&redis, &[]);
+    let mut clients: Vec<_> = (0..100).map(|_| server.websocket("/ws/news")).collect();
+    let per_shard = connections_per_shard(&server.stat());
+    assert!(per_shard.iter().all(|&count| count > 0), "{per_shard:?}");
+    for sequence in 0..20 {
+        let receivers = redis.command(&["PUBLISH", "ws:broadcast:news", &format!("m{sequence}")]);
+        assert_eq!(
+            receivers, ":1",
+            "one subscription per node, however many clients"
+        );
+    }
+    for client in &mut clients {
+        for sequence in 0..20 {
+            assert_eq!(read_text(client), format!("m{sequence}"));
+        }
+    }
+    for client in clients.iter_mut().take(10) {
+        assert_nothing_more(client);
+    }
+}
+
+#[test]
+fn two_nodes_on_one_redis_deliver_one_publish_exactly_once() {
+    let redis = RedisServer::start();
+    let first = with_redis(&redis, &[]);
+    let second = with_redis(&redis, &[]);
+    let mut clients: Vec<_> = (0..20)
+        .map(|index| {
+            let node = if index % 2 == 0 { &first } else { &second };
+            node.websocket("/ws/cluster")
+        })
+        .collect();
+    for sequence in 0..10 {
+        let answer = first.publish("cluster", format!("p{sequence}").as_bytes());
+        assert!(
+            answer.contains("\"redis_receivers\":2"),
+            "both nodes subscribed: {answer}"
+        );
+    }
+    for client in &mut clients {
+        for sequence in 0..10 {
+            assert_eq!(read_text(client), format!("p{sequence}"));
+        }
+        assert_nothing_more(client);
+    }
+}
+
+#[test]
+fn subscriptions_follow_demand() {
+    let redis = RedisServer::start();
+    let server = with_redis(&redis, &[]);
+    assert!(redis.subscribed_channels().is_empty());
+    let first = server.websocket("/ws/demand");
+    let second = server.websocket("/ws/demand");
+    assert_eq!(
+        redis.subscribed_channels(),
+        vec!["ws:broadcast:demand".to_string()]
+    );
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        redis.subscribed_channels(),
+        vec!["ws:broadcast:demand".to_string()]
+    );
+    drop(second);
+    wait_until("the last client's leave to unsubscribe", || {
+        redis.subscribed_channels().is_empty()
+    });
+}
+
+#[test]
+fn custom_prefix_and_binary_payloads() {
+    let redis = RedisServer::start();
+    let server = with_redis(&redis, &["--redis-prefix", "app"]);
+    let mut client = server.websocket("/ws/facility");
+    assert_eq!(
+        redis.subscribed_channels(),
+        vec!["app:broadcast:facility".to_string()]
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    let payload = [0xffu8, 0x00, 0x80];
+    let mut command = b"*3\r\n$7\r\nPUBLISH\r\n$22\r\napp:broadcast:facility\r\n$3\r\n".to_vec();
+    command.extend_from_slice(&payload);
+    command.extend_from_slice(b"\r\n");
+    std::io::Write::write_all(&mut stream, &command).unwrap();
+    assert_eq!(
+        client.read().unwrap(),
+        Message::Binary(payload.to_vec().into())
+    );
+}
+
+#[test]
+fn redis_lost_mid_stream_comes_back_by_itself() {
+    let mut redis = RedisServer::start();
+    let mut server = with_redis(&redis, &[]);
+    let mut clients: Vec<_> = (0..10).map(|_| server.websocket("/ws/resilient")).collect();
+    redis.command(&["PUBLISH", "ws:broadcast:resilient", "before"]);
+    for client in &mut clients {
+        assert_eq!(read_text(client), "before");
+    }
+
+    redis.kill();
+    wait_until("the node to report not ready", || {
+        let (status, body) = server.http("GET", "/healthz", b"");
+        status == 200 && body.contains("\"ready\":false")
+    });
+    assert_eq!(server.http("GET", "/readyz", b"").0, 503);
+    let (status, body) = server.http("POST", "/publish/resilient", b"lost?");
+    assert_eq!(
+        status, 503,
+        "publishing while Redis is down is refused: {body}"
+    );
+
+    redis.restart();
+    wait_until("the node to be ready again", || {
+        server
+            .http("GET", "/healthz", b"")
+            .1
+            .contains("\"ready\":true")
+    });
+    assert_eq!(
+        redis.subscribed_channels(),
+        vec!["ws:broadcast:resilient".to_string()]
+    );
+    server.publish("resilient", b"after");
+    for client in &mut clients {
+        assert_eq!(read_text(client), "after");
+    }
+    let stat = server.stat();
+    assert!(stat.contains("redis_reconnects 1"), "{stat}");
+    assert!(server.is_running());
+}
+
+#[test]
+fn redis_down_at_start_then_up() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let url = redis.url();
+    let server = Server::start(&["--redis", &url, "--redis-subscribe-wait", "200ms"]);
+    let (status, body) = server.http("GET", "/healthz", b"");
+    assert_eq!(status, 200, "alive: {body}");
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert_eq!(server.http("GET", "/readyz", b"").0, 503);
+    // It serves connections meanwhile.
+    let mut client = server.websocket("/ws/late");
+    assert_eq!(server.http("POST", "/publish/late", b"x").0, 503);
+    redis.restart();
+    wait_until("the node to be ready", || {
+        server.http("GET", "/readyz", b"").0 == 200
+    });
+    server.publish("late", b"finally");
+    assert_eq!(read_text(&mut client), "finally");
+}
