@@ -117,6 +117,8 @@ pub struct RequestHead {
     pub method: Method,
     /// Request target without the query string.
     pub path: String,
+    /// The query string (after `?`), empty if none.
+    pub query: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub http_minor_version: u8,
     /// A `Host` header is present.
@@ -178,11 +180,13 @@ pub fn parse_request_head(
         _ => Method::Other,
     };
     let target = request.path.unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let http_minor_version = request.version.unwrap_or(0);
     let mut head = RequestHead {
         method,
         path,
+        query,
         http_minor_version,
         has_host: false,
         upgrade_websocket: false,
@@ -275,8 +279,13 @@ pub enum Route {
     Health,
     /// `GET /readyz`: 200 when the node delivers (Redis subscribed, with `--redis`).
     Ready,
-    /// `GET /stat`: a plain-text status page.
-    Stat,
+    /// `GET /stat`: a plain-text status page (`?format=json`: the same as JSON).
+    Stat {
+        /// `?format=json` was asked.
+        json: bool,
+    },
+    /// `GET /metrics`: Prometheus/OpenMetrics exposition.
+    Metrics,
 }
 
 impl Route {
@@ -298,7 +307,11 @@ pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpEr
             "/echo" => (Route::Echo, Method::Get, "GET"),
             "/healthz" => (Route::Health, Method::Get, "GET"),
             "/readyz" => (Route::Ready, Method::Get, "GET"),
-            "/stat" => (Route::Stat, Method::Get, "GET"),
+            "/stat" => {
+                let json = head.query.split('&').any(|pair| pair == "format=json");
+                (Route::Stat { json }, Method::Get, "GET")
+            }
+            "/metrics" => (Route::Metrics, Method::Get, "GET"),
             "/ws" | "/publish" => return Err(HttpError::BadRequest("missing channel name")),
             _ => return Err(HttpError::NotFound),
         }

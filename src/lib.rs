@@ -10,10 +10,13 @@
 //! - [`config`]: command line, environment and limits.
 //! - [`server`]: the runtime: shards, accept loops, connections, fan-out and writes.
 //! - [`redis`]: the Redis subscriber core that joins several nodes into one.
+//! - [`metrics`], [`stat`]: `/metrics` and `/stat`, rendered from per-shard snapshots.
 
 pub mod channel;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod redis;
 pub mod server;
+pub mod stat;

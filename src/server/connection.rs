@@ -6,7 +6,6 @@
 //! closed after a short linger so the client reads the status instead of a reset.
 
 use std::cell::Cell;
-use std::fmt::Write as _;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -23,9 +22,15 @@ use glommio::{TaskQueueHandle, spawn_local_into};
 use super::shard::{Publication, Shard};
 use super::websocket::{SessionKind, run_session};
 use crate::http::{self, HttpError, RequestHead, Route, parse_request_head};
+use crate::metrics::{self, ProcessReadings};
 use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
 use crate::protocol::message::DataKind;
+use crate::stat::StatReport;
 
+/// Content type of JSON answers.
+const JSON: &str = "application/json";
+/// Content type of plain-text answers.
+const TEXT: &str = "text/plain; charset=utf-8";
 /// Most sockets being refused with 503 at once; beyond it, refused sockets are just closed.
 const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 /// How long a refused or finished connection is drained before it is closed (so our last
@@ -283,18 +288,37 @@ async fn serve_http(
         Route::Publish(channel) => {
             let (payload, consumed) = read_body(shard, stream, head, buffer).await?;
             let response = publish(shard, channel, payload).await.map_err(Some)?;
-            write_response(shard, stream, 200, &response, head.keep_alive).await?;
+            write_response(shard, stream, 200, JSON, &response, head.keep_alive).await?;
             return Ok(consumed);
         }
         Route::Health => health(shard),
         Route::Ready => readiness(shard),
-        Route::Stat => (200, stat_page(shard).await),
+        Route::Stat { json } => {
+            let snapshots = shard.snapshots().await;
+            let report = StatReport::new(&shard.shared, &snapshots, ProcessReadings::read());
+            (200, if json { report.json() } else { report.text() })
+        }
+        Route::Metrics => {
+            let snapshots = shard.snapshots().await;
+            let text = metrics::render(&snapshots, &shard.shared, ProcessReadings::read());
+            return write_response(
+                shard,
+                stream,
+                200,
+                metrics::CONTENT_TYPE,
+                &text,
+                head.keep_alive,
+            )
+            .await
+            .map(|()| head.head_len);
+        }
         Route::Subscribe(_) | Route::Echo => unreachable!("WebSocket routes are upgraded"),
     };
     if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
         return Err(Some(HttpError::BadRequest("unexpected request body")));
     }
-    write_response(shard, stream, status, &body, head.keep_alive).await?;
+    let content_type = if body.starts_with('{') { JSON } else { TEXT };
+    write_response(shard, stream, status, content_type, &body, head.keep_alive).await?;
     Ok(head.head_len)
 }
 
@@ -302,14 +326,10 @@ async fn write_response(
     shard: &Shard,
     stream: &mut TcpStream,
     status: u16,
+    content_type: &str,
     body: &str,
     keep_alive: bool,
 ) -> Result<(), Option<HttpError>> {
-    let content_type = if body.starts_with('{') {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
     let response = http::response(status, &[], content_type, body.as_bytes(), keep_alive);
     match bounded(shard, stream.write_all(&response)).await {
         Some(Ok(())) => Ok(()),
@@ -438,82 +458,6 @@ fn readiness(shard: &Shard) -> (u16, String) {
     } else {
         (503, status_body(shard, "not ready"))
     }
-}
-
-/// `GET /stat`: a plain-text page in the spirit of ws4redis's.
-async fn stat_page(shard: &Shard) -> String {
-    let snapshots = shard.snapshots().await;
-    let mut page = String::new();
-    let shards = shard.shared.shards.len();
-    let _ = writeln!(page, "ringcast {}", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(
-        page,
-        "uptime_s {}",
-        shard.shared.started_at.elapsed().as_secs()
-    );
-    let _ = writeln!(page, "shards {shards} (answered: {})", snapshots.len());
-    let total: usize = snapshots.iter().map(|s| s.websocket_connections).sum();
-    let _ = writeln!(page, "connections {total}");
-    for snapshot in &snapshots {
-        let _ = writeln!(
-            page,
-            "\tshard {}: {} websocket connections, {} sockets, {} channels",
-            snapshot.shard,
-            snapshot.websocket_connections,
-            snapshot.open_sockets,
-            snapshot.channel_count
-        );
-    }
-    let mut channels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for snapshot in &snapshots {
-        for (name, count) in &snapshot.top_channels {
-            *channels.entry(name.as_str()).or_default() += count;
-        }
-    }
-    let _ = writeln!(page, "channels {}", channels.len());
-    for (name, count) in &channels {
-        let _ = writeln!(page, "\tchannel {name}: {count} clients");
-    }
-    let mut stats = super::stats::ShardStats::default();
-    for snapshot in &snapshots {
-        stats.merge(&snapshot.stats);
-    }
-    let _ = writeln!(page, "published_http {}", stats.published_http);
-    let _ = writeln!(page, "deliveries_queued {}", stats.frames_queued);
-    let _ = writeln!(page, "frames_written {}", stats.frames_written);
-    let _ = writeln!(page, "write_calls {}", stats.write_calls);
-    let _ = writeln!(
-        page,
-        "slow_consumer_closes {}",
-        stats.closes_for(super::stats::CloseReason::SlowConsumer)
-    );
-    let _ = writeln!(page, "publish_refusals {}", stats.publish_refusals);
-    if let Some(redis) = &shard.shared.redis {
-        let _ = writeln!(page, "redis {}", redis.state());
-        for (name, counter) in [
-            ("redis_subscribed_channels", &redis.subscribed_channels),
-            ("redis_reconnects", &redis.reconnects),
-            ("redis_messages_received", &redis.messages_received),
-            ("redis_messages_dropped", &redis.messages_dropped),
-            ("redis_messages_invalid", &redis.messages_invalid),
-            ("redis_published", &redis.published),
-            ("redis_publish_failures", &redis.publish_failures),
-        ] {
-            let _ = writeln!(page, "{name} {}", counter.load(Ordering::Relaxed));
-        }
-    }
-    if let Some(rss) = resident_memory_bytes() {
-        let _ = writeln!(page, "memory_rss_bytes {rss}");
-    }
-    page
-}
-
-/// The process's resident set size, from `/proc/self/status`.
-pub fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Validates the upgrade, registers the connection, answers 101 and runs the session.

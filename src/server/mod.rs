@@ -12,7 +12,7 @@ mod outbound;
 mod registry;
 mod shard;
 mod shared;
-mod stats;
+pub mod stats;
 mod uring;
 mod websocket;
 
@@ -31,7 +31,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::redis::{self, RedisLink, RedisSettings};
-pub use shard::{Publication, ShardMessage};
+pub use shard::{Publication, ShardMessage, ShardSnapshot};
 pub use shared::Shared;
 
 /// Descriptors kept free for everything that is not a client connection (listeners, io_uring

@@ -312,6 +312,14 @@ impl Registry {
             .map_or(0, |&channel| self.channels[channel].subscribers.len())
     }
 
+    /// (sum, max) of the connections' queued bytes: O(connections), for scrapes only.
+    pub fn outbound_totals(&self) -> (usize, usize) {
+        self.connections
+            .iter()
+            .map(|(_, connection)| connection.outbound.queued_bytes())
+            .fold((0, 0), |(sum, max), bytes| (sum + bytes, max.max(bytes)))
+    }
+
     /// Number of channels with subscribers here.
     pub fn channel_count(&self) -> usize {
         self.channels.len()

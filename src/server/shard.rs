@@ -64,6 +64,10 @@ pub struct ShardSnapshot {
     pub open_sockets: usize,
     /// Channels with subscribers here.
     pub channel_count: usize,
+    /// Bytes queued for all connections.
+    pub outbound_queued_bytes: usize,
+    /// The largest single connection's queue.
+    pub outbound_queue_max_bytes: usize,
     /// The largest channels and their subscriber counts (bounded list).
     pub top_channels: Vec<(String, usize)>,
     /// Counters.
@@ -299,11 +303,14 @@ impl Shard {
 
     fn snapshot(&self) -> ShardSnapshot {
         let registry = self.registry.borrow();
+        let (queued_total, queued_max) = registry.outbound_totals();
         ShardSnapshot {
             shard: self.id,
             websocket_connections: registry.connections.len(),
             open_sockets: self.open_sockets.get(),
             channel_count: registry.channel_count(),
+            outbound_queued_bytes: queued_total,
+            outbound_queue_max_bytes: queued_max,
             top_channels: registry.top_channels(SNAPSHOT_CHANNELS_MAX),
             stats: registry.stats.clone(),
         }

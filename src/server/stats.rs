@@ -53,6 +53,19 @@ impl CloseReason {
         }
     }
 
+    /// The close code ringcast sends for this reason (`None`: it echoes the client's, or sends
+    /// none).
+    pub fn close_code(self) -> Option<u16> {
+        match self {
+            CloseReason::Normal | CloseReason::ConnectionLost => None,
+            CloseReason::ProtocolError => Some(1002),
+            CloseReason::InvalidPayload => Some(1007),
+            CloseReason::MessageTooBig => Some(1009),
+            CloseReason::SlowConsumer => Some(1008),
+            CloseReason::IdleTimeout | CloseReason::Shutdown => Some(1001),
+        }
+    }
+
     /// The reason a close code sent for a protocol fault is counted under.
     pub fn for_close_code(code: u16) -> CloseReason {
         match code {
