@@ -86,6 +86,47 @@ pub enum ShardMessage {
 /// Most publications a shard holds between taking them from its sources and fanning them out.
 const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
 
+/// Closed sockets, since the last trim, after which freed memory is handed back to the kernel.
+const TRIM_AFTER_CLOSED_SOCKETS: usize = 1024;
+/// Least time between two trims.
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Hands freed heap memory back to the kernel after many connections went away: glibc keeps
+/// freed chunks in its arenas (RSS would stay at the peak after a burst or churn); `malloc_trim`
+/// returns whole free pages. Rare and bounded (at most every `TRIM_INTERVAL`), never per event.
+struct MemoryTrim {
+    peak_sockets: usize,
+    last_trim: Instant,
+}
+
+impl MemoryTrim {
+    fn new() -> MemoryTrim {
+        MemoryTrim {
+            peak_sockets: 0,
+            last_trim: Instant::now(),
+        }
+    }
+
+    fn after_tick(&mut self, open_sockets: usize) {
+        self.peak_sockets = self.peak_sockets.max(open_sockets);
+        if self.peak_sockets - open_sockets >= TRIM_AFTER_CLOSED_SOCKETS
+            && self.last_trim.elapsed() >= TRIM_INTERVAL
+        {
+            release_free_memory();
+            self.peak_sockets = open_sockets;
+            self.last_trim = Instant::now();
+        }
+    }
+}
+
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory the allocator holds; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Most channels a snapshot lists.
 pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
 
@@ -481,8 +522,13 @@ impl Shard {
         let ping = encode_server_frame(OpCode::Ping, b"");
         let ping_interval_ms = self.config.ping_interval.as_millis() as u64;
         let idle_timeout_ms = self.config.idle_timeout.as_millis() as u64;
-        let tick = (self.config.ping_interval.min(self.config.idle_timeout) / 4)
-            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        // The heartbeat and the drain check run every tick; the sweep over all connections only
+        // as often as the ping and idle settings need (a quarter of the shorter one, <= 1 s).
+        let sweep_interval = (self.config.ping_interval.min(self.config.idle_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick = sweep_interval.min(Duration::from_millis(250));
+        let mut last_sweep = Instant::now();
+        let mut memory = MemoryTrim::new();
         loop {
             self.slot()
                 .heartbeat_ms
@@ -490,13 +536,15 @@ impl Shard {
             if self.shared.shutting_down() && !self.draining.is_set() {
                 self.begin_drain();
             }
-            if !self.draining.is_set() {
+            if !self.draining.is_set() && last_sweep.elapsed() >= sweep_interval {
+                last_sweep = Instant::now();
                 let now_ms = self.now_ms();
                 self.registry
                     .borrow_mut()
                     .sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
                 self.flush_all().await;
             }
+            memory.after_tick(self.open_sockets.get());
             glommio::timer::sleep(tick).await;
         }
     }
