@@ -140,6 +140,64 @@ impl EncodeMetric for ConstHistogram {
     }
 }
 
+/// Counters every shard keeps, exposed per shard: (name, help, field).
+#[allow(clippy::type_complexity)]
+const SHARD_COUNTERS: &[(&str, &str, fn(&ShardStats) -> u64)] = &[
+    ("connections_accepted", "Sockets accepted", |stats| {
+        stats.connections_accepted
+    }),
+    (
+        "websocket_opened",
+        "WebSocket connections opened (101 sent)",
+        |stats| stats.websocket_opened,
+    ),
+    (
+        "handshake_timeouts",
+        "Connections closed for not sending a complete request in time",
+        |stats| stats.handshake_timeouts,
+    ),
+    (
+        "close_handshake_timeouts",
+        "Close frames sent that got no answer within --close-timeout",
+        |stats| stats.close_handshake_timeouts,
+    ),
+    (
+        "accept_errors",
+        "accept() failures (each followed by a back-off)",
+        |stats| stats.accept_errors,
+    ),
+    (
+        "connections_over_limit",
+        "Connections refused with 503 at --max-connections or the open-file limit",
+        |stats| stats.connections_over_limit,
+    ),
+    (
+        "publications_fanned_out",
+        "Publications taken by a shard's fan-out (each publication counts once per shard)",
+        |stats| stats.publications_fanned_out,
+    ),
+    (
+        "deliveries",
+        "Broadcast frames queued for subscribers (one per subscriber per message)",
+        |stats| stats.frames_queued,
+    ),
+    (
+        "frames_written",
+        "Frames completely written to sockets (broadcasts, pings, pongs, echoes, closes, 101s)",
+        |stats| stats.frames_written,
+    ),
+    (
+        "write_calls",
+        "Write system calls (or io_uring send entries) to WebSocket sockets",
+        |stats| stats.write_calls,
+    ),
+    (
+        "mesh_drops",
+        "Publishes refused (503) because a shard's inbox stayed full for --publish-timeout",
+        |stats| stats.publish_refusals,
+    ),
+];
+
 /// Process-wide readings taken at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessReadings {
@@ -179,6 +237,13 @@ pub fn render(snapshots: &[ShardSnapshot], shared: &Shared, process: ProcessRead
         total.merge(&snapshot.stats);
     }
     register_connections(&mut registry, snapshots, shared);
+    for &(name, help, field) in SHARD_COUNTERS {
+        registry.register(
+            name,
+            help,
+            Samples::counter().per_shard(snapshots, |snapshot| field(&snapshot.stats) as f64),
+        );
+    }
     let redis_received = shared
         .redis
         .as_ref()
@@ -249,16 +314,6 @@ fn register_connections(registry: &mut Registry, snapshots: &[ShardSnapshot], sh
         "Channels with at least one subscriber",
         Samples::gauge().per_shard(snapshots, |s| s.channel_count as f64),
     );
-    registry.register(
-        "connections_accepted",
-        "Sockets accepted",
-        Samples::counter().per_shard(snapshots, |s| s.stats.connections_accepted as f64),
-    );
-    registry.register(
-        "websocket_opened",
-        "WebSocket connections opened (101 sent)",
-        Samples::counter().per_shard(snapshots, |s| s.stats.websocket_opened as f64),
-    );
     let mut closed = Samples::counter();
     for reason in CloseReason::ALL {
         let value: u64 = snapshots.iter().map(|s| s.stats.closes_for(reason)).sum();
@@ -294,26 +349,6 @@ fn register_connections(registry: &mut Registry, snapshots: &[ShardSnapshot], sh
         "Requests refused, by HTTP status",
         rejected,
     );
-    registry.register(
-        "handshake_timeouts",
-        "Connections closed for not sending a complete request in time",
-        Samples::counter().per_shard(snapshots, |s| s.stats.handshake_timeouts as f64),
-    );
-    registry.register(
-        "close_handshake_timeouts",
-        "Close frames sent that got no answer within --close-timeout",
-        Samples::counter().per_shard(snapshots, |s| s.stats.close_handshake_timeouts as f64),
-    );
-    registry.register(
-        "accept_errors",
-        "accept() failures (each followed by a back-off)",
-        Samples::counter().per_shard(snapshots, |s| s.stats.accept_errors as f64),
-    );
-    registry.register(
-        "connections_over_limit",
-        "Connections refused with 503 at --max-connections or the open-file limit",
-        Samples::counter().per_shard(snapshots, |s| s.stats.connections_over_limit as f64),
-    );
 }
 
 fn register_traffic(
@@ -329,21 +364,6 @@ fn register_traffic(
             .with(vec![("source", "http".into())], total.published_http as f64)
             .with(vec![("source", "redis".into())], redis_received as f64),
     );
-    registry.register(
-        "publications_fanned_out",
-        "Publications taken by a shard's fan-out (each publication counts once per shard)",
-        Samples::counter().per_shard(snapshots, |s| s.stats.publications_fanned_out as f64),
-    );
-    registry.register(
-        "deliveries",
-        "Broadcast frames queued for subscribers (one per subscriber per message)",
-        Samples::counter().per_shard(snapshots, |s| s.stats.frames_queued as f64),
-    );
-    registry.register(
-        "frames_written",
-        "Frames completely written to sockets (broadcasts, pings, pongs, echoes, closes, 101s)",
-        Samples::counter().per_shard(snapshots, |s| s.stats.frames_written as f64),
-    );
     registry.register_with_unit(
         "written",
         "Bytes written to WebSocket sockets",
@@ -351,21 +371,11 @@ fn register_traffic(
         Samples::counter().per_shard(snapshots, |s| s.stats.bytes_written as f64),
     );
     registry.register(
-        "write_calls",
-        "Write system calls (or io_uring send entries) to WebSocket sockets",
-        Samples::counter().per_shard(snapshots, |s| s.stats.write_calls as f64),
-    );
-    registry.register(
         "fanout_drops",
         "Deliveries not made: the subscriber was closing, or its queue was dropped as a slow consumer",
         Samples::counter()
             .with(vec![("reason", "closing".into())], total.frames_dropped_closing as f64)
             .with(vec![("reason", "slow_consumer".into())], total.frames_dropped_slow as f64),
-    );
-    registry.register(
-        "mesh_drops",
-        "Publishes refused (503) because a shard's inbox stayed full for --publish-timeout",
-        Samples::counter().per_shard(snapshots, |s| s.stats.publish_refusals as f64),
     );
     registry.register(
         "slow_consumer_disconnects",
