@@ -498,8 +498,6 @@ fn a_head_streamed_slowly_past_the_limit_gets_431() {
 }
 
 #[test]
-#[ignore = "server bug: LF header lines then a CRLF blank line get no answer until the \
-            handshake timeout (has_head_end in src/server/connection.rs)"]
 fn a_head_ending_in_lf_cr_lf_is_answered_at_once() {
     let server = Server::start(&["--shards", "1"]);
     let mut watchers = Watchers::subscribe(&server, "watch", 4);

@@ -246,11 +246,13 @@ async fn read_head(
         .unwrap_or(Err(HeadError::TimedOut))
 }
 
-/// Finds the blank line ending a request head, scanning only bytes not seen before.
+/// Finds the blank line ending a request head (`\n\n`, `\n\r\n`: httparse accepts bare LF
+/// line ends), scanning only bytes not seen before.
 fn has_head_end(buffer: &[u8], scanned: &mut usize) -> bool {
-    let start = scanned.saturating_sub(3);
-    let found = buffer[start..].windows(2).enumerate().any(|(index, pair)| {
-        pair == b"\n\n" || (pair == b"\r\n" && buffer[..start + index].ends_with(b"\r\n"))
+    let start = scanned.saturating_sub(2);
+    let found = buffer[start..].iter().enumerate().any(|(index, &byte)| {
+        let at = start + index;
+        byte == b'\n' && (buffer[..at].ends_with(b"\n") || buffer[..at].ends_with(b"\n\r"))
     });
     *scanned = buffer.len();
     found
@@ -604,5 +606,14 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\n",
             &mut scanned
         ));
+        let mut scanned = 0;
+        assert!(has_head_end(b"GET / HTTP/1.1\nHost: x\n\r\n", &mut scanned));
+        // Split at every point: found exactly when the last byte arrives.
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 1..head.len() {
+            let mut scanned = 0;
+            assert!(!has_head_end(&head[..cut], &mut scanned), "{cut}");
+            assert!(has_head_end(head, &mut scanned), "{cut}");
+        }
     }
 }
