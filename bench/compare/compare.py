@@ -319,7 +319,7 @@ def write_results(out: Path, runs: list[dict[str, Any]], context: dict[str, Any]
 
 SCENARIO_TEXT = {
     "idle": "N idle connections. Connect rate = open connections / ramp time with the harness asking for "
-            "{idle_ramp_rate_per_s:g}/s (one client core can also be the limit; the harness checks the ramp every 50 ms, "
+            "{idle_ramp_rate_per_s:g}/s (one client core can also be the limit; the harness checks the ramp every 5 ms, "
             "so with few connections the rate is coarse). Memory/conn (tree PSS) = the "
             "server's whole process tree, PSS, median over the hold minus before the ramp, / open connections. "
             "RSS/conn is the harness's reading of the one pid it was given (see 'measured pid'). Kernel TCP memory "

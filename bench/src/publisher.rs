@@ -176,7 +176,14 @@ impl Publisher {
         let request_prefixes = config
             .channel_names
             .iter()
-            .map(|name| request_prefix(&config.target, name, config.payload_bytes))
+            .map(|name| {
+                request_prefix(
+                    &config.target,
+                    name,
+                    config.payload_bytes,
+                    config.payload_kind,
+                )
+            })
             .collect();
         let request_suffix: &'static [u8] = match config.target {
             PublishTarget::Http { .. } => b"",
@@ -528,16 +535,33 @@ struct Run {
 }
 
 /// Builds the bytes before the payload for `channel`.
-fn request_prefix(target: &PublishTarget, channel: &str, payload_bytes: usize) -> Vec<u8> {
+///
+/// The content type follows the payload kind: some servers (Nchan) pick the frame type from it.
+fn request_prefix(
+    target: &PublishTarget,
+    channel: &str,
+    payload_bytes: usize,
+    payload_kind: PayloadKind,
+) -> Vec<u8> {
     match target {
-        PublishTarget::Http { host_header, .. } => format!(
-            "POST /publish/{channel} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/octet-stream\r\n\
-             Content-Length: {payload_bytes}\r\n\r\n"
-        )
-        .into_bytes(),
+        PublishTarget::Http { host_header, .. } => {
+            let content_type = match payload_kind {
+                PayloadKind::Text => "text/plain",
+                PayloadKind::Binary => "application/octet-stream",
+            };
+            format!(
+                "POST /publish/{channel} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {payload_bytes}\r\n\r\n"
+            )
+            .into_bytes()
+        }
         PublishTarget::Redis { prefix, .. } => {
             let redis_channel = format!("{prefix}:broadcast:{channel}");
-            format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{redis_channel}\r\n${payload_bytes}\r\n", redis_channel.len()).into_bytes()
+            format!(
+                "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{redis_channel}\r\n${payload_bytes}\r\n",
+                redis_channel.len()
+            )
+            .into_bytes()
         }
     }
 }
@@ -597,7 +621,8 @@ fn parse_http_answer(bytes: &[u8]) -> Option<Answer> {
         return None;
     }
     let status = match response.code {
-        Some(200) => AnswerStatus::Ok,
+        // Any 2xx: peers answer 201 or 202 for an accepted publish.
+        Some(200..=299) => AnswerStatus::Ok,
         Some(413) => AnswerStatus::TooLarge,
         Some(503) => AnswerStatus::Overloaded,
         _ => AnswerStatus::Other,
@@ -679,7 +704,8 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             host_header: "h:1".into(),
         };
-        let head = String::from_utf8(request_prefix(&http, "bench-0", 64)).unwrap();
+        let head =
+            String::from_utf8(request_prefix(&http, "bench-0", 64, PayloadKind::Text)).unwrap();
         assert!(
             head.starts_with("POST /publish/bench-0 HTTP/1.1\r\n")
                 && head.contains("Content-Length: 64\r\n")
@@ -688,7 +714,8 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             prefix: "ws".into(),
         };
-        let resp = String::from_utf8(request_prefix(&redis, "bench-0", 64)).unwrap();
+        let resp =
+            String::from_utf8(request_prefix(&redis, "bench-0", 64, PayloadKind::Text)).unwrap();
         assert_eq!(
             resp,
             "*3\r\n$7\r\nPUBLISH\r\n$20\r\nws:broadcast:bench-0\r\n$64\r\n"

@@ -37,7 +37,7 @@ const CLIENT_THREADS_MAX: usize = 1024;
 /// Broadcasts tracked per client thread for the last-receiver histogram.
 const BROADCASTS_TRACKED_MAX: usize = 4_000_000;
 /// How often the ramp and drain loops look at the counters.
-const WAIT_TICK: Duration = Duration::from_millis(50);
+const WAIT_TICK: Duration = Duration::from_millis(5);
 
 /// Runs the chosen scenario.
 pub fn run(command: ScenarioCommand) -> BenchResult<()> {
