@@ -506,3 +506,16 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod memory_budget {
+    //! An idle connection's memory is mostly these structs (plus glommio's task and its pending
+    //! read poll): keep them from growing unnoticed.
+
+    #[test]
+    fn per_connection_structs_stay_small() {
+        assert!(std::mem::size_of::<super::Session>() <= 128);
+        assert!(std::mem::size_of::<crate::server::registry::Connection>() <= 128);
+        assert!(std::mem::size_of::<crate::protocol::message::MessageDecoder>() <= 48);
+    }
+}
