@@ -1,0 +1,52 @@
+//! The properties ringcast's fuzz targets check, shared by the libFuzzer targets in
+//! `fuzz_targets/` and by the stable replay test `tests/fuzz_regressions.rs`, which includes this
+//! file with `#[path]` so both check exactly the same things.
+//!
+//! Each target module owns one `check(data)` that turns raw fuzz bytes into an input (see
+//! `input`), drives the sans-IO protocol code and panics when a property breaks; a panic is what
+//! libFuzzer records as a crash. This crate deliberately uses only `ringcast` and `std`: the
+//! replay test can see nothing else without touching the root manifest.
+
+pub mod close_payload;
+pub mod frames_stream;
+pub mod handshake;
+pub mod input;
+pub mod mask;
+pub mod seeds;
+
+use ringcast::protocol::mask::apply_mask_reference;
+
+/// A fuzz target's property check: panics on a violation.
+pub type Check = fn(&[u8]);
+
+/// Every target by name (the name of its corpus and regressions folders) with its check.
+pub const TARGETS: [(&str, Check); 4] = [
+    ("handshake", handshake::check),
+    ("frames_stream", frames_stream::check),
+    ("close_payload", close_payload::check),
+    ("mask", mask::check),
+];
+
+/// Builds a masked client frame the way a client library would (RFC 6455 §5.2, shortest length
+/// encoding), so checks and seeds can speak the client side of the protocol.
+pub fn client_frame(fin: bool, opcode_bits: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode_bits];
+    match payload.len() {
+        length if length < 126 => frame.push(0x80 | length as u8),
+        length if length <= 0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        length => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    let mut masked = payload.to_vec();
+    // The reference mask, not the fast one under test: a seed must not depend on the code it
+    // is meant to check.
+    apply_mask_reference(&mut masked, key, 0);
+    frame.extend_from_slice(&masked);
+    frame
+}

@@ -1,0 +1,265 @@
+//! Hand-written seed inputs: the RFC 6455 examples and one input per rule the code enforces,
+//! so the fuzzer starts from meaningful protocol traffic instead of rediscovering it.
+//!
+//! `examples/write_seeds.rs` writes them into `corpus/<target>/seed-<name>`; the replay test
+//! runs them through the checks directly, so a seed that breaks a property fails on stable too.
+
+use super::client_frame;
+use super::frames_stream::FramesInput;
+use super::handshake::HandshakeInput;
+use super::mask::MaskInput;
+
+/// A named seed.
+pub type Seed = (&'static str, Vec<u8>);
+
+/// The seeds of the target called `target` (empty for an unknown name).
+pub fn seeds(target: &str) -> Vec<Seed> {
+    match target {
+        "handshake" => handshake(),
+        "frames_stream" => frames_stream(),
+        "close_payload" => close_payload(),
+        "mask" => mask(),
+        _ => Vec::new(),
+    }
+}
+
+/// RFC 6455 §1.3's opening handshake, on ringcast's subscribe path.
+const UPGRADE: &str = "GET /ws/news HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+fn handshake() -> Vec<Seed> {
+    let requests: [(&str, String); 18] = [
+        ("upgrade", UPGRADE.to_string()),
+        ("echo", UPGRADE.replace("/ws/news", "/echo")),
+        (
+            "other_channel",
+            UPGRADE.replace("/ws/news", "/ws/other.channel:1"),
+        ),
+        ("query", UPGRADE.replace("/ws/news", "/ws/news?since=0")),
+        ("http10", UPGRADE.replace("HTTP/1.1", "HTTP/1.0")),
+        (
+            "no_host",
+            UPGRADE.replace("Host: server.example.com\r\n", ""),
+        ),
+        ("version_8", UPGRADE.replace("Version: 13", "Version: 8")),
+        (
+            "short_key",
+            UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+        ),
+        (
+            "duplicate_key",
+            UPGRADE.replace(
+                "Origin:",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin:",
+            ),
+        ),
+        (
+            "tokens",
+            UPGRADE
+                .replace("Upgrade: websocket", "upgrade:  h2c, WebSocket ")
+                .replace("Connection: Upgrade", "connection: keep-alive,UPGRADE"),
+        ),
+        (
+            "publish",
+            "POST /publish/news HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+             Expect: 100-continue\r\n\r\nhello"
+                .to_string(),
+        ),
+        (
+            "conflicting_length",
+            "POST /publish/news HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+                .to_string(),
+        ),
+        (
+            "chunked",
+            "POST /publish/news HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+        ),
+        (
+            "health_keep_alive",
+            "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /stat HTTP/1.1\r\n\r\n"
+                .to_string(),
+        ),
+        ("bare_lf", "GET /readyz HTTP/1.1\nHost: x\n\n".to_string()),
+        ("partial", UPGRADE[..60].to_string()),
+        ("method", "DELETE /ws/news HTTP/1.1\r\n\r\n".to_string()),
+        (
+            "bad_channel",
+            "GET /ws/bad%20name HTTP/1.1\r\n\r\n".to_string(),
+        ),
+    ];
+    let mut seeds: Vec<Seed> = requests
+        .into_iter()
+        .map(|(name, request)| {
+            (
+                name,
+                HandshakeInput::encode(1024, 16, true, request.as_bytes()),
+            )
+        })
+        .collect();
+    let many_headers: String = (0..10).map(|index| format!("X-{index}: y\r\n")).collect();
+    let many = format!("GET /ws/news HTTP/1.1\r\n{many_headers}\r\n");
+    seeds.push((
+        "too_many_headers",
+        HandshakeInput::encode(1024, 8, false, many.as_bytes()),
+    ));
+    // Just over the limit, and with more header slots than the 64 on the stack.
+    seeds.push((
+        "too_large",
+        HandshakeInput::encode(200, 100, false, UPGRADE.as_bytes()),
+    ));
+    seeds.push((
+        "tls_hello",
+        HandshakeInput::encode(
+            512,
+            16,
+            false,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ),
+    ));
+    seeds
+}
+
+/// RFC 6455 §5.7's masking key.
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn frames_stream() -> Vec<Seed> {
+    let frame = |fin, opcode, payload: &[u8]| client_frame(fin, opcode, KEY, payload);
+    let concat = |frames: &[Vec<u8>]| frames.concat();
+    let mut huge = vec![0x82, 0xFF];
+    huge.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    huge.extend_from_slice(&KEY);
+    let euro = "€".as_bytes();
+    let streams: [(&str, Vec<u8>); 16] = [
+        // §5.7: "A single-frame masked text message".
+        (
+            "rfc_masked_hello",
+            vec![
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ],
+        ),
+        // §5.7: "A fragmented unmasked text message", masked as a client must.
+        (
+            "rfc_fragmented_hello",
+            concat(&[frame(false, 0x1, b"Hel"), frame(true, 0x0, b"lo")]),
+        ),
+        // §5.7: "Unmasked Ping request and masked Ping response", both from the client side.
+        (
+            "rfc_ping_pong",
+            concat(&[frame(true, 0x9, b"Hello"), frame(true, 0xA, b"Hello")]),
+        ),
+        // §5.7: "256 bytes binary message in a single unmasked frame", masked.
+        ("rfc_binary_256", frame(true, 0x2, &[0x5A; 256])),
+        (
+            "ping_inside_fragments",
+            concat(&[
+                frame(false, 0x2, b"ab"),
+                frame(true, 0x9, b"p"),
+                frame(false, 0x0, b""),
+                frame(true, 0x0, b"cd"),
+            ]),
+        ),
+        (
+            "euro_split_across_fragments",
+            concat(&[
+                frame(false, 0x1, &euro[..1]),
+                frame(false, 0x0, &euro[1..2]),
+                frame(true, 0x0, &euro[2..]),
+            ]),
+        ),
+        (
+            "close_then_more",
+            concat(&[frame(true, 0x8, b"\x03\xe8bye"), frame(true, 0x1, b"late")]),
+        ),
+        ("close_empty", frame(true, 0x8, b"")),
+        ("close_1005", frame(true, 0x8, b"\x03\xed")),
+        (
+            "invalid_utf8_fragment",
+            concat(&[
+                frame(false, 0x1, "κόσμε".as_bytes()),
+                frame(false, 0x0, b"\xed\xa0\x80"),
+            ]),
+        ),
+        ("unmasked", vec![0x81, 0x05, b'H', b'e', b'l', b'l', b'o']),
+        (
+            "reserved_bits_and_opcode",
+            concat(&[vec![0xC1, 0x80], vec![0x83, 0x80]]),
+        ),
+        ("fragmented_ping", concat(&[frame(false, 0x9, b"x")])),
+        ("continuation_without_start", frame(true, 0x0, b"x")),
+        (
+            "message_inside_fragmented",
+            concat(&[frame(false, 0x1, b"a"), frame(true, 0x1, b"b")]),
+        ),
+        ("announces_1_gib", huge),
+    ];
+    let mut seeds: Vec<Seed> = streams
+        .into_iter()
+        .map(|(name, stream)| (name, FramesInput::encode(1024, &[1, 5, 2], &stream)))
+        .collect();
+    // A reassembled message over a small limit, each fragment within it.
+    let over_limit = concat(&[frame(false, 0x2, b"abc"), frame(true, 0x0, b"de")]);
+    seeds.push((
+        "reassembly_over_limit",
+        FramesInput::encode(4, &[7], &over_limit),
+    ));
+    // An unlimited decoder and a 64-bit length header.
+    let mut long_header = vec![0x82, 0xFF];
+    long_header.extend_from_slice(&3u64.to_be_bytes());
+    long_header.extend_from_slice(&[0; 4]);
+    long_header.extend_from_slice(b"abc");
+    seeds.push((
+        "unlimited_64_bit_length",
+        FramesInput::encode(u16::MAX, &[], &long_header),
+    ));
+    seeds
+}
+
+fn close_payload() -> Vec<Seed> {
+    let with_code = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
+    vec![
+        ("empty", Vec::new()),
+        ("one_byte", vec![0x03]),
+        ("normal", with_code(1000, b"")),
+        ("normal_reason", with_code(1000, b"bye")),
+        ("going_away", with_code(1001, b"restart")),
+        ("reserved_1004", with_code(1004, b"")),
+        ("no_status_1005", with_code(1005, b"")),
+        ("tls_1015", with_code(1015, b"")),
+        ("try_again_1013", with_code(1013, b"")),
+        ("library_3000", with_code(3000, b"x")),
+        ("private_4999", with_code(4999, b"x")),
+        ("out_of_range_5000", with_code(5000, b"")),
+        ("reason_kosme", with_code(1000, "κόσμε".as_bytes())),
+        ("reason_surrogate", with_code(1000, b"\xed\xa0\x80")),
+        // 123 bytes of reason ending inside a 3-byte character: the re-encoded frame must cut it.
+        (
+            "reason_at_limit",
+            with_code(1008, "€".repeat(41).as_bytes()),
+        ),
+        ("reason_over_limit", with_code(1008, &[b'r'; 200])),
+    ]
+}
+
+fn mask() -> Vec<Seed> {
+    let masked_hello = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let ramp: Vec<u8> = (0..=255).collect();
+    vec![
+        // §5.7: "Hello" masked with 37 fa 21 3d.
+        ("rfc_hello", MaskInput::encode(KEY, 0, 2, 0, &masked_hello)),
+        ("empty", MaskInput::encode(KEY, 0, 0, 0, &[])),
+        (
+            "ramp_aligned",
+            MaskInput::encode([1, 2, 3, 4], 0, 37, 0, &ramp),
+        ),
+        (
+            "ramp_unaligned",
+            MaskInput::encode([1, 2, 3, 4], 3, 13, 5, &ramp),
+        ),
+        (
+            "ramp_offset",
+            MaskInput::encode([0xFF, 0, 0xFF, 0], 70_001, 255, 7, &ramp),
+        ),
+    ]
+}
