@@ -144,7 +144,12 @@ fn check_route(head: &RequestHead, policy: &ChannelPolicy, only_channel: Option<
         Route::Echo => ("/echo".to_string(), Method::Get),
         Route::Health => ("/healthz".to_string(), Method::Get),
         Route::Ready => ("/readyz".to_string(), Method::Get),
-        Route::Stat => ("/stat".to_string(), Method::Get),
+        Route::Stat { json } => {
+            let asked = head.query.split('&').any(|pair| pair == "format=json");
+            assert_eq!(*json, asked, "?format=json decides the format");
+            ("/stat".to_string(), Method::Get)
+        }
+        Route::Metrics => ("/metrics".to_string(), Method::Get),
     };
     assert_eq!(head.path, path, "route {routed:?} from another path");
     assert_eq!(head.method, method, "route {routed:?} for another method");
