@@ -44,7 +44,7 @@ def main():
     name = os.path.basename(os.path.normpath(run))
     floor = load(run, "floor-4000")
     floor8 = load(run, "floor8-4000")
-    floor10k = load(run, "floor-10000")
+    floor9k = load(run, "floor-9000")
     idle = load(run, "idle-15000")
     fanout = load(run, "fanout-10000")
     fanout_c = load(run, "fanout-10000-coalesce-1ms")
@@ -54,7 +54,11 @@ def main():
 
     floor_fps = get(floor, "floor", "frames_per_s")
     floor8_fps = get(floor8, "floor", "frames_per_s")
-    floor10k_p99 = get(floor10k, "floor", "batch_time", "p99_us")
+    # The floor keeps both ends of every socket in one process, so 9000 sockets is the most this
+    # machine's 20000-descriptor cap allows; its time to write 10k sockets is scaled linearly
+    # (the kernel's cost is per send call).
+    floor9k_p99 = get(floor9k, "floor", "batch_time", "p99_us")
+    floor10k_p99 = floor9k_p99 and floor9k_p99 * 10000 / 9000
     max_tp = get(throughput, "throughput", "max_sustained_deliveries_per_s")
     max_tp_core = get(throughput, "throughput", "max_sustained_deliveries_per_server_core")
     rss_per = get(idle, "memory", "server_rss_per_connection_bytes")
@@ -92,7 +96,7 @@ def main():
     if last_p99 is not None and floor10k_p99 is not None:
         bound = 1.5 * floor10k_p99
         rows.append((
-            "fanout 10k: publish->last receiver p99 vs 1.5x floor's p99 time to write 10k sockets",
+            "fanout 10k: publish->last receiver p99 vs 1.5x floor's p99 time to write 10k sockets (floor measured at 9000, scaled x10/9)",
             f"{fmt(last_p99 / 1000, ' ms', 1)} vs {fmt(bound / 1000, ' ms', 1)}",
             "<= 1.5x floor",
             verdict(last_p99 <= bound),
@@ -132,7 +136,7 @@ def main():
         out.append("| " + " | ".join(row) + " |")
     out.append("")
     out.append("## Latency plots\n")
-    for scenario in ("fanout-10000", "fanout-10000-coalesce-1ms", "throughput-4000", "channels-10000", "floor-10000"):
+    for scenario in ("fanout-10000", "fanout-10000-coalesce-1ms", "throughput-4000", "channels-10000", "floor-9000"):
         svg = os.path.join(run, scenario, "latency.svg")
         if os.path.exists(svg):
             out.append(f"### {scenario}\n\n![{scenario}]({name}/{scenario}/latency.svg)\n")

@@ -124,12 +124,19 @@ impl Setup {
             .unwrap_or_else(|| PathBuf::from(format!("results/{scenario}-{started_unix_s}")));
         let output = OutputDir::create(&output_path)?;
         let nofile = raise_nofile_limit();
-        let needed = common.connections as u64 + 256;
-        if nofile.0 < needed && scenario != "floor" {
-            eprintln!(
-                "warning: RLIMIT_NOFILE is {} but {} connections need about {needed} fds",
+        // The floor holds both ends of every connection in this process.
+        let ends = if scenario == "floor" { 2 } else { 1 };
+        let needed = ends * common.connections as u64 + 256;
+        if nofile.0 < needed {
+            let message = format!(
+                "RLIMIT_NOFILE is {} but {} connections need about {needed} descriptors in this process",
                 nofile.0, common.connections
             );
+            if scenario == "floor" {
+                // Otherwise accept() fails with EMFILE and the floor never starts.
+                return Err(BenchError::Config(message));
+            }
+            eprintln!("warning: {message}");
         }
         output.write(
             "env.txt",
