@@ -231,3 +231,41 @@ fn healthz_and_stat_describe_the_server() {
     assert!(stat.contains("channel stat-test: 1 clients"), "{stat}");
     assert!(stat.contains("connections 1"), "{stat}");
 }
+
+#[test]
+fn messages_arriving_during_a_long_write_pass_arrive_once_and_in_order() {
+    // 2000 subscribers: a write pass spans several slices per shard, and publishes from two
+    // threads land while it runs (the fan-out takes them between slices).
+    let server = Server::start(&[]);
+    let mut clients: Vec<_> = (0..2000).map(|_| server.websocket("/ws/long")).collect();
+    const PER_PUBLISHER: usize = 100;
+    std::thread::scope(|scope| {
+        for publisher in ["a", "b"] {
+            let server = &server;
+            scope.spawn(move || {
+                for sequence in 0..PER_PUBLISHER {
+                    server.publish("long", format!("{publisher}{sequence}").as_bytes());
+                }
+            });
+        }
+    });
+    for client in &mut clients {
+        // Interleaving across publishers is free; each publisher's order is not.
+        let mut next = [0usize; 2];
+        for _ in 0..2 * PER_PUBLISHER {
+            let Message::Text(text) = client.read().expect("a message") else {
+                panic!("text expected");
+            };
+            let publisher = usize::from(text.as_bytes()[0] - b'a');
+            assert_eq!(text[1..], next[publisher].to_string(), "in publish order");
+            next[publisher] += 1;
+        }
+    }
+    for client in clients.iter_mut().take(20) {
+        client
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(client.read().is_err(), "no duplicate deliveries");
+    }
+}

@@ -155,6 +155,8 @@ pub struct Registry {
     max_channels: usize,
     /// Connections with frames queued since the last flush.
     flush_list: Vec<ConnectionKey>,
+    /// An emptied flush list kept for its allocation (the flush list and this one take turns).
+    spare_flush_list: Vec<ConnectionKey>,
     /// Connections that went over the queue limit during the current pass.
     over_limit: Vec<ConnectionKey>,
     /// `--outbound-queue-bytes`.
@@ -177,6 +179,7 @@ impl Registry {
             channel_keys: HashMap::new(),
             max_channels,
             flush_list: Vec::new(),
+            spare_flush_list: Vec::new(),
             over_limit: Vec::new(),
             outbound_limit_bytes,
             interest_changes: None,
@@ -377,17 +380,26 @@ impl Registry {
         }
     }
 
+    /// Nothing is waiting to be written.
+    pub fn flush_list_is_empty(&self) -> bool {
+        self.flush_list.is_empty()
+    }
+
     /// Takes the list of connections to flush (the caller flushes them in slices and hands the
     /// emptied vector back with [`Registry::return_flush_list`] to keep its capacity).
     pub fn take_flush_list(&mut self) -> Vec<ConnectionKey> {
-        std::mem::take(&mut self.flush_list)
+        let spare = std::mem::take(&mut self.spare_flush_list);
+        std::mem::replace(&mut self.flush_list, spare)
     }
 
-    /// Gives back an emptied flush list so its allocation is reused.
+    /// Gives back a flushed list so its allocation is reused (connections queued during the
+    /// flush are on the other list by then; the two take turns).
     pub fn return_flush_list(&mut self, mut list: Vec<ConnectionKey>) {
-        if self.flush_list.is_empty() {
-            list.clear();
-            self.flush_list = list;
+        list.clear();
+        if self.flush_list.is_empty() && self.flush_list.capacity() < list.capacity() {
+            self.spare_flush_list = std::mem::replace(&mut self.flush_list, list);
+        } else if self.spare_flush_list.capacity() < list.capacity() {
+            self.spare_flush_list = list;
         }
     }
 

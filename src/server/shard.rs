@@ -89,7 +89,7 @@ const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
 /// Closed sockets, since the last trim, after which freed memory is handed back to the kernel.
 const TRIM_AFTER_CLOSED_SOCKETS: usize = 1024;
 /// Least time between two trims.
-const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Hands freed heap memory back to the kernel after many connections went away: glibc keeps
 /// freed chunks in its arenas (RSS would stay at the peak after a burst or churn); `malloc_trim`
@@ -136,6 +136,20 @@ pub struct Sources {
     pub mesh: Vec<ConnectedReceiver<ShardMessage>>,
     /// Messages from the Redis subscriber core.
     pub redis: Option<mpsc::Receiver<Publication>>,
+}
+
+/// The fan-out task's working state.
+struct FanoutState {
+    sources: Sources,
+    /// Publications taken from the sources, not yet released (see `collect`).
+    staged: Vec<Publication>,
+    /// Publications released for the next queueing.
+    batch: Vec<Publication>,
+    /// Publish time of each queued publication whose frames are not all written yet, with the
+    /// pass that will have written them all (at most two passes away, so this stays bounded).
+    unrecorded: Vec<(Instant, u64)>,
+    /// Passes started so far.
+    pass: u64,
 }
 
 /// Messages published on this shard for this shard: the local half of the fan-out's input.
@@ -359,29 +373,89 @@ impl Shard {
 
     /// The fan-out task: forever take a batch of messages, queue them, write, then close the
     /// slow consumers of this pass.
-    pub async fn run_fanout(self: Rc<Self>, mut sources: Sources) {
-        let mut staged = Vec::with_capacity(STAGED_MAX);
-        let mut batch = Vec::with_capacity(MAX_MESSAGES_PER_PASS);
+    pub async fn run_fanout(self: Rc<Self>, sources: Sources) {
+        let mut state = FanoutState {
+            sources,
+            staged: Vec::with_capacity(STAGED_MAX),
+            batch: Vec::with_capacity(MAX_MESSAGES_PER_PASS),
+            unrecorded: Vec::new(),
+            pass: 0,
+        };
         loop {
-            poll_fn(|context| self.collect(context, &mut sources, &mut staged, &mut batch, true))
-                .await;
-            if !self.config.write_coalesce.is_zero() {
+            // Wait for a message only when nothing is left to write.
+            let idle = self.registry.borrow().flush_list_is_empty();
+            self.take_messages(&mut state, idle).await;
+            if idle && !self.config.write_coalesce.is_zero() {
                 glommio::timer::sleep(self.config.write_coalesce).await;
-                poll_fn(|context| {
-                    self.collect(context, &mut sources, &mut staged, &mut batch, false)
-                })
-                .await;
+                self.take_messages(&mut state, false).await;
             }
-            let published_at = self.queue_batch(&mut batch);
-            self.flush_all().await;
+            self.fanout_pass(&mut state).await;
             let mut registry = self.registry.borrow_mut();
+            // A publication's latency ends with the pass that wrote its last frame.
             let now = Instant::now();
-            for at in published_at {
+            let pass = state.pass;
+            state.unrecorded.retain(|&(at, written_by)| {
+                if written_by > pass {
+                    return true;
+                }
                 registry
                     .stats
                     .record_fanout_latency(now.duration_since(at).as_micros() as u64);
-            }
+                false
+            });
             registry.request_slow_consumer_closes();
+        }
+    }
+
+    /// Takes available messages (waiting for one if `wait`) and queues them for subscribers.
+    async fn take_messages(&self, state: &mut FanoutState, wait: bool) {
+        let FanoutState {
+            sources,
+            staged,
+            batch,
+            unrecorded,
+            pass,
+        } = state;
+        poll_fn(|context| self.collect(context, sources, staged, batch, wait)).await;
+        if !batch.is_empty() {
+            // Queued between passes: the next pass writes every frame. Queued during pass k: the
+            // subscribers it already wrote get theirs in pass k + 1. Either way: `pass + 1`.
+            let written_by = *pass + 1;
+            unrecorded.extend(
+                self.queue_batch(batch)
+                    .into_iter()
+                    .map(|at| (at, written_by)),
+            );
+        }
+    }
+
+    /// One write pass over the connections listed at its start. Between slices it takes the
+    /// messages that arrived meanwhile: subscribers not yet written in this pass get them in the
+    /// same write (one more frame per send call), the others in the next pass. So a message
+    /// arriving during a long pass does not wait for the whole pass to end.
+    async fn fanout_pass(&self, state: &mut FanoutState) {
+        state.pass += 1;
+        let list = self.registry.borrow_mut().take_flush_list();
+        for slice in list.chunks(FLUSHES_PER_YIELD) {
+            self.write_slice(slice);
+            if list.len() > FLUSHES_PER_YIELD {
+                glommio::yield_if_needed().await;
+                self.take_messages(state, false).await;
+            }
+        }
+        self.registry.borrow_mut().return_flush_list(list);
+    }
+
+    /// One vectored write for each connection of `slice` (batched through io_uring when on).
+    fn write_slice(&self, slice: &[usize]) {
+        let mut registry = self.registry.borrow_mut();
+        match self.uring.borrow_mut().as_mut() {
+            Some(writer) => writer.flush(&mut registry, slice),
+            None => {
+                for &key in slice {
+                    registry.flush(key);
+                }
+            }
         }
     }
 
@@ -476,6 +550,7 @@ impl Shard {
     /// Frames each publication once and queues it for every local subscriber; returns the
     /// publish times of those that had subscribers here (for the latency histogram).
     fn queue_batch(&self, batch: &mut Vec<Publication>) -> Vec<Instant> {
+        // Returned times are recorded once the frames are written.
         let mut published_at = Vec::new();
         let mut registry = self.registry.borrow_mut();
         for publication in batch.drain(..) {
@@ -499,17 +574,7 @@ impl Shard {
     pub async fn flush_all(&self) {
         let list = self.registry.borrow_mut().take_flush_list();
         for slice in list.chunks(FLUSHES_PER_YIELD) {
-            {
-                let mut registry = self.registry.borrow_mut();
-                match self.uring.borrow_mut().as_mut() {
-                    Some(writer) => writer.flush(&mut registry, slice),
-                    None => {
-                        for &key in slice {
-                            registry.flush(key);
-                        }
-                    }
-                }
-            }
+            self.write_slice(slice);
             if list.len() > FLUSHES_PER_YIELD {
                 glommio::yield_if_needed().await;
             }
