@@ -380,6 +380,39 @@ impl Registry {
         }
     }
 
+    /// Gives back the capacity of tables that grew for many more connections or channels than
+    /// are here now (a burst, churn, or a mass close). Called rarely, before the allocator trim;
+    /// keys stay valid. Each table is shrunk only when at most a quarter of it is in use.
+    pub fn release_spare_capacity(&mut self) {
+        fn mostly_empty(len: usize, capacity: usize) -> bool {
+            len <= capacity / 4
+        }
+        if mostly_empty(self.connections.len(), self.connections.capacity()) {
+            self.connections.shrink_to_fit();
+        }
+        if mostly_empty(self.channels.len(), self.channels.capacity()) {
+            self.channels.shrink_to_fit();
+        }
+        if mostly_empty(self.channel_keys.len(), self.channel_keys.capacity()) {
+            self.channel_keys.shrink_to_fit();
+        }
+        for (_, channel) in self.channels.iter_mut() {
+            let subscribers = &mut channel.subscribers;
+            if mostly_empty(subscribers.len(), subscribers.capacity()) {
+                subscribers.shrink_to_fit();
+            }
+        }
+        for list in [
+            &mut self.flush_list,
+            &mut self.spare_flush_list,
+            &mut self.over_limit,
+        ] {
+            if mostly_empty(list.len(), list.capacity()) {
+                list.shrink_to_fit();
+            }
+        }
+    }
+
     /// Nothing is waiting to be written.
     pub fn flush_list_is_empty(&self) -> bool {
         self.flush_list.is_empty()
@@ -580,6 +613,37 @@ mod tests {
         );
         assert_eq!(registry.stats.frames_dropped_closing, 1);
         assert_eq!(registry.take_flush_list(), vec![first]);
+    }
+
+    #[test]
+    fn spare_capacity_is_given_back_once_connections_are_gone() {
+        let mut registry = Registry::new(10, 1 << 20);
+        let keys: Vec<_> = (0..1000).map(|i| registry.insert(i, 0)).collect();
+        for &key in &keys {
+            registry.subscribe(key, &name("a")).unwrap();
+        }
+        let frame = Bytes::from_static(b"\x81\x02hi");
+        registry.fan_out("a", &frame);
+        let flushed = registry.take_flush_list();
+        registry.return_flush_list(flushed);
+        for &key in &keys[..900] {
+            registry.remove(key);
+        }
+        registry.release_spare_capacity();
+        assert!(
+            keys[900..]
+                .iter()
+                .all(|&key| registry.connections.contains(key)),
+            "keys stay valid"
+        );
+        for &key in &keys[900..] {
+            registry.remove(key);
+        }
+        registry.release_spare_capacity();
+        assert_eq!(registry.connections.capacity(), 0);
+        assert_eq!(registry.channel_count(), 0);
+        assert_eq!(registry.flush_list.capacity(), 0);
+        assert_eq!(registry.spare_flush_list.capacity(), 0);
     }
 
     #[test]

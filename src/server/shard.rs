@@ -107,15 +107,17 @@ impl MemoryTrim {
         }
     }
 
-    fn after_tick(&mut self, open_sockets: usize) {
+    /// Whether to trim now (many sockets closed since the peak, none too recently).
+    fn due(&mut self, open_sockets: usize) -> bool {
         self.peak_sockets = self.peak_sockets.max(open_sockets);
         if self.peak_sockets - open_sockets >= TRIM_AFTER_CLOSED_SOCKETS
             && self.last_trim.elapsed() >= TRIM_INTERVAL
         {
-            release_free_memory();
             self.peak_sockets = open_sockets;
             self.last_trim = Instant::now();
+            return true;
         }
+        false
     }
 }
 
@@ -609,7 +611,10 @@ impl Shard {
                     .sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
                 self.flush_all().await;
             }
-            memory.after_tick(self.open_sockets.get());
+            if memory.due(self.open_sockets.get()) {
+                self.registry.borrow_mut().release_spare_capacity();
+                release_free_memory();
+            }
             glommio::timer::sleep(tick).await;
         }
     }
