@@ -20,7 +20,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
 
 use super::shard::{Publication, Shard};
-use super::websocket::{SessionKind, run_session};
+use super::websocket::{SessionKind, new_session};
 use crate::http::{self, HttpError, RequestHead, Route, parse_request_head};
 use crate::metrics::{self, ProcessReadings};
 use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
@@ -533,12 +533,7 @@ async fn upgrade(
         Route::Echo => SessionKind::Echo,
         _ => SessionKind::Subscriber,
     };
-    let session = async move {
-        let socket = socket;
-        let mut stream = stream;
-        run_session(&socket.shard, &mut stream, key, kind, leftover).await;
-        socket.shard.publish_connection_count();
-    };
+    let session = new_session(&shard, key, kind, leftover).serve(stream, socket);
     log::trace!("session task: {} bytes", std::mem::size_of_val(&session));
     let queue = glommio::executor().current_task_queue();
     match spawn_local_into(session, queue) {

@@ -70,36 +70,96 @@ struct Closing {
     reason: Option<CloseReason>,
 }
 
-/// Runs the session until the connection ends; the connection is removed from the registry
-/// before this returns (and before the caller closes the socket).
-pub async fn run_session(
+/// Most wake-ups (reads, writes, close requests) a session handles before it lets other tasks
+/// run.
+const WAKES_PER_POLL: usize = 16;
+
+/// A connection's task after the upgrade. Written by hand rather than as an `async fn`: an
+/// idle connection's memory is mostly this future, and a generated one holds moved arguments
+/// twice (520 bytes against this one's ~240).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Running is the state of the connection's whole life; boxing it would add an allocation per connection"
+)]
+pub enum SessionTask<G> {
+    /// Reading and answering the client.
+    Running {
+        session: Session,
+        stream: TcpStream,
+        guard: G,
+    },
+    /// Closing: only a closing connection pays for the closing machinery (boxed).
+    Finishing(Pin<Box<dyn Future<Output = ()>>>),
+    /// Ended.
+    Done,
+}
+
+impl<G: Unpin + 'static> Future for SessionTask<G> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        // Unpin: the variants hold no self-references (the closing future is boxed).
+        let this = self.get_mut();
+        // Bounded: each turn either returns or moves the state forward (Running, Finishing,
+        // Done).
+        loop {
+            match this {
+                SessionTask::Running {
+                    session, stream, ..
+                } => {
+                    let Poll::Ready(reason) = session.poll_run(context, stream) else {
+                        return Poll::Pending;
+                    };
+                    if let SessionTask::Running {
+                        session,
+                        stream,
+                        guard,
+                    } = std::mem::replace(this, SessionTask::Done)
+                    {
+                        *this =
+                            SessionTask::Finishing(Box::pin(session.close(stream, guard, reason)));
+                    }
+                }
+                SessionTask::Finishing(closing) => {
+                    let Poll::Ready(()) = closing.as_mut().poll(context) else {
+                        return Poll::Pending;
+                    };
+                    *this = SessionTask::Done;
+                }
+                SessionTask::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A session for a registered connection; `leftover` holds bytes that came behind the
+/// request head. The connection is removed from the registry when the session's task ends
+/// (before the socket closes).
+pub fn new_session(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
     key: ConnectionKey,
     kind: SessionKind,
     leftover: Vec<u8>,
-) {
+) -> Session {
     let mut session = Session {
         shard: shard.clone(),
         key,
         kind,
-        input: leftover,
+        input: Vec::new(),
         decoder: MessageDecoder::new(shard.config.max_message_bytes as u64),
         closing: Closing::default(),
         deadline: None,
         incomplete_frame_bytes: 0,
     };
-    if !session.input.is_empty() {
+    if !leftover.is_empty() {
         // Frames pipelined behind the request head: process them like a read.
-        let pipelined = std::mem::take(&mut session.input);
-        session.process_bytes(pipelined);
+        session.process_bytes(leftover);
     }
-    let reason = session.run(stream).await;
-    // Boxed: only a closing connection pays for the closing machinery.
-    Box::pin(session.finish(stream, reason)).await;
+    session
 }
 
-struct Session {
+/// One open WebSocket connection's reading side (its writes go through the registry).
+pub struct Session {
     shard: Rc<Shard>,
     key: ConnectionKey,
     kind: SessionKind,
@@ -114,15 +174,35 @@ struct Session {
 }
 
 impl Session {
-    /// The main loop; returns why the connection ends.
-    async fn run(&mut self, stream: &mut TcpStream) -> CloseReason {
-        // Bounded: every iteration is a wake-up by I/O, the shard or the deadline, and the
-        // deadline bounds the closing phase.
-        loop {
+    /// Serves the connection until it ends: the returned future is the connection's task.
+    /// `guard` is dropped last, after the socket is closed.
+    pub fn serve<G: Unpin + 'static>(self, stream: TcpStream, guard: G) -> SessionTask<G> {
+        SessionTask::Running {
+            session: self,
+            stream,
+            guard,
+        }
+    }
+
+    /// Ends the connection: the closing handshake (unless the connection was lost), removal
+    /// from the registry, the socket's close, then `guard`.
+    async fn close<G>(mut self, mut stream: TcpStream, guard: G, reason: CloseReason) {
+        self.finish(&mut stream, reason).await;
+        self.shard.publish_connection_count();
+        drop(stream);
+        drop(guard);
+    }
+
+    /// The main loop; ready with why the connection ends. At most `WAKES_PER_POLL` wake-ups
+    /// are handled per poll, so a client that keeps sending cannot hold the shard.
+    fn poll_run(&mut self, context: &mut Context<'_>, stream: &mut TcpStream) -> Poll<CloseReason> {
+        for _ in 0..WAKES_PER_POLL {
             if self.closing.failed || (self.closing.sent && self.closing.received) {
-                return self.closing.reason.unwrap_or(CloseReason::Normal);
+                return Poll::Ready(self.closing.reason.unwrap_or(CloseReason::Normal));
             }
-            let wake = poll_fn(|context| self.poll_wake(context, stream)).await;
+            let Poll::Ready(wake) = self.poll_wake(context, stream) else {
+                return Poll::Pending;
+            };
             match wake {
                 Wake::Read(count) => {
                     let now_ms = self.shard.now_ms();
@@ -131,7 +211,7 @@ impl Session {
                 }
                 Wake::Wrote => {}
                 Wake::EndOfStream | Wake::Failed => {
-                    return self.closing.reason.unwrap_or(CloseReason::ConnectionLost);
+                    return Poll::Ready(self.closing.reason.unwrap_or(CloseReason::ConnectionLost));
                 }
                 Wake::CloseRequested(request) => {
                     let (code, reason, counted) = request.close_frame();
@@ -144,10 +224,13 @@ impl Session {
                         .borrow_mut()
                         .stats
                         .close_handshake_timeouts += 1;
-                    return self.closing.reason.unwrap_or(CloseReason::ConnectionLost);
+                    return Poll::Ready(self.closing.reason.unwrap_or(CloseReason::ConnectionLost));
                 }
             }
         }
+        // Budget spent: let the other tasks run, then continue.
+        context.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Polls, in order: write failure, close requests, writability (if blocked), the close
@@ -509,12 +592,14 @@ mod tests {
 
 #[cfg(test)]
 mod memory_budget {
-    //! An idle connection's memory is mostly these structs (plus glommio's task and its pending
-    //! read poll): keep them from growing unnoticed.
+    //! An idle connection's memory is mostly these structs (plus glommio's task header and its
+    //! pending read poll): keep them from growing unnoticed.
 
     #[test]
     fn per_connection_structs_stay_small() {
         assert!(std::mem::size_of::<super::Session>() <= 128);
+        // The task an idle connection keeps (its socket guard is one pointer).
+        assert!(std::mem::size_of::<super::SessionTask<std::rc::Rc<()>>>() <= 256);
         assert!(std::mem::size_of::<crate::server::registry::Connection>() <= 128);
         assert!(std::mem::size_of::<crate::protocol::message::MessageDecoder>() <= 48);
     }
