@@ -3,10 +3,22 @@
 mod common;
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{Server, connections_per_shard, masked_frame, read_frame};
-use tungstenite::Message;
+use tungstenite::{Message, WebSocket};
+
+/// Exactly once: after everything expected, nothing more arrives within 200 ms.
+fn assert_nothing_more(clients: &mut [WebSocket<TcpStream>]) {
+    for client in clients {
+        client
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(client.read().is_err(), "no duplicate deliveries");
+    }
+}
 
 #[test]
 fn one_publish_reaches_every_client_on_every_shard_exactly_once_in_order() {
@@ -29,14 +41,7 @@ fn one_publish_reaches_every_client_on_every_shard_exactly_once_in_order() {
             assert_eq!(message, Message::Text(format!("message {sequence}").into()));
         }
     }
-    // Exactly once: nothing more arrives.
-    for client in clients.iter_mut().take(20) {
-        client
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        assert!(client.read().is_err(), "no duplicate deliveries");
-    }
+    assert_nothing_more(&mut clients[..20]);
 }
 
 #[test]
@@ -261,11 +266,5 @@ fn messages_arriving_during_a_long_write_pass_arrive_once_and_in_order() {
             next[publisher] += 1;
         }
     }
-    for client in clients.iter_mut().take(20) {
-        client
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        assert!(client.read().is_err(), "no duplicate deliveries");
-    }
+    assert_nothing_more(&mut clients[..20]);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
 #   1. every Rust test of the workspace (unit, property, integration against real servers),
-#   2. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
+#   2. the comparison driver's own tests (Python, standard library, no server),
+#   3. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
 # Usage: bash tests/run.sh            (README's test command; .ci/run calls it)
 #        SKIP_AUTOBAHN=1 bash tests/run.sh
 set -euo pipefail
@@ -20,6 +21,9 @@ fi
 
 say "cargo test --release --workspace"
 cargo test --release --workspace --locked
+
+say "comparison driver tests (bench/compare)"
+python3 -m unittest discover -s bench/compare/tests
 
 if [ -z "${SKIP_AUTOBAHN:-}" ]; then
     say "Autobahn|Testsuite (kosoku) against /echo"

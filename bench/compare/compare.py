@@ -55,7 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma list, ringcast first (ratios are against it) [%(default)s]")
     parser.add_argument("--scenarios", default=",".join(scenarios.SCENARIO_NAMES), help="comma list [%(default)s]")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions, interleaved [%(default)s]")
-    parser.add_argument("--connections", type=int, help="connections per run [10000; --quick 500]")
+    parser.add_argument("--connections", type=int, help="connections per idle/fanout run [10000; --quick 500]")
+    parser.add_argument("--throughput-connections", type=int, help="subscribers per throughput run [4000; --quick 500]")
     parser.add_argument("--rate", type=float, help="fanout publishes per second [10]")
     parser.add_argument("--throughput-start-rate", type=float, help="first throughput step, msg/s [5; --quick 20]")
     parser.add_argument("--duration", type=float, help="fanout seconds [20; --quick 3]")
@@ -64,7 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle-ramp-rate", type=float, help="idle connects per second asked for [100000]")
     parser.add_argument("--ramp-rate", type=float, help="fanout/throughput connects per second [2000]")
     parser.add_argument("--steps-max", type=int, help="throughput steps at most [14; --quick 6]")
-    parser.add_argument("--p99-budget-ms", type=float, help="throughput p99 budget [50]")
+    parser.add_argument("--p99-budget-ms", type=float, help="throughput p99 budget [250]")
     parser.add_argument("--payload-bytes", type=int, help="payload size, >= 48 [64]")
     parser.add_argument("--source-ips", help="harness --source-ips (needed above ~28k connections)")
     parser.add_argument("--server-cores", default="0", help="taskset list for every server [%(default)s]")
@@ -108,7 +109,8 @@ def settings_from(args: argparse.Namespace) -> scenarios.Settings:
     threads = args.client_threads or len(args.client_core_set)
     base = scenarios.quick_settings(threads) if args.quick else scenarios.full_settings(threads)
     overrides = {
-        "connections": args.connections, "fanout_rate_per_s": args.rate,
+        "connections": args.connections, "throughput_connections": args.throughput_connections,
+        "fanout_rate_per_s": args.rate,
         "throughput_rate_per_s": args.throughput_start_rate, "fanout_duration_s": args.duration,
         "throughput_step_s": args.step_duration, "idle_hold_s": args.idle_hold,
         "idle_ramp_rate_per_s": args.idle_ramp_rate,
@@ -326,7 +328,7 @@ SCENARIO_TEXT = {
             "is namespace-wide: client ends included.",
     "fanout": "N subscribers on one channel (ramp {ramp_rate_per_s:g}/s), {fanout_rate_per_s:g} msg/s of {payload_bytes} B for "
               "{fanout_duration_s:g} s: publish -> receive latency of every delivery, counted at the subscribers.",
-    "throughput": "N subscribers on one channel, the rate starts at {throughput_rate_per_s:g} msg/s and grows "
+    "throughput": "{throughput_connections} subscribers on one channel, the rate starts at {throughput_rate_per_s:g} msg/s and grows "
                   "x{throughput_rate_factor:g} per {throughput_step_s:g} s step ({throughput_publishers} publishers) "
                   "until a step loses a delivery, gets a 503 or other non-200 answer, falls behind, or passes "
                   "p99 {p99_budget_ms:g} ms. Per CPU-second uses the measured pid's CPU only.",
@@ -338,7 +340,7 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
     settings, names = document["settings"], document["servers"]
     lines = [f"# ringcast vs peers: {document['name']}", "",
              f"Command: `{document['command']}`", "",
-             f"{settings['connections']} connections; servers on cores {document['layout']['server_cores']}, "
+             f"{settings['connections']} connections ({settings.get('throughput_connections', settings['connections'])} for throughput); servers on cores {document['layout']['server_cores']}, "
              f"harness on cores {document['layout']['client_cores']}; {document['repeat']} repetition(s), interleaved "
              f"(every scenario runs every server once per repetition); load average at start {document['load_average']['start']}, "
              f"at end {document['load_average']['end']}; {document['wall_seconds'] / 60:.1f} min. "
@@ -433,8 +435,9 @@ def main(argv: list[str]) -> int:
     excluded = {} if args.skip_install else install([n for n in args.server_list if n != "ringcast"], out / "install")
     names = [name for name in args.server_list if name not in excluded]
     hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if settings.connections + 256 > hard_limit:
-        log(f"error: {settings.connections} connections need ~{settings.connections + 256} fds; the hard limit is {hard_limit}")
+    most = max(settings.connections, settings.throughput_connections)
+    if most + 256 > hard_limit:
+        log(f"error: {most} connections need ~{most + 256} fds; the hard limit is {hard_limit}")
         return 2
     busy = [name for name in names if servers.PORTS[name] in procfs.listening_ports()]
     if busy:

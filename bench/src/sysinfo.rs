@@ -63,11 +63,22 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// "commit (dirty)" for the checkout containing `dir`, if it is one.
+/// "commit (dirty)" for the checkout containing `dir`, if it is one. Changes under `results/`
+/// do not count: a run rewrites the published results it is part of.
 pub fn git_describe(dir: &Path) -> Option<String> {
     let commit = git(dir, &["rev-parse", "HEAD"])?;
-    let dirty = git(dir, &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|status| !status.is_empty());
+    let dirty = git(
+        dir,
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":(top)",
+            ":(top,exclude)results",
+        ],
+    )
+    .is_some_and(|status| !status.is_empty());
     Some(if dirty {
         format!("{commit} (dirty)")
     } else {

@@ -82,6 +82,14 @@ class ScenarioTest(unittest.TestCase):
             self.assertNotIn("--host", args)
             self.assertGreater(scenarios.run_time_limit_s(scenario, quick), 60)
 
+    def test_throughput_uses_its_own_subscriber_count_and_budget(self):
+        full = scenarios.full_settings(1)
+        args = scenarios.harness_args("throughput", full)
+        self.assertEqual(args[args.index("--connections") + 1], "4000")
+        self.assertEqual(args[args.index("--p99-budget-ms") + 1], "250")
+        fanout = scenarios.harness_args("fanout", full)
+        self.assertEqual(fanout[fanout.index("--connections") + 1], "10000")
+
     def test_ringcast_is_pinned_with_taskset_and_its_own_cores_flag(self):
         layout = servers.Layout(server_cores="0-1", client_cores="2")
         argv, env = servers.start_command("ringcast", layout, servers.Binaries(Path("/r"), Path("/r/ringcast")))
