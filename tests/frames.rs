@@ -5,14 +5,8 @@ mod common;
 
 use std::io::Write;
 
-use common::{Server, assert_closed, masked_frame, read_until_close};
+use common::{Server, assert_closed, masked_frame, read_until_close, unmasked_frame};
 use tungstenite::Message;
-
-fn unmasked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![first_byte, payload.len() as u8];
-    frame.extend_from_slice(payload);
-    frame
-}
 
 #[test]
 fn each_violation_gets_its_close_code_and_others_keep_receiving() {
@@ -30,7 +24,7 @@ fn each_violation_gets_its_close_code_and_others_keep_receiving() {
     fragmented_over_limit.extend(masked_frame(0x80, &[0u8; 600]));
 
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("unmasked", unmasked(0x81, b"hi"), 1002),
+        ("unmasked", unmasked_frame(0x81, b"hi"), 1002),
         ("rsv1", masked_frame(0xC1, b"hi"), 1002),
         ("rsv2", masked_frame(0xA1, b"hi"), 1002),
         ("rsv3", masked_frame(0x91, b"hi"), 1002),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Frame, PATIENCE, Server, assert_closed, masked_frame, read_frame, read_http_head,
-    read_until_close, upgrade_request,
+    read_until_close, unmasked_frame, upgrade_request,
 };
 use tungstenite::{Message, WebSocket};
 
@@ -182,14 +182,6 @@ fn read_to_close(stream: &mut TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&response).to_string()
-}
-
-/// A frame sent without a mask: what only servers may send.
-fn unmasked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut bytes = vec![first_byte, payload.len() as u8];
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 /// Just the header of a masked frame announcing `length` bytes, without the masking key: the

@@ -14,7 +14,7 @@ pub mod input;
 pub mod mask;
 pub mod seeds;
 
-use ringcast::protocol::mask::apply_mask_reference;
+use ringcast::protocol::frame::encode_client_frame;
 
 /// A fuzz target's property check: panics on a violation.
 pub type Check = fn(&[u8]);
@@ -28,25 +28,7 @@ pub const TARGETS: [(&str, Check); 4] = [
 ];
 
 /// Builds a masked client frame the way a client library would (RFC 6455 §5.2, shortest length
-/// encoding), so checks and seeds can speak the client side of the protocol.
+/// encoding, reference mask), so checks and seeds can speak the client side of the protocol.
 pub fn client_frame(fin: bool, opcode_bits: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode_bits];
-    match payload.len() {
-        length if length < 126 => frame.push(0x80 | length as u8),
-        length if length <= 0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(length as u16).to_be_bytes());
-        }
-        length => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(length as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&key);
-    let mut masked = payload.to_vec();
-    // The reference mask, not the fast one under test: a seed must not depend on the code it
-    // is meant to check.
-    apply_mask_reference(&mut masked, key, 0);
-    frame.extend_from_slice(&masked);
-    frame
+    encode_client_frame((if fin { 0x80 } else { 0 }) | opcode_bits, key, payload)
 }

@@ -9,6 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
+use super::mask::apply_mask_reference;
 
 /// Longest header a server frame can have: 2 bytes + 8 bytes of extended length.
 pub const MAX_SERVER_HEADER_BYTES: usize = 10;
@@ -161,16 +162,27 @@ pub fn encode_server_header(
     payload_len: usize,
     out: &mut [u8; MAX_SERVER_HEADER_BYTES],
 ) -> usize {
-    out[0] = 0x80 | opcode.bits();
+    encode_header(0x80 | opcode.bits(), 0, payload_len, out)
+}
+
+/// Writes a frame header (first byte as given, the mask bit, the shortest length encoding of
+/// §5.2) into `out`; returns its length.
+fn encode_header(
+    first_byte: u8,
+    mask_bit: u8,
+    payload_len: usize,
+    out: &mut [u8; MAX_SERVER_HEADER_BYTES],
+) -> usize {
+    out[0] = first_byte;
     if payload_len < 126 {
-        out[1] = payload_len as u8;
+        out[1] = mask_bit | payload_len as u8;
         2
     } else if let Ok(length) = u16::try_from(payload_len) {
-        out[1] = 126;
+        out[1] = mask_bit | 126;
         out[2..4].copy_from_slice(&length.to_be_bytes());
         4
     } else {
-        out[1] = 127;
+        out[1] = mask_bit | 127;
         out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
         10
     }
@@ -187,35 +199,34 @@ pub fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
+/// Builds a masked client frame the way a client library would: `first_byte` as given (FIN,
+/// RSV and opcode bits, so tests can also build invalid frames), the shortest length encoding,
+/// the payload masked with `key` by the reference mask (not the fast one it may be checking).
+/// ringcast never sends one: tests, fuzz seeds and tools speak the client side with it.
+pub fn encode_client_frame(first_byte: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; MAX_SERVER_HEADER_BYTES];
+    let header_len = encode_header(first_byte, 0x80, payload.len(), &mut header);
+    let mut frame = Vec::with_capacity(header_len + 4 + payload.len());
+    frame.extend_from_slice(&header[..header_len]);
+    frame.extend_from_slice(&key);
+    let payload_start = frame.len();
+    frame.extend_from_slice(payload);
+    apply_mask_reference(&mut frame[payload_start..], key, 0);
+    frame
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::protocol::mask::apply_mask_reference;
 
-    /// Builds a masked client frame, as a client library would (test helper, also for fuzzing).
+    /// A client frame from FIN, opcode bits, key and payload.
     pub(crate) fn client_frame(
         fin: bool,
         opcode_bits: u8,
         key: [u8; 4],
         payload: &[u8],
     ) -> Vec<u8> {
-        let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode_bits];
-        match payload.len() {
-            length if length < 126 => frame.push(0x80 | length as u8),
-            length if length <= 0xFFFF => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(length as u16).to_be_bytes());
-            }
-            length => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(length as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&key);
-        let mut masked = payload.to_vec();
-        apply_mask_reference(&mut masked, key, 0);
-        frame.extend_from_slice(&masked);
-        frame
+        encode_client_frame((if fin { 0x80 } else { 0 }) | opcode_bits, key, payload)
     }
 
     #[test]

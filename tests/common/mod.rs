@@ -213,24 +213,17 @@ pub fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// A masked client frame.
+/// A frame sent without a mask (what only servers may send), payload under 126 bytes.
+pub fn unmasked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut bytes = vec![first_byte, payload.len() as u8];
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// A masked client frame (`first_byte`: FIN, RSV and opcode bits as given).
 pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    let mut frame = vec![first_byte];
-    match payload.len() {
-        length if length < 126 => frame.push(0x80 | length as u8),
-        length if length <= 0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(length as u16).to_be_bytes());
-        }
-        length => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(length as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
+    ringcast::protocol::frame::encode_client_frame(first_byte, [0x12, 0x34, 0x56, 0x78], payload)
 }
 
 /// A server frame as read off the wire.
