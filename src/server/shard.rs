@@ -386,12 +386,19 @@ impl Shard {
         loop {
             // Wait for a message only when nothing is left to write.
             let idle = self.registry.borrow().flush_list_is_empty();
-            self.take_messages(&mut state, idle).await;
+            let mut taken = self
+                .take_messages(&mut state, idle, MAX_MESSAGES_PER_PASS)
+                .await;
             if idle && !self.config.write_coalesce.is_zero() {
                 glommio::timer::sleep(self.config.write_coalesce).await;
-                self.take_messages(&mut state, false).await;
+                let limit = MAX_MESSAGES_PER_PASS - taken;
+                taken += self.take_messages(&mut state, false, limit).await;
             }
-            self.fanout_pass(&mut state).await;
+            // A connection gets at most `MAX_MESSAGES_PER_PASS` new frames between two writes
+            // (the slow-consumer check comes after the pass): the pass takes only what is left.
+            let budget = MAX_MESSAGES_PER_PASS.saturating_sub(taken);
+            state.pass += 1;
+            self.write_pass(Some((&mut state, budget))).await;
             let mut registry = self.registry.borrow_mut();
             // A publication's latency ends with the pass that wrote its last frame.
             let now = Instant::now();
@@ -409,8 +416,9 @@ impl Shard {
         }
     }
 
-    /// Takes available messages (waiting for one if `wait`) and queues them for subscribers.
-    async fn take_messages(&self, state: &mut FanoutState, wait: bool) {
+    /// Takes available messages (waiting for one if `wait`), at most `limit`, and queues them
+    /// for subscribers; returns how many it took.
+    async fn take_messages(&self, state: &mut FanoutState, wait: bool, limit: usize) -> usize {
         let FanoutState {
             sources,
             staged,
@@ -418,8 +426,9 @@ impl Shard {
             unrecorded,
             pass,
         } = state;
-        poll_fn(|context| self.collect(context, sources, staged, batch, wait)).await;
-        if !batch.is_empty() {
+        poll_fn(|context| self.collect(context, sources, staged, batch, wait, limit)).await;
+        let taken = batch.len();
+        if taken > 0 {
             // Queued between passes: the next pass writes every frame. Queued during pass k: the
             // subscribers it already wrote get theirs in pass k + 1. Either way: `pass + 1`.
             let written_by = *pass + 1;
@@ -429,20 +438,26 @@ impl Shard {
                     .map(|at| (at, written_by)),
             );
         }
+        taken
     }
 
-    /// One write pass over the connections listed at its start. Between slices it takes the
-    /// messages that arrived meanwhile: subscribers not yet written in this pass get them in the
-    /// same write (one more frame per send call), the others in the next pass. So a message
-    /// arriving during a long pass does not wait for the whole pass to end.
-    async fn fanout_pass(&self, state: &mut FanoutState) {
-        state.pass += 1;
+    /// One write pass over the connections listed at its start, yielding between slices so a
+    /// fan-out to many connections never starves accepts and reads. With `absorb` (the fan-out's
+    /// state and a message budget), it also takes the messages that arrived meanwhile, up to
+    /// the budget: subscribers not yet written in this pass get them in the same write (one
+    /// more frame per send call), the others in the next pass. So a message arriving during a
+    /// long pass does not wait for the whole pass to end.
+    async fn write_pass(&self, mut absorb: Option<(&mut FanoutState, usize)>) {
         let list = self.registry.borrow_mut().take_flush_list();
         for slice in list.chunks(FLUSHES_PER_YIELD) {
             self.write_slice(slice);
             if list.len() > FLUSHES_PER_YIELD {
                 glommio::yield_if_needed().await;
-                self.take_messages(state, false).await;
+                if let Some((state, budget)) = &mut absorb
+                    && *budget > 0
+                {
+                    *budget -= self.take_messages(state, false, *budget).await;
+                }
             }
         }
         self.registry.borrow_mut().return_flush_list(list);
@@ -461,8 +476,8 @@ impl Shard {
         }
     }
 
-    /// Moves publications into `batch` in publish order. With `wait`, stays pending until there
-    /// is at least one.
+    /// Moves publications into `batch` in publish order (until it holds `limit`). With `wait`,
+    /// stays pending until there is at least one.
     ///
     /// Order across shards: a publish answered by one shard and then a publish made (by the same
     /// backend, after that answer) on another shard reach this shard through different channels.
@@ -478,6 +493,7 @@ impl Shard {
         staged: &mut Vec<Publication>,
         batch: &mut Vec<Publication>,
         wait: bool,
+        limit: usize,
     ) -> Poll<()> {
         self.take_available(context, sources, staged);
         if staged.is_empty() {
@@ -496,7 +512,7 @@ impl Shard {
         staged.sort_by_key(|publication| publication.published_at);
         let releasable = staged
             .partition_point(|publication| publication.published_at <= horizon)
-            .min(MAX_MESSAGES_PER_PASS.saturating_sub(batch.len()));
+            .min(limit.saturating_sub(batch.len()));
         batch.extend(staged.drain(..releasable));
         Poll::Ready(())
     }
@@ -574,14 +590,7 @@ impl Shard {
     /// Gives every connection with queued frames one vectored write, yielding between slices
     /// so a fan-out to many connections never starves accepts and reads.
     pub async fn flush_all(&self) {
-        let list = self.registry.borrow_mut().take_flush_list();
-        for slice in list.chunks(FLUSHES_PER_YIELD) {
-            self.write_slice(slice);
-            if list.len() > FLUSHES_PER_YIELD {
-                glommio::yield_if_needed().await;
-            }
-        }
-        self.registry.borrow_mut().return_flush_list(list);
+        self.write_pass(None).await;
     }
 
     /// The ticker: heartbeat, pings and idle timeouts, and the start of a drain.
@@ -661,6 +670,9 @@ impl Shard {
         let changed = self.registry.borrow().interest_changed.clone();
         // Channels this shard has reported as wanted (bounded by the channel limit).
         let mut announced: std::collections::HashSet<ChannelName> = Default::default();
+        // One sender for the task's life: a futures mpsc channel gives every sender a slot of
+        // its own, so a clone per update would never wait for the bounded queue.
+        let mut interest = link.interest.clone();
         loop {
             let notified = changed.notified();
             let changes = self.registry.borrow_mut().take_interest_changes();
@@ -673,7 +685,10 @@ impl Shard {
                 let registry = self.registry.borrow();
                 for name in changes {
                     let present = registry.subscriber_count(name.as_str()) > 0;
-                    if present && announced.insert(name.clone()) {
+                    // A channel removed and made again since the last look is announced but
+                    // new, so unconfirmed: ask again (the core's update is idempotent).
+                    let unconfirmed = !registry.channel_confirmed(name.as_str());
+                    if present && (announced.insert(name.clone()) || unconfirmed) {
                         added.push(name);
                     } else if !present && announced.remove(&name) {
                         removed.push(name);
@@ -690,7 +705,7 @@ impl Shard {
                 removed,
                 confirmed,
             };
-            if link.interest.clone().send(update).await.is_err() {
+            if interest.send(update).await.is_err() {
                 log::error!("shard {}: the Redis core stopped", self.id);
                 return;
             }
