@@ -3,22 +3,9 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::time::Duration;
 
-use common::{Server, connections_per_shard, masked_frame, read_frame};
-use tungstenite::{Message, WebSocket};
-
-/// Exactly once: after everything expected, nothing more arrives within 200 ms.
-fn assert_nothing_more(clients: &mut [WebSocket<TcpStream>]) {
-    for client in clients {
-        client
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        assert!(client.read().is_err(), "no duplicate deliveries");
-    }
-}
+use common::{Server, assert_nothing_more, connections_per_shard, masked_frame, read_frame};
+use tungstenite::Message;
 
 #[test]
 fn one_publish_reaches_every_client_on_every_shard_exactly_once_in_order() {
@@ -41,7 +28,7 @@ fn one_publish_reaches_every_client_on_every_shard_exactly_once_in_order() {
             assert_eq!(message, Message::Text(format!("message {sequence}").into()));
         }
     }
-    assert_nothing_more(&mut clients[..20]);
+    clients.iter_mut().take(20).for_each(assert_nothing_more);
 }
 
 #[test]
@@ -266,5 +253,5 @@ fn messages_arriving_during_a_long_write_pass_arrive_once_and_in_order() {
             next[publisher] += 1;
         }
     }
-    assert_nothing_more(&mut clients[..20]);
+    clients.iter_mut().take(20).for_each(assert_nothing_more);
 }

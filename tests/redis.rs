@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, Server, connections_per_shard, wait_until};
+use common::{RedisServer, Server, assert_nothing_more, connections_per_shard, wait_until};
 use tungstenite::Message;
 
 fn with_redis(redis: &RedisServer, extra: &[&str]) -> Server {
@@ -23,18 +23,6 @@ fn read_text(client: &mut tungstenite::WebSocket<std::net::TcpStream>) -> String
         Message::Text(text) => text.to_string(),
         other => panic!("unexpected {other:?}"),
     }
-}
-
-fn assert_nothing_more(client: &mut tungstenite::WebSocket<std::net::TcpStream>) {
-    client
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    assert!(client.read().is_err(), "no duplicates");
-    client
-        .get_mut()
-        .set_read_timeout(Some(common::PATIENCE))
-        .unwrap();
 }
 
 #[test]

@@ -19,6 +19,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server
 fi
 
+# Tests open a few thousand client sockets in the test process (the servers raise their own
+# limit): a fresh machine's soft limit is often 1024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
+    echo "tests/run.sh: the open-file limit is $(ulimit -n); the tests need 8192 (raise the hard limit)" >&2
+    exit 1
+fi
+
 say "cargo test --release --workspace"
 cargo test --release --workspace --locked
 
@@ -34,10 +42,12 @@ if [ -z "${SKIP_AUTOBAHN:-}" ]; then
         --max-message-bytes 16MiB --outbound-queue-bytes 64MiB >"$log" 2>&1 &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT
+    up=""
     for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { up=1; break; }
         sleep 0.1
     done
+    [ -n "$up" ] || { echo "ringcast did not listen on port $port within 10 s:"; cat "$log"; exit 1; }
     bash tests/autobahn/run-kosoku.sh "127.0.0.1:$port" --outdir "${AUTOBAHN_OUT:-$PWD/target/autobahn-kosoku}"
     kill -TERM "$server"
     wait "$server" || { echo "ringcast exited with an error:"; cat "$log"; exit 1; }

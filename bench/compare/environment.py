@@ -90,7 +90,9 @@ def peer_versions(repo: Path) -> list[str]:
 def environment_text(repo: Path, binaries: dict[str, Path], layout: str, argv: list[str]) -> str:
     """The text of env.txt."""
     commit = _first_line(["git", "-C", str(repo), "rev-parse", "HEAD"])
-    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+    # Changes under results/ do not count: a run rewrites the published results it is part of.
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+                             "--", ":(top)", ":(top,exclude)results"],
                             capture_output=True, text=True, check=False)
     dirty = status.returncode == 0 and bool(status.stdout.strip())
     lines = [

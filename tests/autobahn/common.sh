@@ -7,22 +7,24 @@ AUTOBAHN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { printf '[autobahn] %s\n' "$*" >&2; }
 die() { printf '[autobahn] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# apt_install PKG... : install missing Debian packages (only when root).
+# apt_install PKG... : install missing Debian packages (as root, or through sudo).
 apt_install() {
-    local missing=() p
+    local missing=() p sudo=()
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        die "missing system packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})"
+        command -v sudo >/dev/null 2>&1 \
+            || die "missing system packages: ${missing[*]} (run as root: apt-get install -y ${missing[*]})"
+        sudo=(sudo)
     fi
     log "apt-get install -y ${missing[*]}"
     if [ -z "${_AUTOBAHN_APT_UPDATED:-}" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >&2 || die "apt-get update failed"
         _AUTOBAHN_APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
         || die "apt-get install ${missing[*]} failed"
 }
 

@@ -213,6 +213,17 @@ pub fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Exactly once: after everything expected, nothing more arrives within 200 ms (then the
+/// client's usual read timeout is back).
+pub fn assert_nothing_more(client: &mut WebSocket<TcpStream>) {
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(client.read().is_err(), "no duplicate deliveries");
+    client.get_mut().set_read_timeout(Some(PATIENCE)).unwrap();
+}
+
 /// A frame sent without a mask (what only servers may send), payload under 126 bytes.
 pub fn unmasked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);
