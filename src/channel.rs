@@ -8,8 +8,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::http::HttpError;
-
 /// Longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
 
@@ -51,6 +49,17 @@ impl std::borrow::Borrow<str> for ChannelName {
     }
 }
 
+/// Why a channel name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// Empty, too long, or a character outside the allowed set.
+    #[error("channel names are 1-128 bytes of [A-Za-z0-9_.:-]")]
+    InvalidName,
+    /// `--strict` is on and the name is not in `--channels`.
+    #[error("channel not allowed")]
+    Forbidden,
+}
+
 /// Which channel names clients and publishers may use.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelPolicy {
@@ -72,12 +81,10 @@ impl ChannelPolicy {
     }
 
     /// Validates `name` and checks it against the whitelist.
-    pub fn check(&self, name: &str) -> Result<ChannelName, HttpError> {
-        let channel = ChannelName::new(name).ok_or(HttpError::BadRequest(
-            "channel names are 1-128 bytes of [A-Za-z0-9_.:-]",
-        ))?;
+    pub fn check(&self, name: &str) -> Result<ChannelName, ChannelError> {
+        let channel = ChannelName::new(name).ok_or(ChannelError::InvalidName)?;
         match &self.allowed {
-            Some(allowed) if !allowed.contains(name) => Err(HttpError::ChannelForbidden),
+            Some(allowed) if !allowed.contains(name) => Err(ChannelError::Forbidden),
             _ => Ok(channel),
         }
     }
@@ -103,7 +110,7 @@ mod tests {
     fn strict_policy_forbids_unlisted_names() {
         let policy = ChannelPolicy::strict(["launcher".to_string()]);
         assert!(policy.check("launcher").is_ok());
-        assert_eq!(policy.check("other"), Err(HttpError::ChannelForbidden));
-        assert_eq!(policy.check("bad name").unwrap_err().status(), 400);
+        assert_eq!(policy.check("other"), Err(ChannelError::Forbidden));
+        assert_eq!(policy.check("bad name"), Err(ChannelError::InvalidName));
     }
 }

@@ -175,6 +175,12 @@ pub struct Config {
     /// Log filter (error, warn, info, debug, trace; or env_logger syntax).
     #[arg(long, env = "RINGCAST_LOG", default_value = "info")]
     pub log: String,
+
+    /// Test-only fault injection (see `src/faults.rs`); exists only in builds with the
+    /// `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    pub test_fault: Vec<String>,
 }
 
 /// Size of each shard's read scratch buffer: one recv() reads at most this much.

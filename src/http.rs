@@ -5,7 +5,7 @@
 //! and nowhere else. It deliberately does not support chunked request bodies (411 instead):
 //! publishers send `Content-Length`, as curl and every HTTP client library do.
 
-use crate::channel::{ChannelName, ChannelPolicy};
+use crate::channel::{ChannelError, ChannelName, ChannelPolicy};
 
 /// Why a request was refused; each variant maps to one status code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,14 +88,87 @@ impl HttpError {
             }
             _ => &[],
         };
-        let body = format!("{{\"error\":\"{}\"}}\n", json_escape(&self.to_string()));
-        response(
-            self.status(),
-            extra,
-            "application/json",
-            body.as_bytes(),
-            false,
-        )
+        let body = Response::json_body(&serde_json::json!({ "error": self.to_string() }));
+        response(self.status(), extra, ContentType::Json, &body, false)
+    }
+}
+
+impl From<ChannelError> for HttpError {
+    fn from(error: ChannelError) -> HttpError {
+        match error {
+            ChannelError::InvalidName => {
+                HttpError::BadRequest("channel names are 1-128 bytes of [A-Za-z0-9_.:-]")
+            }
+            ChannelError::Forbidden => HttpError::ChannelForbidden,
+        }
+    }
+}
+
+/// The content types ringcast answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// `application/json`.
+    Json,
+    /// `text/plain; charset=utf-8`.
+    Text,
+    /// The OpenMetrics text exposition (what Prometheus scrapes natively).
+    OpenMetrics,
+}
+
+impl ContentType {
+    /// The header value.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json",
+            ContentType::Text => "text/plain; charset=utf-8",
+            ContentType::OpenMetrics => {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            }
+        }
+    }
+}
+
+/// What a handler answers: a status, a content type and a body. Handlers build one; the
+/// connection code writes it (with keep-alive or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body's content type.
+    pub content_type: ContentType,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON answer, serialized by serde_json (one line, newline-terminated).
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: ContentType::Json,
+            body: Response::json_body(value),
+        }
+    }
+
+    /// A plain-text answer.
+    pub fn text(status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: ContentType::Text,
+            body: body.into_bytes(),
+        }
+    }
+
+    /// `value` as a JSON body ending in a newline (friendlier to `curl`).
+    fn json_body(value: &serde_json::Value) -> Vec<u8> {
+        let mut body = value.to_string().into_bytes();
+        body.push(b'\n');
+        body
+    }
+
+    /// The complete response bytes.
+    pub fn encode(&self, keep_alive: bool) -> Vec<u8> {
+        response(self.status, &[], self.content_type, &self.body, keep_alive)
     }
 }
 
@@ -326,7 +399,7 @@ pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpEr
 pub fn response(
     status: u16,
     extra_headers: &[(&str, &str)],
-    content_type: &str,
+    content_type: ContentType,
     body: &[u8],
     keep_alive: bool,
 ) -> Vec<u8> {
@@ -337,7 +410,8 @@ pub fn response(
     }
     out.extend_from_slice(
         format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            "Content-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            content_type.header_value(),
             body.len(),
             if keep_alive { "keep-alive" } else { "close" }
         )
@@ -364,22 +438,6 @@ fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Unknown",
     }
-}
-
-/// Escapes a string for a JSON string literal.
-pub fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            control if (control as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", control as u32));
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -500,10 +558,5 @@ mod tests {
         assert!(text.contains("\r\nConnection: close\r\n"));
         let text = String::from_utf8(HttpError::HeaderTooLarge.response()).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 "));
-    }
-
-    #[test]
-    fn json_escape_escapes() {
-        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
     }
 }

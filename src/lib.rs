@@ -3,20 +3,26 @@
 //! A backend publishes a message to a channel (`POST /publish/{channel}`); ringcast delivers it
 //! to every WebSocket client subscribed to that channel (`GET /ws/{channel}`).
 //!
-//! Layers, each owning one job:
+//! Layers, each owning one job; imports point down the list, never up:
 //! - [`protocol`]: sans-IO RFC 6455 (handshake, frames, masking, messages, close codes).
-//! - [`http`]: sans-IO HTTP request heads, routes and responses.
 //! - [`channel`]: channel names and the whitelist policy.
+//! - [`publication`]: the one message type of the whole path.
+//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style today).
+//! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
+//! - [`http`]: sans-IO HTTP request heads, routes and responses.
+//! - [`broker`]: the Redis subscriber core that joins several nodes into one.
 //! - [`config`]: command line, environment and limits.
-//! - [`server`]: the runtime: shards, accept loops, connections, fan-out and writes.
-//! - [`redis`]: the Redis subscriber core that joins several nodes into one.
-//! - [`metrics`], [`stat`]: `/metrics` and `/stat`, rendered from per-shard snapshots.
+//! - [`server`]: the runtime: shards, accept loops, the connection owner, reactor, fan-out and
+//!   writes.
+//! - [`faults`]: test-only fault injection (feature `test-hooks`).
 
+pub mod broker;
 pub mod channel;
 pub mod config;
+pub mod faults;
 pub mod http;
-pub mod metrics;
 pub mod protocol;
-pub mod redis;
+pub mod publication;
 pub mod server;
-pub mod stat;
+pub mod telemetry;
+pub mod wire;

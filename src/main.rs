@@ -15,6 +15,11 @@ fn main() -> ExitCode {
         eprintln!("ringcast: {message}");
         return ExitCode::from(2);
     }
+    #[cfg(feature = "test-hooks")]
+    if let Err(message) = ringcast::faults::install(&config.test_fault) {
+        eprintln!("ringcast: {message}");
+        return ExitCode::from(2);
+    }
     match ringcast::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1014,7 +1014,7 @@ fn stalled_readers_are_closed_with_1008_and_memory_stays_bounded() {
     });
     let stat = server.stat();
     assert!(
-        stat.contains(&format!("slow_consumer_closes {STALLED}\n")),
+        stat.contains(&format!("closed_slow_consumer {STALLED}\n")),
         "{stat}"
     );
     let rss_after = rss_bytes(pid);

@@ -136,7 +136,7 @@ fn a_slow_consumer_is_closed_with_1008_and_the_others_get_everything() {
     assert!(data_frames < count, "it was cut off ({data_frames} frames)");
     assert_closed(&mut stalled);
     let stat = server.stat();
-    assert!(stat.contains("slow_consumer_closes 1"), "{stat}");
+    assert!(stat.contains("closed_slow_consumer 1"), "{stat}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
-#   1. every Rust test of the workspace (unit, property, integration against real servers),
+#   1. every Rust test of the workspace (unit, property, integration against real servers,
+#      fault injection),
 #   2. the comparison driver's own tests (Python, standard library, no server),
 #   3. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
 # Usage: bash tests/run.sh            (README's test command; .ci/run calls it)
@@ -27,8 +28,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
     exit 1
 fi
 
-say "cargo test --release --workspace"
-cargo test --release --workspace --locked
+# `test-hooks` compiles the fault injection the fault tests use (tests/faults.rs); the hooks
+# are inert unless `--test-fault` is passed.
+say "cargo test --release --workspace --features ringcast/test-hooks"
+cargo test --release --workspace --locked --features ringcast/test-hooks
 
 say "comparison driver tests (bench/compare)"
 python3 -m unittest discover -s bench/compare/tests

@@ -87,6 +87,12 @@ impl MessageDecoder {
         }
     }
 
+    /// No fragmented message is in progress: the decoder holds nothing and a fresh one would
+    /// behave the same (so a connection may drop it between messages).
+    pub fn is_idle(&self) -> bool {
+        self.reassembly.is_none()
+    }
+
     /// Bytes of reassembly buffer currently held (for memory accounting).
     pub fn buffered_bytes(&self) -> usize {
         self.reassembly.as_ref().map_or(0, |r| r.payload.capacity()) + self.completed.capacity()

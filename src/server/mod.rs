@@ -5,38 +5,48 @@
 //! pinned to its core, waits until every shard is ready, logs `listening on ADDR`, and then only
 //! waits: for a signal (which sets the shared shutdown flag that every shard's ticker watches)
 //! and for the shards to finish draining.
+//!
+//! Inside a shard (see `shard.rs`): `accept` serves sockets until they upgrade, the `registry`
+//! owns every WebSocket connection's state (`state` holds its machines), the `reactor` reads
+//! them, `fanout` queues publications, and `write` is the one write path.
+//!
+//! A shard whose executor dies (a panic outside a connection's handler, which would be a bug)
+//! takes only its own connections with it: its death guard marks it dead, shuts its listener
+//! down so the kernel routes new connections to the other shards, and publishes leave it out.
 
-mod connection;
+mod accept;
 mod event;
+mod fanout;
+mod listen;
 mod outbound;
+mod poller;
+mod reactor;
 mod registry;
 mod shard;
 mod shared;
-pub mod stats;
-mod uring;
-mod websocket;
+mod state;
+mod write;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::MeshBuilder;
+use futures::channel::mpsc as bounded;
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
-use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::broker::redis::{self, RedisLink, RedisSettings};
 use crate::config::Config;
-use crate::redis::{self, RedisLink, RedisSettings};
-pub use shard::{Publication, ShardMessage, ShardSnapshot};
-pub use shared::Shared;
-
-/// Descriptors kept free for everything that is not a client connection (listeners, io_uring
-/// rings, eventfds, logs).
-const RESERVED_FDS: u64 = 64;
+use crate::publication::Publication;
+use crate::telemetry::ShardId;
+pub use shard::ShardMessage;
+pub use shared::{ShardLife, Shared};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +59,11 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A shard could not start.
-    #[error("shard {shard} failed to start: {reason}")]
+    /// A shard could not start, or died.
+    #[error("shard {shard} failed: {reason}")]
     Shard {
-        /// Shard index.
-        shard: usize,
+        /// Which shard.
+        shard: ShardId,
         /// The cause.
         reason: String,
     },
@@ -65,55 +75,48 @@ pub enum ServerError {
     Signals(std::io::Error),
 }
 
+/// A shard's answer to "are you ready?".
+type ReadyReport = Result<ShardId, ServerError>;
+
 /// Runs the server until SIGTERM/SIGINT, then drains. `config` must be validated.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let open_files = raise_open_file_limit();
-    let cores = choose_cores(&config);
+    let open_files = listen::raise_open_file_limit();
+    let cores = listen::choose_cores(&config);
     let shard_count = cores.len();
-    let max_sockets = sockets_per_shard(open_files, shard_count);
-    let max_connections = connections_per_shard(&config, max_sockets);
+    let max_sockets = listen::sockets_per_shard(open_files, shard_count);
+    let max_connections = listen::connections_per_shard(&config, max_sockets);
     log::info!(
         "open-file limit {open_files}: up to {max_connections} WebSocket connections per shard, {} in all",
         max_connections * shard_count
     );
-    let (address, listeners) = bind_listeners(config.listen, shard_count)?;
-    let (redis, mut from_redis) = start_redis(&config, &cores)?;
+    let (address, listeners) = listen::bind_listeners(config.listen, shard_count)?;
+    let RedisStart { link, mut inboxes } = start_redis(&config, &cores)?;
     let mut shared = Shared::new(shard_count, max_connections, max_sockets);
-    shared.redis = redis.as_ref().map(|link| link.status.clone());
+    shared.redis = link.as_ref().map(|link| link.status.clone());
     let shared = Arc::new(shared);
     let config = Arc::new(config);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
-    let (ready_sender, ready) = mpsc::channel::<Result<usize, String>>();
+    let (ready_sender, ready) = mpsc::channel::<ReadyReport>();
 
     let mut handles = Vec::with_capacity(shard_count);
-    for (shard_id, (core, listener)) in cores.iter().copied().zip(listeners).enumerate() {
-        let config = config.clone();
-        let shared = shared.clone();
-        let mesh = mesh.clone();
+    for (index, (core, listener)) in cores.iter().copied().zip(listeners).enumerate() {
+        let start = ShardStart {
+            shard_id: ShardId(index),
+            core,
+            config: config.clone(),
+            shared: shared.clone(),
+            listener,
+            mesh: mesh.clone(),
+            redis: link.clone(),
+            from_redis: inboxes.get_mut(index).and_then(Option::take),
+        };
         let ready_sender = ready_sender.clone();
-        let redis = redis.clone();
-        let from_redis = from_redis.get_mut(shard_id).and_then(Option::take);
-        let builder = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("ringcast-shard-{shard_id}"))
-            .io_memory(config.io_memory);
-        let handle = builder
-            .spawn(move || async move {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                    log::warn!("shard {shard_id}: could not pin to core {core}");
-                }
-                let shard = ShardStart {
-                    shard_id,
-                    config,
-                    shared,
-                    listener,
-                    mesh,
-                    redis,
-                    from_redis,
-                };
-                run_shard(shard, ready_sender).await;
-            })
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("ringcast-shard-{index}"))
+            .io_memory(config.io_memory)
+            .spawn(move || run_shard(start, ready_sender))
             .map_err(|error| ServerError::Shard {
-                shard: shard_id,
+                shard: ShardId(index),
                 reason: error.to_string(),
             })?;
         handles.push(handle);
@@ -122,10 +125,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     for _ in 0..shard_count {
         match ready.recv() {
             Ok(Ok(_)) => {}
-            Ok(Err(reason)) => return Err(ServerError::Shard { shard: 0, reason }),
+            Ok(Err(error)) => return Err(error),
             Err(_) => {
                 return Err(ServerError::Shard {
-                    shard: 0,
+                    shard: ShardId(0),
                     reason: "a shard exited during start".into(),
                 });
             }
@@ -137,42 +140,40 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         "ringcast: listening on {address} ({shard_count} shards on cores {cores:?}, write path {:?})",
         config.write_path
     );
-    let mut failed = false;
-    for (shard_id, handle) in handles.into_iter().enumerate() {
+    let mut died = None;
+    for (index, handle) in handles.into_iter().enumerate() {
         if let Err(error) = handle.join() {
-            log::error!("shard {shard_id} ended with an error: {error}");
-            failed = true;
+            log::error!("shard {index} ended with an error: {error}");
+            died.get_or_insert(ShardId(index));
         }
     }
     log::info!("stopped");
-    if failed {
-        return Err(ServerError::Shard {
-            shard: 0,
-            reason: "a shard failed".into(),
-        });
+    match died {
+        Some(shard) => Err(ServerError::Shard {
+            shard,
+            reason: "its executor died".into(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// Starts the Redis subscriber core if `--redis` is set; returns the link for the shards and one
-/// receiver per shard.
-#[allow(clippy::type_complexity)]
-fn start_redis(
-    config: &Config,
-    cores: &[usize],
-) -> Result<
-    (
-        Option<RedisLink>,
-        Vec<Option<futures::channel::mpsc::Receiver<Publication>>>,
-    ),
-    ServerError,
-> {
+/// The Redis subscriber core's link for the shards, and one receiving end per shard.
+struct RedisStart {
+    link: Option<RedisLink>,
+    inboxes: Vec<Option<bounded::Receiver<Publication>>>,
+}
+
+/// Starts the Redis subscriber core if `--redis` is set.
+fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerError> {
     let Some(url) = &config.redis else {
-        return Ok((None, cores.iter().map(|_| None).collect()));
+        return Ok(RedisStart {
+            link: None,
+            inboxes: cores.iter().map(|_| None).collect(),
+        });
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
-        .map(|_| futures::channel::mpsc::channel(config.mesh_capacity))
+        .map(|_| bounded::channel(config.mesh_capacity))
         .unzip();
     let available = core_affinity::get_core_ids().unwrap_or_default();
     // The core after the last shard's: a dedicated core when there are spare ones.
@@ -188,29 +189,78 @@ fn start_redis(
         core: config.redis_core.or(default_core),
     };
     log::info!(
-        "redis: {url}, channels {}:broadcast:*, subscriber core {:?}",
+        "redis: {}, channels {}:broadcast:*, subscriber core {:?}",
+        redis::redacted_url(url),
         settings.prefix,
         settings.core
     );
     let link = redis::start(settings, senders).map_err(ServerError::Redis)?;
-    Ok((Some(link), receivers.into_iter().map(Some).collect()))
+    Ok(RedisStart {
+        link: Some(link),
+        inboxes: receivers.into_iter().map(Some).collect(),
+    })
 }
 
 /// What a shard starts with.
 struct ShardStart {
-    shard_id: usize,
+    shard_id: ShardId,
+    core: usize,
     config: Arc<Config>,
     shared: Arc<Shared>,
-    listener: RawFd,
-    mesh: Option<MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>>,
+    listener: OwnedFd,
+    mesh: Option<MeshBuilder<ShardMessage, Full>>,
     redis: Option<RedisLink>,
-    from_redis: Option<futures::channel::mpsc::Receiver<Publication>>,
+    from_redis: Option<bounded::Receiver<Publication>>,
+}
+
+/// Marks its shard dead if the shard's thread ends while it is armed (its executor died), and
+/// shuts the shard's listener down so the kernel stops routing new connections to it. Lives in
+/// a thread-local so it runs however the thread ends.
+struct DeathGuard {
+    id: ShardId,
+    shared: Arc<Shared>,
+    /// A duplicate of the shard's listener.
+    listener: Option<OwnedFd>,
+    /// The shard, to shut its clients' sockets down.
+    shard: Option<Rc<shard::Shard>>,
+    /// Cleared by a clean stop.
+    armed: bool,
+}
+
+impl Drop for DeathGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        log::error!(
+            "shard {}: its executor died; its connections are closed, the other shards go on",
+            self.id
+        );
+        self.shared.shards[self.id.0].set_life(ShardLife::Dead);
+        if let Some(listener) = &self.listener {
+            let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(shard) = self.shard.take() {
+            if let Ok(registry) = shard.registry.try_borrow() {
+                registry.shutdown_all_sockets();
+            }
+            // Not dropped here: its glommio parts must not run their destructors outside the
+            // executor. The memory of a dead shard is given up.
+            std::mem::forget(shard);
+        }
+    }
+}
+
+thread_local! {
+    /// The shard thread's death guard, armed while its executor runs.
+    static DEATH_GUARD: RefCell<Option<DeathGuard>> = const { RefCell::new(None) };
 }
 
 /// The body of one shard's executor.
-async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>) {
+async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
     let ShardStart {
         shard_id,
+        core,
         config,
         shared,
         listener,
@@ -218,6 +268,15 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>
         redis,
         from_redis,
     } = start;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        log::warn!("shard {shard_id}: could not pin to core {core}");
+    }
+    let fail = |reason: String| {
+        let _ = ready.send(Err(ServerError::Shard {
+            shard: shard_id,
+            reason,
+        }));
+    };
     let (senders, receivers) = match mesh {
         Some(mesh) => match mesh.join().await {
             Ok((senders, mut receivers)) => {
@@ -228,12 +287,17 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>
                     .collect();
                 (Some(senders), streams)
             }
-            Err(_) => {
-                let _ = ready.send(Err(format!("shard {shard_id}: cannot join the mesh")));
-                return;
-            }
+            Err(_) => return fail("cannot join the mesh".into()),
         },
         None => (None, Vec::new()),
+    };
+    let poller = match poller::Poller::new() {
+        Ok(poller) => poller,
+        Err(error) => return fail(format!("cannot create its epoll set: {error}")),
+    };
+    let eventfd = match poller.eventfd_for_glommio() {
+        Ok(eventfd) => eventfd,
+        Err(error) => return fail(format!("cannot duplicate its eventfd: {error}")),
     };
     let shard = Rc::new(shard::Shard::new(
         shard_id,
@@ -241,10 +305,55 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>
         shared.clone(),
         senders,
         redis,
+        poller,
     ));
+    DEATH_GUARD.with(|guard| {
+        *guard.borrow_mut() = Some(DeathGuard {
+            id: shard_id,
+            shared: shared.clone(),
+            listener: listener.try_clone().ok(),
+            shard: Some(shard.clone()),
+            armed: true,
+        });
+    });
     // SAFETY: `listener` is a listening TCP socket created by `bind_listeners` and handed to
-    // this shard alone.
-    let listener = unsafe { TcpListener::from_raw_fd(listener) };
+    // this shard alone; glommio takes it over.
+    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    if let Err(reason) = spawn_tasks(&shard, listener, receivers, from_redis, eventfd) {
+        return fail(reason);
+    }
+    shard.slot().set_life(ShardLife::Running);
+    shard.slot().beat(shared.now_ms());
+    let _ = ready.send(Ok(shard_id));
+
+    shard.draining.wait().await;
+    let deadline = std::time::Instant::now() + config.drain_timeout;
+    // Bounded by the drain timeout.
+    while shard.open_sockets() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if shard.open_sockets() > 0 {
+        log::warn!(
+            "shard {shard_id}: drain timeout with {} sockets still open",
+            shard.open_sockets()
+        );
+    }
+    // A clean stop: disarm the death guard.
+    let disarmed = DEATH_GUARD.with(|guard| guard.borrow_mut().take());
+    if let Some(mut guard) = disarmed {
+        guard.armed = false;
+    }
+    shard.slot().set_life(ShardLife::Stopped);
+}
+
+/// Spawns the shard's tasks, each in its own task queue.
+fn spawn_tasks(
+    shard: &Rc<shard::Shard>,
+    listener: TcpListener,
+    mesh: Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>>,
+    redis: Option<bounded::Receiver<Publication>>,
+    eventfd: OwnedFd,
+) -> Result<(), String> {
     let executor = glommio::executor();
     let accept_queue = executor.create_task_queue(
         Shares::Static(100),
@@ -257,180 +366,30 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<Result<usize, String>>
         "connections",
     );
     // While a fan-out pass runs, glommio's preemption timer fires every 2 ms, so the pass yields
-    // at its next slice boundary and publishes, handshakes and pongs that arrived meanwhile are
-    // served (readiness polls do not preempt by themselves: they live on glommio's main ring).
+    // at its next slice boundary and publishes, handshakes and reads that arrived meanwhile are
+    // served.
     let fanout_queue = executor.create_task_queue(
         Shares::Static(1000),
         Latency::Matters(Duration::from_millis(2)),
         "fanout",
     );
-
+    let sources = fanout::Sources { mesh, redis };
     let spawned = [
-        glommio::spawn_local_into(
-            shard.clone().run_fanout(shard::Sources {
-                mesh: receivers,
-                redis: from_redis,
-            }),
-            fanout_queue,
-        ),
+        glommio::spawn_local_into(fanout::run_fanout(shard.clone(), sources), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_redis_interest(), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_ticker(), fanout_queue),
         glommio::spawn_local_into(
-            connection::run_accept(shard.clone(), listener, connection_queue),
+            reactor::run_reactor(shard.clone(), eventfd),
+            connection_queue,
+        ),
+        glommio::spawn_local_into(
+            accept::run_accept(shard.clone(), listener, connection_queue),
             accept_queue,
         ),
     ];
     for task in spawned {
-        match task {
-            Ok(task) => task.detach(),
-            Err(error) => {
-                let _ = ready.send(Err(format!("shard {shard_id}: cannot spawn: {error}")));
-                return;
-            }
-        };
-    }
-    shard.slot().running.store(true, Ordering::Relaxed);
-    shard
-        .slot()
-        .heartbeat_ms
-        .store(shared.now_ms(), Ordering::Relaxed);
-    let _ = ready.send(Ok(shard_id));
-
-    shard.draining.wait().await;
-    let deadline = std::time::Instant::now() + config.drain_timeout;
-    // Bounded by the drain timeout.
-    while shard.open_sockets.get() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
-    if shard.open_sockets.get() > 0 {
-        log::warn!(
-            "shard {shard_id}: drain timeout with {} sockets still open",
-            shard.open_sockets.get()
-        );
-    }
-    shard.slot().running.store(false, Ordering::Relaxed);
-}
-
-/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the resulting soft limit.
-fn raise_open_file_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-            log::warn!("could not raise the open-file limit to {}", limit.rlim_max);
-        }
-        limit.rlim_cur
-    }
-}
-
-fn sockets_per_shard(open_files: u64, shard_count: usize) -> usize {
-    (open_files.saturating_sub(RESERVED_FDS) / shard_count as u64).max(1) as usize
-}
-
-fn connections_per_shard(config: &Config, by_descriptors: usize) -> usize {
-    if config.max_connections == 0 {
-        return by_descriptors;
-    }
-    if config.max_connections > by_descriptors {
-        log::warn!(
-            "--max-connections {} exceeds what the open-file limit allows ({by_descriptors} per shard)",
-            config.max_connections
-        );
-    }
-    config.max_connections
-}
-
-/// The cores to run shards on: `--cores`, else the first `--shards` of the cores this process
-/// may run on.
-fn choose_cores(config: &Config) -> Vec<usize> {
-    let available: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|core| core.id)
-        .collect();
-    let mut cores = if config.cores.is_empty() {
-        available.clone()
-    } else {
-        config.cores.clone()
-    };
-    if cores.is_empty() {
-        cores.push(0);
-    }
-    let count = if config.shards == 0 {
-        cores.len()
-    } else {
-        config.shards
-    };
-    // More shards than cores wrap around (useful for tests; pinned shards then share cores).
-    (0..count).map(|index| cores[index % cores.len()]).collect()
-}
-
-/// The listen backlog: the kernel caps it at `net.core.somaxconn` anyway; ask for the most.
-fn listen_backlog() -> i32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok())
-        .unwrap_or(4096)
-        .max(128)
-}
-
-/// Binds `count` SO_REUSEPORT listeners on the same address; returns the bound address (the
-/// real port when 0 was asked) and the raw descriptors.
-fn bind_listeners(
-    address: SocketAddr,
-    count: usize,
-) -> Result<(SocketAddr, Vec<RawFd>), ServerError> {
-    let listen_error = |source| ServerError::Listen { address, source };
-    let mut bound = address;
-    let mut listeners = Vec::with_capacity(count);
-    for _ in 0..count {
-        let socket = Socket::new(
-            Domain::for_address(bound),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )
-        .map_err(listen_error)?;
-        socket.set_reuse_address(true).map_err(listen_error)?;
-        set_reuse_port(&socket).map_err(listen_error)?;
-        socket.set_nonblocking(true).map_err(listen_error)?;
-        socket.bind(&bound.into()).map_err(listen_error)?;
-        socket.listen(listen_backlog()).map_err(listen_error)?;
-        if bound.port() == 0 {
-            bound = socket
-                .local_addr()
-                .map_err(listen_error)?
-                .as_socket()
-                .ok_or_else(|| listen_error(std::io::Error::other("not an inet socket")))?;
-        }
-        listeners.push(socket.into_raw_fd());
-    }
-    Ok((bound, listeners))
-}
-
-fn set_reuse_port(socket: &Socket) -> std::io::Result<()> {
-    let enable: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a pointer to an int of the stated size.
-    let result = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(socket),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            &enable as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result != 0 {
-        return Err(std::io::Error::last_os_error());
+        task.map_err(|error| format!("cannot spawn: {error}"))?
+            .detach();
     }
     Ok(())
 }

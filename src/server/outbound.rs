@@ -73,7 +73,15 @@ impl Outbound {
         self.frames.len()
     }
 
+    /// Takes every queued frame out (the queue is empty afterwards).
+    pub fn take_all(&mut self) -> std::collections::VecDeque<Bytes> {
+        self.head_offset = 0;
+        self.queued_bytes = 0;
+        std::mem::take(&mut self.frames)
+    }
+
     /// The unwritten part of the head frame, if any.
+    #[cfg(test)]
     pub fn head_remaining(&self) -> Option<&[u8]> {
         self.frames.front().map(|frame| &frame[self.head_offset..])
     }

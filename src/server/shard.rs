@@ -2,77 +2,39 @@
 //! connections, its channels and its fan-out.
 //!
 //! Tasks of a shard, each in its own task queue so one cannot starve another:
-//! - accept: takes connections from this shard's SO_REUSEPORT listener and spawns their tasks;
-//! - fan-out: takes messages from the local inbox and the mesh, frames each once, queues it for
-//!   every local subscriber, then gives every connection with queued frames one vectored write;
-//! - ticker: heartbeat for `/healthz`, pings and idle timeouts, drain on shutdown;
-//! - one task per connection (`connection.rs`, `websocket.rs`).
+//! - accept: takes connections from this shard's SO_REUSEPORT listener and serves their HTTP
+//!   requests (`accept.rs`); an upgraded connection is handed to the registry;
+//! - reactor: reads every WebSocket connection of the shard (`reactor.rs`);
+//! - fan-out: takes publications, queues them for subscribers, writes (`fanout.rs`);
+//! - ticker: heartbeat for `/healthz`, pings, idle and closing deadlines, drain on shutdown.
 //!
 //! Cross-shard traffic is only [`ShardMessage`] over bounded glommio mesh channels. A publish
 //! delivered locally never goes through the mesh.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
-use futures::StreamExt;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
-use glommio::channels::shared_channel::ConnectedReceiver;
 
 use super::event::{LocalEvent, LocalNotify};
-use super::registry::{CloseRequest, Registry};
-use super::stats::ShardStats;
-use super::uring::UringWriter;
+use super::registry::{ConnectionKey, Limits, Registry};
+use super::shared::{ShardSlot, Shared};
+use super::state::CloseRequest;
+use super::write::Writer;
+use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::channel::{ChannelName, ChannelPolicy};
-use crate::config::{
-    Config, FLUSHES_PER_YIELD, MAX_MESSAGES_PER_PASS, READ_SCRATCH_BYTES, WritePath,
-};
+use crate::config::{Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
 use crate::protocol::frame::{OpCode, encode_server_frame};
-use crate::protocol::message::DataKind;
-use crate::redis::{InterestUpdate, PublishRequest, RedisLink};
-use crate::server::shared::{ShardSlot, Shared};
-
-/// A message published to a channel, on its way to every shard.
-#[derive(Debug, Clone)]
-pub struct Publication {
-    /// The channel.
-    pub channel: ChannelName,
-    /// The payload, shared by every shard (framed separately by each).
-    pub payload: Bytes,
-    /// Text if the payload is valid UTF-8, else binary.
-    pub kind: DataKind,
-    /// When the publish arrived (start of the latency measurement).
-    pub published_at: Instant,
-}
-
-/// A shard's view of itself for `/stat`.
-#[derive(Debug, Clone)]
-pub struct ShardSnapshot {
-    /// Shard index.
-    pub shard: usize,
-    /// Open WebSocket connections.
-    pub websocket_connections: usize,
-    /// Open sockets of any kind.
-    pub open_sockets: usize,
-    /// Channels with subscribers here.
-    pub channel_count: usize,
-    /// Bytes queued for all connections.
-    pub outbound_queued_bytes: usize,
-    /// The largest single connection's queue.
-    pub outbound_queue_max_bytes: usize,
-    /// The largest channels and their subscriber counts (bounded list).
-    pub top_channels: Vec<(String, usize)>,
-    /// Counters.
-    pub stats: ShardStats,
-}
+use crate::publication::Publication;
+use crate::telemetry::counters::Counter;
+use crate::telemetry::{ShardId, ShardSnapshot};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -83,13 +45,12 @@ pub enum ShardMessage {
     Snapshot(oneshot::Sender<ShardSnapshot>),
 }
 
-/// Most publications a shard holds between taking them from its sources and fanning them out.
-const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
-
 /// Closed sockets, since the last trim, after which freed memory is handed back to the kernel.
 const TRIM_AFTER_CLOSED_SOCKETS: usize = 1024;
 /// Least time between two trims.
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+/// Most channels a snapshot lists.
+pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
 
 /// Hands freed heap memory back to the kernel after many connections went away: glibc keeps
 /// freed chunks in its arenas (RSS would stay at the peak after a burst or churn); `malloc_trim`
@@ -129,34 +90,9 @@ fn release_free_memory() {
     }
 }
 
-/// Most channels a snapshot lists.
-pub const SNAPSHOT_CHANNELS_MAX: usize = 1000;
-
-/// Where a shard's fan-out takes messages from, besides its own inbox.
-pub struct Sources {
-    /// One receiver per other shard.
-    pub mesh: Vec<ConnectedReceiver<ShardMessage>>,
-    /// Messages from the Redis subscriber core.
-    pub redis: Option<mpsc::Receiver<Publication>>,
-}
-
-/// The fan-out task's working state.
-struct FanoutState {
-    sources: Sources,
-    /// Publications taken from the sources, not yet released (see `collect`).
-    staged: Vec<Publication>,
-    /// Publications released for the next queueing.
-    batch: Vec<Publication>,
-    /// Publish time of each queued publication whose frames are not all written yet, with the
-    /// pass that will have written them all (at most two passes away, so this stays bounded).
-    unrecorded: Vec<(Instant, u64)>,
-    /// Passes started so far.
-    pass: u64,
-}
-
 /// Messages published on this shard for this shard: the local half of the fan-out's input.
 #[derive(Debug)]
-struct Inbox {
+pub struct Inbox {
     queue: RefCell<VecDeque<ShardMessage>>,
     waker: RefCell<Option<Waker>>,
     capacity: usize,
@@ -174,35 +110,47 @@ impl Inbox {
         }
         Ok(())
     }
+
+    /// Moves at most `limit` messages into `out`.
+    pub fn drain_into(&self, out: &mut Vec<ShardMessage>, limit: usize) {
+        let mut queue = self.queue.borrow_mut();
+        let count = queue.len().min(limit);
+        out.extend(queue.drain(..count));
+    }
+
+    /// Wakes `waker` at the next push.
+    pub fn set_waker(&self, waker: &Waker) {
+        *self.waker.borrow_mut() = Some(waker.clone());
+    }
 }
 
 /// The state of one shard, shared by its tasks through an `Rc`.
 pub struct Shard {
     /// Index of this shard (0..shards).
-    pub id: usize,
+    pub id: ShardId,
     /// Configuration (validated).
     pub config: Arc<Config>,
     /// Which channel names are allowed.
     pub policy: ChannelPolicy,
     /// State every shard can see.
     pub shared: Arc<Shared>,
-    /// Connections, channels, counters.
+    /// Connections, channels, counters: the one owner of every connection's state.
     pub registry: RefCell<Registry>,
-    /// Every recv() of every connection reads here first; only unfinished frames are copied
-    /// into a connection's own buffer, so an idle connection owns no read buffer.
+    /// Every read of every connection lands here first; only unfinished frames are copied into
+    /// a connection's own buffer, so an idle connection owns no read buffer.
     pub scratch: RefCell<Box<[u8]>>,
     /// Local publishes waiting for the fan-out.
-    inbox: Inbox,
+    pub inbox: Inbox,
     /// Senders to the other shards (`None` with one shard).
     mesh: Option<Senders<ShardMessage>>,
-    /// Open sockets of any kind on this shard.
-    pub open_sockets: Cell<usize>,
+    /// Sockets in their HTTP phase (handshaking, API requests) on this shard.
+    pub http_sockets: Cell<usize>,
     /// Set when the shard starts draining.
     pub draining: LocalEvent,
     /// Origin of the shard clock (`now_ms`).
     epoch: Instant,
-    /// Batched io_uring writer, with `--write-path uring`.
-    uring: RefCell<Option<UringWriter>>,
+    /// The one write path.
+    writer: RefCell<Writer>,
     /// The Redis subscriber core, with `--redis`.
     pub redis: Option<RedisLink>,
     /// Notified when the Redis core confirms channel subscriptions.
@@ -210,25 +158,22 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard with no connections yet.
+    /// A shard with no connections yet; `poller` is the epoll set of its reactor.
     pub fn new(
-        id: usize,
+        id: ShardId,
         config: Arc<Config>,
         shared: Arc<Shared>,
         mesh: Option<Senders<ShardMessage>>,
         redis: Option<RedisLink>,
+        poller: super::poller::Poller,
     ) -> Shard {
-        let uring = match config.write_path {
-            WritePath::Uring => match UringWriter::new() {
-                Ok(writer) => Some(writer),
-                Err(error) => {
-                    log::warn!("shard {id}: no io_uring write ring ({error}); using sendmsg");
-                    None
-                }
-            },
-            WritePath::Sendmsg => None,
+        let limits = Limits {
+            outbound_queue_bytes: config.outbound_queue_bytes,
+            max_message_bytes: config.max_message_bytes as u64,
+            close_timeout_ms: config.close_timeout.as_millis() as u64,
+            max_channels: config.max_channels,
         };
-        let mut registry = Registry::new(config.max_channels, config.outbound_queue_bytes);
+        let mut registry = Registry::new(limits, poller);
         if redis.is_some() {
             registry.track_interest();
         }
@@ -243,10 +188,10 @@ impl Shard {
                 capacity: config.mesh_capacity,
             },
             mesh,
-            open_sockets: Cell::new(0),
+            http_sockets: Cell::new(0),
             draining: LocalEvent::default(),
             epoch: Instant::now(),
-            uring: RefCell::new(uring),
+            writer: RefCell::new(Writer::new(config.write_path, id.0)),
             redis,
             confirmations: LocalNotify::default(),
             config,
@@ -261,24 +206,23 @@ impl Shard {
 
     /// This shard's slot in the shared state.
     pub fn slot(&self) -> &ShardSlot {
-        &self.shared.shards[self.id]
+        &self.shared.shards[self.id.0]
     }
 
-    /// Publishes the current count of open WebSocket connections.
-    pub fn publish_connection_count(&self) {
-        let count = self.registry.borrow().connections.len() as u64;
-        self.slot()
-            .websocket_connections
-            .store(count, Ordering::Relaxed);
+    /// Open sockets of any kind: HTTP phase, WebSocket, lingering.
+    pub fn open_sockets(&self) -> usize {
+        let registry = self.registry.borrow();
+        self.http_sockets.get() + registry.len() + registry.lingering_count()
     }
 
-    /// Delivers `publication` to every shard, this one included. Waits at most
-    /// `--publish-timeout` for a full inbox; returns the shards that could not take it.
-    pub async fn publish(&self, publication: Publication) -> Vec<usize> {
+    /// Delivers `publication` to every live shard, this one included. Waits at most
+    /// `--publish-timeout` for a full inbox; returns the shards that could not take it. Shards
+    /// that died are left out (they have no subscribers any more).
+    pub async fn publish(&self, publication: Publication) -> Vec<ShardId> {
         let mut refused = Vec::new();
         if let Some(mesh) = &self.mesh {
             for peer in 0..mesh.nr_consumers() {
-                if peer == mesh.peer_id() {
+                if peer == mesh.peer_id() || !self.shared.shards[peer].is_alive() {
                     continue;
                 }
                 let message = ShardMessage::Publish(publication.clone());
@@ -297,15 +241,18 @@ impl Shard {
                     Err(_) => false,
                 };
                 if !sent {
-                    refused.push(peer);
+                    refused.push(ShardId(peer));
                 }
             }
         }
         if !self.push_local(ShardMessage::Publish(publication)).await {
-            refused.push(self.mesh.as_ref().map_or(0, |mesh| mesh.peer_id()));
+            refused.push(self.id);
         }
         if !refused.is_empty() {
-            self.registry.borrow_mut().stats.publish_refusals += 1;
+            self.registry
+                .borrow_mut()
+                .stats
+                .count(Counter::PublishRefusals);
         }
         refused
     }
@@ -327,15 +274,15 @@ impl Shard {
         }
     }
 
-    /// Snapshots of every shard, this one first; shards that do not answer within a second are
-    /// left out.
+    /// Snapshots of every live shard, this one first; shards that do not answer within a
+    /// second are left out.
     pub async fn snapshots(&self) -> Vec<ShardSnapshot> {
         let mut snapshots = vec![self.snapshot()];
         let Some(mesh) = &self.mesh else {
             return snapshots;
         };
         for peer in 0..mesh.nr_consumers() {
-            if peer == mesh.peer_id() {
+            if peer == mesh.peer_id() || !self.shared.shards[peer].is_alive() {
                 continue;
             }
             let (reply, answer) = oneshot::channel();
@@ -358,13 +305,14 @@ impl Shard {
         snapshots
     }
 
-    fn snapshot(&self) -> ShardSnapshot {
+    /// This shard's snapshot.
+    pub fn snapshot(&self) -> ShardSnapshot {
         let registry = self.registry.borrow();
         let (queued_total, queued_max) = registry.outbound_totals();
         ShardSnapshot {
             shard: self.id,
-            websocket_connections: registry.connections.len(),
-            open_sockets: self.open_sockets.get(),
+            websocket_connections: registry.len(),
+            open_sockets: self.http_sockets.get() + registry.len() + registry.lingering_count(),
             channel_count: registry.channel_count(),
             outbound_queued_bytes: queued_total,
             outbound_queue_max_bytes: queued_max,
@@ -373,254 +321,63 @@ impl Shard {
         }
     }
 
-    /// The fan-out task: forever take a batch of messages, queue them, write, then close the
-    /// slow consumers of this pass.
-    pub async fn run_fanout(self: Rc<Self>, sources: Sources) {
-        let mut state = FanoutState {
-            sources,
-            staged: Vec::with_capacity(STAGED_MAX),
-            batch: Vec::with_capacity(MAX_MESSAGES_PER_PASS),
-            unrecorded: Vec::new(),
-            pass: 0,
-        };
-        loop {
-            // Wait for a message only when nothing is left to write.
-            let idle = self.registry.borrow().flush_list_is_empty();
-            let mut taken = self
-                .take_messages(&mut state, idle, MAX_MESSAGES_PER_PASS)
-                .await;
-            if idle && !self.config.write_coalesce.is_zero() {
-                glommio::timer::sleep(self.config.write_coalesce).await;
-                let limit = MAX_MESSAGES_PER_PASS - taken;
-                taken += self.take_messages(&mut state, false, limit).await;
-            }
-            // A connection gets at most `MAX_MESSAGES_PER_PASS` new frames between two writes
-            // (the slow-consumer check comes after the pass): the pass takes only what is left.
-            let budget = MAX_MESSAGES_PER_PASS.saturating_sub(taken);
-            state.pass += 1;
-            self.write_pass(Some((&mut state, budget))).await;
-            let mut registry = self.registry.borrow_mut();
-            // A publication's latency ends with the pass that wrote its last frame.
-            let now = Instant::now();
-            let pass = state.pass;
-            state.unrecorded.retain(|&(at, written_by)| {
-                if written_by > pass {
-                    return true;
-                }
-                registry
-                    .stats
-                    .record_fanout_latency(now.duration_since(at).as_micros() as u64);
-                false
-            });
-            registry.request_slow_consumer_closes();
-        }
+    /// One vectored write for each connection of `keys` (at most `FLUSHES_PER_YIELD`), then
+    /// the removal of the connections whose writes ended them.
+    pub fn write_slice(&self, keys: &[ConnectionKey]) {
+        let now_ms = self.now_ms();
+        let mut registry = self.registry.borrow_mut();
+        self.writer.borrow_mut().write(&mut registry, keys, now_ms);
+        registry.finish_ended(now_ms);
     }
 
-    /// Takes available messages (waiting for one if `wait`), at most `limit`, and queues them
-    /// for subscribers; returns how many it took.
-    async fn take_messages(&self, state: &mut FanoutState, wait: bool, limit: usize) -> usize {
-        let FanoutState {
-            sources,
-            staged,
-            batch,
-            unrecorded,
-            pass,
-        } = state;
-        poll_fn(|context| self.collect(context, sources, staged, batch, wait, limit)).await;
-        let taken = batch.len();
-        if taken > 0 {
-            // Queued between passes: the next pass writes every frame. Queued during pass k: the
-            // subscribers it already wrote get theirs in pass k + 1. Either way: `pass + 1`.
-            let written_by = *pass + 1;
-            unrecorded.extend(
-                self.queue_batch(batch)
-                    .into_iter()
-                    .map(|at| (at, written_by)),
-            );
+    /// Gives every connection with queued frames one vectored write, yielding between slices
+    /// so a write to many connections never starves accepts and reads.
+    pub async fn flush_all(&self) {
+        if self.registry.borrow().flush_list_is_empty() {
+            return;
         }
-        taken
-    }
-
-    /// One write pass over the connections listed at its start, yielding between slices so a
-    /// fan-out to many connections never starves accepts and reads. With `absorb` (the fan-out's
-    /// state and a message budget), it also takes the messages that arrived meanwhile, up to
-    /// the budget: subscribers not yet written in this pass get them in the same write (one
-    /// more frame per send call), the others in the next pass. So a message arriving during a
-    /// long pass does not wait for the whole pass to end.
-    async fn write_pass(&self, mut absorb: Option<(&mut FanoutState, usize)>) {
         let list = self.registry.borrow_mut().take_flush_list();
         for slice in list.chunks(FLUSHES_PER_YIELD) {
             self.write_slice(slice);
             if list.len() > FLUSHES_PER_YIELD {
                 glommio::yield_if_needed().await;
-                if let Some((state, budget)) = &mut absorb
-                    && *budget > 0
-                {
-                    *budget -= self.take_messages(state, false, *budget).await;
-                }
             }
         }
         self.registry.borrow_mut().return_flush_list(list);
     }
 
-    /// One vectored write for each connection of `slice` (batched through io_uring when on).
-    fn write_slice(&self, slice: &[usize]) {
-        let mut registry = self.registry.borrow_mut();
-        match self.uring.borrow_mut().as_mut() {
-            Some(writer) => writer.flush(&mut registry, slice),
-            None => {
-                for &key in slice {
-                    registry.flush(key);
-                }
-            }
-        }
-    }
-
-    /// Moves publications into `batch` in publish order (until it holds `limit`). With `wait`,
-    /// stays pending until there is at least one.
-    ///
-    /// Order across shards: a publish answered by one shard and then a publish made (by the same
-    /// backend, after that answer) on another shard reach this shard through different channels.
-    /// Each channel is FIFO, but which one is read first is not. So: take what every source has
-    /// (pass 1), note the newest publish time seen, take what every source has again (pass 2:
-    /// anything published before a pass-1 message was in its channel before that message, so it
-    /// is visible now), then release, sorted by publish time, only what is not newer than pass 1's
-    /// newest. Later messages wait for the next round, where the same rule applies.
-    fn collect(
-        &self,
-        context: &mut Context<'_>,
-        sources: &mut Sources,
-        staged: &mut Vec<Publication>,
-        batch: &mut Vec<Publication>,
-        wait: bool,
-        limit: usize,
-    ) -> Poll<()> {
-        self.take_available(context, sources, staged);
-        if staged.is_empty() {
-            if wait {
-                *self.inbox.waker.borrow_mut() = Some(context.waker().clone());
-                return Poll::Pending;
-            }
-            return Poll::Ready(());
-        }
-        let horizon = staged
-            .iter()
-            .map(|publication| publication.published_at)
-            .max()
-            .expect("staged is not empty");
-        self.take_available(context, sources, staged);
-        staged.sort_by_key(|publication| publication.published_at);
-        let releasable = staged
-            .partition_point(|publication| publication.published_at <= horizon)
-            .min(limit.saturating_sub(batch.len()));
-        batch.extend(staged.drain(..releasable));
-        Poll::Ready(())
-    }
-
-    /// Moves what the inbox and the mesh hold into `staged` (at most `STAGED_MAX` in all);
-    /// snapshot requests are answered at once.
-    fn take_available(
-        &self,
-        context: &mut Context<'_>,
-        sources: &mut Sources,
-        staged: &mut Vec<Publication>,
-    ) {
-        // Redis delivers in Redis's order through one channel.
-        while let Some(redis) = sources.redis.as_mut()
-            && staged.len() < STAGED_MAX
-        {
-            match redis.poll_next_unpin(context) {
-                Poll::Ready(Some(publication)) => staged.push(publication),
-                Poll::Ready(None) => sources.redis = None,
-                Poll::Pending => break,
-            }
-        }
-        let receivers = &mut sources.mesh;
-        let mut messages = Vec::new();
-        {
-            let mut queue = self.inbox.queue.borrow_mut();
-            while staged.len() + messages.len() < STAGED_MAX {
-                match queue.pop_front() {
-                    Some(message) => messages.push(message),
-                    None => break,
-                }
-            }
-        }
-        let mut index = 0;
-        while index < receivers.len() && staged.len() + messages.len() < STAGED_MAX {
-            match receivers[index].poll_next_unpin(context) {
-                Poll::Ready(Some(message)) => messages.push(message),
-                Poll::Ready(None) => {
-                    receivers.swap_remove(index);
-                }
-                Poll::Pending => index += 1,
-            }
-        }
-        for message in messages {
-            match message {
-                ShardMessage::Publish(publication) => staged.push(publication),
-                // The asker may have given up; nothing to do then.
-                ShardMessage::Snapshot(reply) => drop(reply.send(self.snapshot())),
-            }
-        }
-    }
-
-    /// Frames each publication once and queues it for every local subscriber; returns the
-    /// publish times of those that had subscribers here (for the latency histogram).
-    fn queue_batch(&self, batch: &mut Vec<Publication>) -> Vec<Instant> {
-        // Returned times are recorded once the frames are written.
-        let mut published_at = Vec::new();
-        let mut registry = self.registry.borrow_mut();
-        for publication in batch.drain(..) {
-            registry.stats.publications_fanned_out += 1;
-            if registry.subscriber_count(publication.channel.as_str()) == 0 {
-                continue;
-            }
-            let opcode = match publication.kind {
-                DataKind::Text => OpCode::Text,
-                DataKind::Binary => OpCode::Binary,
-            };
-            let frame = encode_server_frame(opcode, &publication.payload);
-            registry.fan_out(publication.channel.as_str(), &frame);
-            published_at.push(publication.published_at);
-        }
-        published_at
-    }
-
-    /// Gives every connection with queued frames one vectored write, yielding between slices
-    /// so a fan-out to many connections never starves accepts and reads.
-    pub async fn flush_all(&self) {
-        self.write_pass(None).await;
-    }
-
-    /// The ticker: heartbeat, pings and idle timeouts, and the start of a drain.
+    /// The ticker: heartbeat, pings and idle timeouts, closing deadlines, and the start of a
+    /// drain.
     pub async fn run_ticker(self: Rc<Self>) {
         let ping = encode_server_frame(OpCode::Ping, b"");
         let ping_interval_ms = self.config.ping_interval.as_millis() as u64;
         let idle_timeout_ms = self.config.idle_timeout.as_millis() as u64;
-        // The heartbeat and the drain check run every tick; the sweep over all connections only
-        // as often as the ping and idle settings need (a quarter of the shorter one, <= 1 s).
+        // The heartbeat, deadlines and the drain check run every tick; the sweep over all
+        // connections only as often as the ping and idle settings need (a quarter of the
+        // shorter one, <= 1 s).
         let sweep_interval = (self.config.ping_interval.min(self.config.idle_timeout) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         let tick = sweep_interval.min(Duration::from_millis(250));
         let mut last_sweep = Instant::now();
         let mut memory = MemoryTrim::new();
         loop {
-            self.slot()
-                .heartbeat_ms
-                .store(self.shared.now_ms(), Ordering::Relaxed);
+            crate::faults::on_shard_tick(self.id.0, self.now_ms());
+            self.slot().beat(self.shared.now_ms());
             if self.shared.shutting_down() && !self.draining.is_set() {
                 self.begin_drain();
             }
-            if !self.draining.is_set() && last_sweep.elapsed() >= sweep_interval {
-                last_sweep = Instant::now();
-                let now_ms = self.now_ms();
-                self.registry
-                    .borrow_mut()
-                    .sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
-                self.flush_all().await;
+            let now_ms = self.now_ms();
+            {
+                let mut registry = self.registry.borrow_mut();
+                if !self.draining.is_set() && last_sweep.elapsed() >= sweep_interval {
+                    last_sweep = Instant::now();
+                    registry.sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
+                }
+                registry.check_deadlines(now_ms);
+                registry.finish_ended(now_ms);
             }
-            if memory.due(self.open_sockets.get()) {
+            self.flush_all().await;
+            if memory.due(self.open_sockets()) {
                 self.registry.borrow_mut().release_spare_capacity();
                 release_free_memory();
             }
@@ -700,7 +457,7 @@ impl Shard {
             }
             let (confirmed, confirmation) = oneshot::channel();
             let update = InterestUpdate {
-                shard: self.id,
+                shard: self.id.0,
                 added: added.clone(),
                 removed,
                 confirmed,
@@ -750,11 +507,12 @@ impl Shard {
         log::info!(
             "shard {}: draining {} connections",
             self.id,
-            self.open_sockets.get()
+            self.open_sockets()
         );
         self.draining.set();
+        let now_ms = self.now_ms();
         self.registry
             .borrow_mut()
-            .request_close_all(CloseRequest::Shutdown);
+            .request_close_all(CloseRequest::Shutdown, now_ms);
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
@@ -28,10 +28,12 @@ use fred::prelude::*;
 use fred::types::Message;
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
+use tokio::task::JoinHandle;
 
 use crate::channel::ChannelName;
-use crate::protocol::message::DataKind;
-use crate::server::Publication;
+use crate::publication::Publication;
+use crate::telemetry::RedisReadings;
+use crate::telemetry::counters::RedisCounter;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE command.
 const CHANNELS_PER_COMMAND_MAX: usize = 1000;
@@ -48,8 +50,8 @@ const WAITERS_MAX: usize = 4096;
 /// Capacity of fred's internal message broadcast (messages received but not yet forwarded).
 const RECEIVED_BUFFER_MESSAGES: usize = 65536;
 
-/// What the Redis link is doing, for `/healthz`, `/readyz` and `/stat`. Written only by the
-/// subscriber core.
+/// What the Redis link is doing, for `/healthz`, `/readyz`, `/stat` and `/metrics`. Written only
+/// by the subscriber core (never on a shard's data path).
 #[derive(Debug, Default)]
 pub struct RedisStatus {
     /// The subscriber connection is up.
@@ -58,32 +60,38 @@ pub struct RedisStatus {
     pub ready: AtomicBool,
     /// The publishing connection is up.
     pub publisher_connected: AtomicBool,
-    /// Reconnections since start.
-    pub reconnects: AtomicU64,
+    /// One of the core's tasks ended (a panic or a bug): the node delivers nothing from Redis
+    /// any more and must not report ready.
+    pub core_failed: AtomicBool,
     /// Channels currently subscribed.
     pub subscribed_channels: AtomicU64,
-    /// Messages received from Redis.
-    pub messages_received: AtomicU64,
-    /// Deliveries to a shard that could not be made (full shard channel, or fred's receive
-    /// buffer overflowed), counted per shard.
-    pub messages_dropped: AtomicU64,
-    /// Messages on `{prefix}:broadcast:*` whose channel name or value ringcast cannot deliver.
-    pub messages_invalid: AtomicU64,
-    /// PUBLISH commands that succeeded.
-    pub published: AtomicU64,
-    /// PUBLISH commands refused or failed (answered 503).
-    pub publish_failures: AtomicU64,
+    /// The counters, indexed by [`RedisCounter::index`].
+    counters: [AtomicU64; RedisCounter::COUNT],
 }
 
 impl RedisStatus {
-    /// Both connections up and every wanted channel subscribed.
+    /// Both connections up, every wanted channel subscribed, and the core alive.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.publisher_connected.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+            && self.publisher_connected.load(Ordering::Relaxed)
+            && !self.core_failed.load(Ordering::Relaxed)
+    }
+
+    /// Every task of the subscriber core runs.
+    pub fn core_alive(&self) -> bool {
+        !self.core_failed.load(Ordering::Relaxed)
+    }
+
+    /// Adds `amount` to `counter`.
+    pub fn add(&self, counter: RedisCounter, amount: u64) {
+        self.counters[counter.index()].fetch_add(amount, Ordering::Relaxed);
     }
 
     /// The state as a short word for humans.
     pub fn state(&self) -> &'static str {
-        if !self.connected.load(Ordering::Relaxed)
+        if self.core_failed.load(Ordering::Relaxed) {
+            "failed"
+        } else if !self.connected.load(Ordering::Relaxed)
             || !self.publisher_connected.load(Ordering::Relaxed)
         {
             "disconnected"
@@ -91,6 +99,19 @@ impl RedisStatus {
             "subscribing"
         } else {
             "subscribed"
+        }
+    }
+
+    /// A copy for `/stat` and `/metrics`.
+    pub fn readings(&self) -> RedisReadings {
+        RedisReadings {
+            state: self.state(),
+            connected: self.connected.load(Ordering::Relaxed),
+            publisher_connected: self.publisher_connected.load(Ordering::Relaxed),
+            ready: self.is_ready(),
+            core_up: !self.core_failed.load(Ordering::Relaxed),
+            subscribed_channels: self.subscribed_channels.load(Ordering::Relaxed),
+            counters: std::array::from_fn(|index| self.counters[index].load(Ordering::Relaxed)),
         }
     }
 }
@@ -156,7 +177,8 @@ pub fn start(
     settings: RedisSettings,
     shards: Vec<mpsc::Sender<Publication>>,
 ) -> Result<RedisLink, String> {
-    let config = Config::from_url(&settings.url).map_err(|error| format!("--redis: {error}"))?;
+    let config = Config::from_url(&settings.url)
+        .map_err(|error| format!("--redis {}: {error}", redacted_url(&settings.url)))?;
     let status = Arc::new(RedisStatus::default());
     let (interest_sender, interest) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
@@ -194,6 +216,30 @@ pub fn start(
         publish: publish_sender,
         status,
     })
+}
+
+/// `url` with any password replaced by `***`, for logs (`redis://:secret@host` ->
+/// `redis://:***@host`).
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let redacted = if userinfo.contains(':') {
+        format!("{scheme}://{user}:***@{host}")
+    } else {
+        format!("{scheme}://***@{host}")
+    };
+    match path {
+        Some(path) => format!("{redacted}/{path}"),
+        None => redacted,
+    }
 }
 
 fn reconnect_policy() -> ReconnectPolicy {
@@ -247,29 +293,66 @@ async fn run(
     let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
 
     let local = tokio::task::LocalSet::new();
-    local.spawn_local(watch_connection(
-        status.clone(),
-        reconnects,
-        errors,
-        resubscribe_sender,
-    ));
-    local.spawn_local(watch_publisher(status.clone(), publisher_events));
-    local.spawn_local(forward(settings.clone(), status.clone(), messages, shards));
-    local.spawn_local(publish(
-        settings.clone(),
-        status.clone(),
-        publisher.clone(),
-        publishes,
-    ));
-    local
-        .run_until(manage_subscriptions(
-            settings,
-            status,
-            subscriber,
-            interest,
-            resubscribe,
-        ))
-        .await;
+    let tasks = vec![
+        (
+            "connection watcher",
+            local.spawn_local(watch_connection(
+                status.clone(),
+                reconnects,
+                errors,
+                resubscribe_sender,
+            )),
+        ),
+        (
+            "publisher watcher",
+            local.spawn_local(watch_publisher(status.clone(), publisher_events)),
+        ),
+        (
+            "forwarder",
+            local.spawn_local(forward(settings.clone(), status.clone(), messages, shards)),
+        ),
+        (
+            "publisher",
+            local.spawn_local(publish(
+                settings.clone(),
+                status.clone(),
+                publisher.clone(),
+                publishes,
+            )),
+        ),
+        (
+            "subscription manager",
+            local.spawn_local(manage_subscriptions(
+                settings,
+                status.clone(),
+                subscriber,
+                interest,
+                resubscribe,
+            )),
+        ),
+    ];
+    local.run_until(supervise(status, tasks)).await;
+}
+
+/// Waits for the first of the core's tasks to end. Each runs for the life of the process, so
+/// one that ends (it returned, or it panicked: a `LocalSet` would otherwise swallow the panic)
+/// leaves the node unable to deliver from Redis: it is marked failed, so `/readyz` says 503 and
+/// a load balancer stops sending clients here.
+async fn supervise(status: Arc<RedisStatus>, tasks: Vec<(&'static str, JoinHandle<()>)>) {
+    type Ended = (&'static str, Result<(), tokio::task::JoinError>);
+    let waits = tasks.into_iter().map(|(name, handle)| {
+        Box::pin(async move { (name, handle.await) })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = Ended>>>
+    });
+    let ((name, result), _, _) = futures::future::select_all(waits).await;
+    status.core_failed.store(true, Ordering::Relaxed);
+    status.ready.store(false, Ordering::Relaxed);
+    match result {
+        Err(error) if error.is_panic() => {
+            log::error!("redis: the subscriber core's {name} task panicked; the node is not ready")
+        }
+        _ => log::error!("redis: the subscriber core's {name} task ended; the node is not ready"),
+    }
 }
 
 /// Tracks connection state: errors make the link not ready; a reconnect asks the subscription
@@ -290,7 +373,7 @@ async fn watch_connection(
                         first = false;
                     } else {
                         log::warn!("redis: reconnected to {server}");
-                        status.reconnects.fetch_add(1, Ordering::Relaxed);
+                        status.add(RedisCounter::Reconnects, 1);
                     }
                     status.connected.store(true, Ordering::Relaxed);
                     let _ = resubscribe.try_send(());
@@ -479,16 +562,14 @@ async fn forward(
             Ok(message) => message,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
                 log::warn!("redis: {count} messages lost: received faster than forwarded");
-                status
-                    .messages_dropped
-                    .fetch_add(count * shards.len() as u64, Ordering::Relaxed);
+                status.add(RedisCounter::MessagesDropped, count * shards.len() as u64);
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        status.messages_received.fetch_add(1, Ordering::Relaxed);
+        status.add(RedisCounter::MessagesReceived, 1);
         let Some(publication) = to_publication(&prefix, message) else {
-            status.messages_invalid.fetch_add(1, Ordering::Relaxed);
+            status.add(RedisCounter::MessagesInvalid, 1);
             continue;
         };
         for shard in shards.iter_mut() {
@@ -505,7 +586,7 @@ async fn forward(
                 Err(_) => false,
             };
             if !delivered {
-                status.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                status.add(RedisCounter::MessagesDropped, 1);
             }
         }
     }
@@ -518,17 +599,8 @@ fn to_publication(prefix: &str, message: Message) -> Option<Publication> {
         Value::String(text) => text.into_inner(),
         _ => return None,
     };
-    let kind = if std::str::from_utf8(&payload).is_ok() {
-        DataKind::Text
-    } else {
-        DataKind::Binary
-    };
-    Some(Publication {
-        channel,
-        payload,
-        kind,
-        published_at: Instant::now(),
-    })
+    crate::faults::on_redis_payload(&payload);
+    Some(Publication::new(channel, payload))
 }
 
 /// Turns publish requests into PUBLISH commands, pipelined and answered in arrival order.
@@ -567,13 +639,35 @@ async fn publish(
         .buffered(PUBLISHES_IN_FLIGHT_MAX)
         .for_each(|(reply, result)| {
             let counter = if result.is_ok() {
-                &status.published
+                RedisCounter::Published
             } else {
-                &status.publish_failures
+                RedisCounter::PublishFailures
             };
-            counter.fetch_add(1, Ordering::Relaxed);
+            status.add(counter, 1);
             let _ = reply.send(result);
             async {}
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redacted_url("redis://:s3cret@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted_url("redis://user:s3cret@host:6379"),
+            "redis://user:***@host:6379"
+        );
+        assert_eq!(redacted_url("redis://s3cret@host"), "redis://***@host");
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
 }

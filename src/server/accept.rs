@@ -1,5 +1,9 @@
-//! Accepting sockets and serving their first request: the WebSocket upgrade, or one of the plain
-//! HTTP endpoints (`/publish/{channel}`, `/healthz`, `/stat`) with keep-alive.
+//! Accepting sockets and serving their HTTP phase: the WebSocket upgrade, or the plain HTTP
+//! endpoints (`/publish/{channel}`, `/healthz`, `/readyz`, `/stat`, `/metrics`) with keep-alive.
+//!
+//! Each accepted socket gets a short-lived task. An upgraded socket is handed to the shard's
+//! registry (its one owner from then on) and the task ends: open WebSocket connections have no
+//! task of their own. A panic in a task ends that task's connection only (caught, counted).
 //!
 //! Every wait here is bounded: the request head (and a publish body) must arrive within
 //! `--handshake-timeout`, responses are written within it too, and a refused connection is
@@ -8,29 +12,28 @@
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
+use serde_json::json;
 
-use super::shard::{Publication, Shard};
-use super::websocket::{SessionKind, new_session};
-use crate::http::{self, HttpError, RequestHead, Route, parse_request_head};
-use crate::metrics::{self, ProcessReadings};
+use super::registry::ConnectionKey;
+use super::shard::Shard;
+use crate::http::{self, ContentType, HttpError, RequestHead, Response, Route, parse_request_head};
 use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
-use crate::protocol::message::DataKind;
-use crate::stat::StatReport;
-
-/// Content type of JSON answers.
-const JSON: &str = "application/json";
-/// Content type of plain-text answers.
-const TEXT: &str = "text/plain; charset=utf-8";
+use crate::publication::Publication;
+use crate::telemetry::counters::Counter;
+use crate::telemetry::stat::StatReport;
+use crate::telemetry::{NodeReadings, ProcessReadings, ShardSnapshot, metrics};
+use crate::wire::raw::RawRole;
 /// Most sockets being refused with 503 at once; beyond it, refused sockets are just closed.
 const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 /// How long a refused or finished connection is drained before it is closed (so our last
@@ -39,18 +42,14 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes read and discarded while lingering.
 const LINGER_BYTES_MAX: usize = 64 << 10;
 
-/// Keeps the shard's count of open sockets right, however the connection's task ends.
+/// Keeps the shard's count of sockets in their HTTP phase right, however the task ends.
 struct SocketGuard {
     shard: Rc<Shard>,
 }
 
 impl SocketGuard {
     fn new(shard: &Rc<Shard>) -> SocketGuard {
-        shard.open_sockets.set(shard.open_sockets.get() + 1);
-        shard
-            .slot()
-            .open_sockets
-            .store(shard.open_sockets.get() as u64, Ordering::Relaxed);
+        shard.http_sockets.set(shard.http_sockets.get() + 1);
         SocketGuard {
             shard: shard.clone(),
         }
@@ -60,11 +59,7 @@ impl SocketGuard {
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         let shard = &self.shard;
-        shard.open_sockets.set(shard.open_sockets.get() - 1);
-        shard
-            .slot()
-            .open_sockets
-            .store(shard.open_sockets.get() as u64, Ordering::Relaxed);
+        shard.http_sockets.set(shard.http_sockets.get() - 1);
     }
 }
 
@@ -85,7 +80,11 @@ pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: Ta
         match result {
             Ok(stream) => admit(&shard, stream, connections, &refusals),
             Err(error) => {
-                shard.registry.borrow_mut().stats.accept_errors += 1;
+                shard
+                    .registry
+                    .borrow_mut()
+                    .stats
+                    .count(Counter::AcceptErrors);
                 let error = io::Error::from(error);
                 // Out of descriptors or memory: back off instead of spinning on accept.
                 let backoff = match error.raw_os_error() {
@@ -106,38 +105,46 @@ pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: Ta
 }
 
 fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals: &Rc<Cell<usize>>) {
-    if shard.open_sockets.get() >= shard.shared.max_sockets_per_shard {
+    if shard.open_sockets() >= shard.shared.max_sockets_per_shard {
         let mut registry = shard.registry.borrow_mut();
-        registry.stats.connections_over_limit += 1;
+        registry.stats.count(Counter::ConnectionsOverLimit);
         registry.stats.count_http_rejection(503);
         if refusals.get() >= REFUSALS_IN_FLIGHT_MAX {
             return; // Dropping the stream closes it.
         }
         refusals.set(refusals.get() + 1);
         let refusals = refusals.clone();
-        let task = spawn_local_into(
-            async move {
-                let mut stream = stream;
-                respond_and_close(&mut stream, &HttpError::ConnectionLimit.response()).await;
-                refusals.set(refusals.get() - 1);
-            },
-            queue,
-        );
-        match task {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(_) => log::error!("shard {}: cannot spawn into the connection queue", shard.id),
-        }
+        spawn_connection_task(shard, queue, async move {
+            let mut stream = stream;
+            respond_and_close(&mut stream, &HttpError::ConnectionLimit.response()).await;
+            refusals.set(refusals.get() - 1);
+        });
         return;
     }
-    let connection = handle_connection(shard.clone(), stream);
-    log::trace!(
-        "connection task: {} bytes",
-        std::mem::size_of_val(&connection)
-    );
-    let task = spawn_local_into(connection, queue);
-    match task {
+    spawn_connection_task(shard, queue, handle_connection(shard.clone(), stream));
+}
+
+/// Spawns one socket's task; a panic inside it ends that task only (logged and counted).
+fn spawn_connection_task(
+    shard: &Rc<Shard>,
+    queue: TaskQueueHandle,
+    task: impl Future<Output = ()> + 'static,
+) {
+    let panics = shard.clone();
+    let guarded = AssertUnwindSafe(task).catch_unwind().map(move |result| {
+        if result.is_err() {
+            log::error!(
+                "shard {}: a connection task panicked; its connection is closed",
+                panics.id
+            );
+            panics
+                .registry
+                .borrow_mut()
+                .stats
+                .count(Counter::HandlerPanics);
+        }
+    });
+    match spawn_local_into(guarded, queue) {
         Ok(task) => {
             task.detach();
         }
@@ -155,7 +162,11 @@ enum HeadError {
 /// Serves one connection: HTTP requests until it upgrades or closes.
 async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let socket = SocketGuard::new(&shard);
-    shard.registry.borrow_mut().stats.connections_accepted += 1;
+    shard
+        .registry
+        .borrow_mut()
+        .stats
+        .count(Counter::ConnectionsAccepted);
     // Small frames must leave at once; ringcast does its own batching.
     let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
@@ -167,7 +178,11 @@ async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Closed) => return,
             Err(HeadError::TimedOut) => {
-                shard.registry.borrow_mut().stats.handshake_timeouts += 1;
+                shard
+                    .registry
+                    .borrow_mut()
+                    .stats
+                    .count(Counter::HandshakeTimeouts);
                 return;
             }
             Err(HeadError::Http(error)) => {
@@ -286,56 +301,68 @@ async fn serve_http(
     route: Route,
     buffer: &mut Vec<u8>,
 ) -> Result<usize, Option<HttpError>> {
-    let (status, body) = match route {
+    let (response, consumed) = match route {
         Route::Publish(channel) => {
             let (payload, consumed) = read_body(shard, stream, head, buffer).await?;
-            let response = publish(shard, channel, payload).await.map_err(Some)?;
-            write_response(shard, stream, 200, JSON, &response, head.keep_alive).await?;
-            return Ok(consumed);
+            (
+                publish(shard, channel, payload).await.map_err(Some)?,
+                consumed,
+            )
         }
+        other => {
+            if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
+                return Err(Some(HttpError::BadRequest("unexpected request body")));
+            }
+            (answer(shard, other).await, head.head_len)
+        }
+    };
+    let bytes = response.encode(head.keep_alive);
+    match bounded(shard, stream.write_all(&bytes)).await {
+        Some(Ok(())) => Ok(consumed),
+        _ => Err(None),
+    }
+}
+
+/// The answer to a request without a body.
+async fn answer(shard: &Rc<Shard>, route: Route) -> Response {
+    match route {
         Route::Health => health(shard),
         Route::Ready => readiness(shard),
         Route::Stat { json } => {
             let snapshots = shard.snapshots().await;
-            let report = StatReport::new(&shard.shared, &snapshots, ProcessReadings::read());
-            (200, if json { report.json() } else { report.text() })
+            let node = node_readings(shard, &snapshots);
+            let report = StatReport::new(&node);
+            if json {
+                Response::json(200, &report.json())
+            } else {
+                Response::text(200, report.text())
+            }
         }
         Route::Metrics => {
             let snapshots = shard.snapshots().await;
-            let text = metrics::render(&snapshots, &shard.shared, ProcessReadings::read());
-            return write_response(
-                shard,
-                stream,
-                200,
-                metrics::CONTENT_TYPE,
-                &text,
-                head.keep_alive,
-            )
-            .await
-            .map(|()| head.head_len);
+            let node = node_readings(shard, &snapshots);
+            Response {
+                status: 200,
+                content_type: ContentType::OpenMetrics,
+                body: metrics::render(&node).into_bytes(),
+            }
         }
-        Route::Subscribe(_) | Route::Echo => unreachable!("WebSocket routes are upgraded"),
-    };
-    if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
-        return Err(Some(HttpError::BadRequest("unexpected request body")));
+        Route::Publish(_) | Route::Subscribe(_) | Route::Echo => {
+            unreachable!("publishes have a body; WebSocket routes are upgraded")
+        }
     }
-    let content_type = if body.starts_with('{') { JSON } else { TEXT };
-    write_response(shard, stream, status, content_type, &body, head.keep_alive).await?;
-    Ok(head.head_len)
 }
 
-async fn write_response(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &str,
-    keep_alive: bool,
-) -> Result<(), Option<HttpError>> {
-    let response = http::response(status, &[], content_type, body.as_bytes(), keep_alive);
-    match bounded(shard, stream.write_all(&response)).await {
-        Some(Ok(())) => Ok(()),
-        _ => Err(None),
+/// What `/stat` and `/metrics` show, from the shards' snapshots.
+fn node_readings<'a>(shard: &Shard, snapshots: &'a [ShardSnapshot]) -> NodeReadings<'a> {
+    let shared = &shard.shared;
+    NodeReadings {
+        shards: shared.shards.len(),
+        shard_up: shared.shard_health(),
+        uptime_s: shared.started_at.elapsed().as_secs(),
+        snapshots,
+        redis: shared.redis.as_ref().map(|redis| redis.readings()),
+        process: ProcessReadings::read(),
     }
 }
 
@@ -377,7 +404,11 @@ async fn read_body(
         Some(true) => Ok((Bytes::copy_from_slice(&buffer[head.head_len..end]), end)),
         Some(false) => Err(None),
         None => {
-            shard.registry.borrow_mut().stats.handshake_timeouts += 1;
+            shard
+                .registry
+                .borrow_mut()
+                .stats
+                .count(Counter::HandshakeTimeouts);
             Err(None)
         }
     }
@@ -388,31 +419,31 @@ async fn publish(
     shard: &Rc<Shard>,
     channel: crate::channel::ChannelName,
     payload: Bytes,
-) -> Result<String, HttpError> {
-    let kind = if std::str::from_utf8(&payload).is_ok() {
-        DataKind::Text
-    } else {
-        DataKind::Binary
-    };
+) -> Result<Response, HttpError> {
     let local_subscribers = shard.registry.borrow().subscriber_count(channel.as_str());
-    shard.registry.borrow_mut().stats.published_http += 1;
+    shard
+        .registry
+        .borrow_mut()
+        .stats
+        .count(Counter::PublishedHttp);
     if let Some(link) = &shard.redis {
         // Through Redis, so every node delivers it exactly once, this one included.
         let receivers = shard
             .publish_through_redis(link, channel.clone(), payload)
             .await
             .map_err(|error| HttpError::Unavailable(format!("redis: {error}")))?;
-        return Ok(format!(
-            "{{\"channel\":\"{channel}\",\"redis_receivers\":{receivers},\"local_subscribers\":{local_subscribers}}}\n"
+        return Ok(Response::json(
+            200,
+            &json!({
+                "channel": channel.as_str(),
+                "redis_receivers": receivers,
+                "local_subscribers": local_subscribers,
+            }),
         ));
     }
-    let publication = Publication {
-        channel: channel.clone(),
-        payload,
-        kind,
-        published_at: Instant::now(),
-    };
-    let refused = shard.publish(publication).await;
+    let refused = shard
+        .publish(Publication::new(channel.clone(), payload))
+        .await;
     if !refused.is_empty() {
         return Err(HttpError::Overloaded(format!(
             "{} of {} shards did not take the message within {}",
@@ -421,51 +452,65 @@ async fn publish(
             humantime::format_duration(shard.config.publish_timeout)
         )));
     }
-    Ok(format!(
-        "{{\"channel\":\"{}\",\"shards\":{},\"local_subscribers\":{local_subscribers}}}\n",
-        channel,
-        shard.shared.shards.len()
+    Ok(Response::json(
+        200,
+        &json!({
+            "channel": channel.as_str(),
+            "shards": shard.shared.shards.len(),
+            "local_subscribers": local_subscribers,
+        }),
     ))
 }
 
 /// The status body shared by `/healthz` and `/readyz`.
-fn status_body(shard: &Shard, status: &str) -> String {
+fn status_response(shard: &Shard, status: u16, word: &str) -> Response {
     let shared = &shard.shared;
+    let health = shared.shard_health();
     let redis = shared.redis.as_ref().map_or("off", |redis| redis.state());
-    format!(
-        "{{\"status\":\"{status}\",\"shards\":{},\"live\":{},\"ready\":{},\"redis\":\"{redis}\"}}\n",
-        shared.shards.len(),
-        shared.all_shards_healthy(),
-        shared.ready(),
+    Response::json(
+        status,
+        &json!({
+            "status": word,
+            "shards": shared.shards.len(),
+            "shards_up": health.iter().filter(|up| **up).count(),
+            "live": health.iter().all(|up| *up),
+            "ready": shared.ready(),
+            "redis": redis,
+        }),
     )
 }
 
 /// `GET /healthz`: liveness. 200 while every shard runs (whatever Redis does, so a Redis outage
-/// never gets the process restarted); the body also says whether the node is ready.
-fn health(shard: &Shard) -> (u16, String) {
+/// never gets the process restarted); 503 when a shard died or stalled, when the Redis
+/// subscriber core died (only a restart mends either), or while draining. The body also says
+/// whether the node is ready.
+fn health(shard: &Shard) -> Response {
+    let redis_core_dead = shard
+        .shared
+        .redis
+        .as_ref()
+        .is_some_and(|redis| !redis.core_alive());
     if shard.shared.shutting_down() {
-        (503, status_body(shard, "draining"))
-    } else if shard.shared.all_shards_healthy() {
-        (200, status_body(shard, "ok"))
+        status_response(shard, 503, "draining")
+    } else if shard.shared.all_shards_healthy() && !redis_core_dead {
+        status_response(shard, 200, "ok")
     } else {
-        (503, status_body(shard, "degraded"))
+        status_response(shard, 503, "degraded")
     }
 }
 
 /// `GET /readyz`: 200 only when the node delivers: shards up and, with `--redis`, Redis
-/// connected and every wanted channel subscribed.
-fn readiness(shard: &Shard) -> (u16, String) {
+/// connected, every wanted channel subscribed and the subscriber core alive.
+fn readiness(shard: &Shard) -> Response {
     if shard.shared.ready() {
-        (200, status_body(shard, "ready"))
+        status_response(shard, 200, "ready")
     } else {
-        (503, status_body(shard, "not ready"))
+        status_response(shard, 503, "not ready")
     }
 }
 
-/// Validates the upgrade, registers the connection, answers 101 and runs the session.
-///
-/// The session runs in a task of its own, so the memory an open connection keeps for its whole
-/// life is the session's, not the handshake's.
+/// Validates the upgrade, hands the socket to the registry, answers 101, and ends the task:
+/// from here on the connection's owner is the registry and its reader the shard's reactor.
 async fn upgrade(
     socket: SocketGuard,
     mut stream: TcpStream,
@@ -481,67 +526,111 @@ async fn upgrade(
     if shard.draining.is_set() {
         return Box::pin(refuse(&shard, &mut stream, HttpError::ShuttingDown)).await;
     }
-    if shard.registry.borrow().connections.len() >= shard.shared.max_connections_per_shard {
-        shard.registry.borrow_mut().stats.connections_over_limit += 1;
+    if shard.registry.borrow().len() >= shard.shared.max_connections_per_shard {
+        shard
+            .registry
+            .borrow_mut()
+            .stats
+            .count(Counter::ConnectionsOverLimit);
         return Box::pin(refuse(&shard, &mut stream, HttpError::ConnectionLimit)).await;
     }
-    let key = {
-        let mut registry = shard.registry.borrow_mut();
-        let key = registry.insert(stream.as_raw_fd(), shard.now_ms());
-        if let Route::Subscribe(channel) = &route
-            && registry.subscribe(key, channel).is_err()
-        {
-            registry.remove(key);
-            None
-        } else {
-            // With Redis, the first subscriber of a channel on this shard gets its 101 once the
-            // channel is subscribed in Redis (bounded wait, below), so it misses nothing
-            // published after its handshake: hold its writes until then.
-            if let Route::Subscribe(channel) = &route
-                && shard.redis.is_some()
-                && !registry.channel_confirmed(channel.as_str())
-            {
-                registry.hold_writes(key, true);
-            }
-            // The 101 goes through the connection's queue, so nothing can overtake it.
-            registry.queue(key, Bytes::from(switching_protocols_response(&accept)));
-            registry.flush(key);
-            registry.outbound_mut(key).release_if_empty();
-            registry.stats.websocket_opened += 1;
-            Some(key)
+    // The registry owns the socket from here on. glommio's stream keeps its own descriptor
+    // (and may have a read poll pending on it), so the registry takes a duplicate and the
+    // stream is dropped, closing the original.
+    // SAFETY: the descriptor is open for as long as `stream` lives, which is past this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let owned = match borrowed.try_clone_to_owned() {
+        Ok(owned) => owned,
+        Err(error) => {
+            log::warn!("shard {}: cannot take over a socket: {error}", shard.id);
+            return Box::pin(refuse(
+                &shard,
+                &mut stream,
+                HttpError::Overloaded("out of descriptors".into()),
+            ))
+            .await;
         }
     };
-    let Some(key) = key else {
-        let error = HttpError::Overloaded("too many channels on this shard".into());
-        return Box::pin(refuse(&shard, &mut stream, error)).await;
+    let role = match route {
+        Route::Echo => RawRole::Echo,
+        _ => RawRole::Subscriber,
     };
-    if let Route::Subscribe(channel) = &route
-        && shard.registry.borrow().connections[key].writes_held
+    let channel = match route {
+        Route::Subscribe(channel) => Some(channel),
+        _ => None,
+    };
+    let key = match register(&shard, owned, role, channel.as_ref(), &accept, leftover) {
+        Ok(key) => key,
+        // Nothing of the connection is left in the registry: refuse on the original stream.
+        Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
+    };
+    drop(stream);
+    if let Some(channel) = &channel
+        && shard.registry.borrow().is_held(key)
     {
         if !shard.wait_for_redis_subscription(channel).await {
             log::debug!("shard {}: {channel} not yet subscribed in Redis", shard.id);
         }
-        let mut registry = shard.registry.borrow_mut();
-        if registry.connections.contains(key) {
-            registry.hold_writes(key, false);
-            registry.flush(key);
-            registry.outbound_mut(key).release_if_empty();
-        }
+        shard.registry.borrow_mut().release(key);
+        shard.write_slice(&[key]);
+        shard.registry.borrow_mut().release_queue_if_empty(key);
     }
-    shard.publish_connection_count();
-    let kind = match route {
-        Route::Echo => SessionKind::Echo,
-        _ => SessionKind::Subscriber,
-    };
-    let session = new_session(&shard, key, kind, leftover).serve(stream, socket);
-    log::trace!("session task: {} bytes", std::mem::size_of_val(&session));
-    let queue = glommio::executor().current_task_queue();
-    match spawn_local_into(session, queue) {
-        Ok(task) => {
-            task.detach();
-        }
-        Err(_) => log::error!("shard {}: cannot spawn a session", shard.id),
+    drop(socket);
+}
+
+/// Registers an upgraded socket, subscribes it, queues and writes the 101, and handles the
+/// bytes pipelined behind the request. On an error nothing of it is left in the registry (its
+/// descriptor is closed with the failed entry) and the caller answers with the error.
+fn register(
+    shard: &Rc<Shard>,
+    owned: OwnedFd,
+    role: RawRole,
+    channel: Option<&crate::channel::ChannelName>,
+    accept: &str,
+    leftover: Vec<u8>,
+) -> Result<ConnectionKey, HttpError> {
+    let now_ms = shard.now_ms();
+    let mut registry = shard.registry.borrow_mut();
+    let key = registry.insert(owned, role, now_ms).map_err(|error| {
+        log::warn!("shard {}: cannot register a connection: {error}", shard.id);
+        HttpError::Overloaded("cannot register the connection".into())
+    })?;
+    if let Some(channel) = channel
+        && registry.subscribe(key, channel).is_err()
+    {
+        registry.abort(key);
+        return Err(HttpError::Overloaded(
+            "too many channels on this shard".into(),
+        ));
     }
+    if crate::faults::fail_registration(channel.map(|c| c.as_str())) {
+        registry.abort(key);
+        return Err(HttpError::Overloaded(
+            "test fault: registration failed".into(),
+        ));
+    }
+    // With Redis, the first subscriber of a channel on this shard gets its 101 once the channel
+    // is subscribed in Redis (bounded wait, in `upgrade`), so it misses nothing published after
+    // its handshake: its writes are held until then.
+    if let Some(channel) = channel
+        && shard.redis.is_some()
+        && !registry.channel_confirmed(channel.as_str())
+    {
+        registry.hold(key);
+    }
+    // The 101 goes through the connection's queue, so nothing can overtake it.
+    registry.queue(key, Bytes::from(switching_protocols_response(accept)));
+    registry.stats.count(Counter::WebsocketOpened);
+    drop(registry);
+    shard.write_slice(&[key]);
+    shard.registry.borrow_mut().release_queue_if_empty(key);
+    if !leftover.is_empty() {
+        // Frames pipelined behind the request head: handled like a read.
+        let mut bytes = leftover;
+        super::reactor::handle_pipelined(shard, key, &mut bytes, now_ms);
+        shard.write_slice(&[key]);
+    }
+    Ok(key)
 }
 
 /// Answers with `error`'s status, counts it, and closes.
@@ -565,9 +654,10 @@ async fn respond_and_close(stream: &mut TcpStream, response: &[u8]) {
 
 /// Half-closes, then reads and discards for a bounded time and amount, so the peer receives
 /// everything we wrote before the socket is closed (closing with unread input sends a reset).
-pub async fn linger_close(stream: &mut TcpStream) {
-    // SAFETY: shutdown on a valid socket descriptor has no memory effects.
-    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+async fn linger_close(stream: &mut TcpStream) {
+    // SAFETY: the descriptor is open for as long as `stream` lives, which is past this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&borrowed).shutdown(std::net::Shutdown::Write);
     let mut sink = [0u8; 512];
     let drain = async {
         let mut discarded = 0;

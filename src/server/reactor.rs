@@ -1,0 +1,270 @@
+//! The reactor: one task per shard that reads every WebSocket connection of the shard, decodes
+//! what arrived (RFC 6455 codec, then the connection's wire protocol) and decides what to do.
+//! It never writes: replies are queued through the registry (the connection's one owner) and
+//! leave through the shard's one write path at the end of the round.
+//!
+//! No task per connection: an idle connection costs its registry entry and nothing in glommio.
+//! The reactor sleeps until the shard's epoll set has events (see [`super::poller`]), then runs
+//! one bounded round: take the events, read each ready connection a bounded number of times,
+//! write what was queued, remove what ended.
+//!
+//! A panic while one connection's input is handled is caught here: that connection is dropped
+//! (counted as `handler_panics`, close reason `internal_error`) and the round goes on. Each
+//! handler borrows the registry through a `RefCell` guard that unwinding releases, and the
+//! registry's own operations keep its tables consistent at every step they can be interrupted.
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::io::BufferedFile;
+
+use super::registry::{ConnectionKey, PartialInput, Registry, recv};
+use super::shard::Shard;
+use super::state::{LifeEvent, Lifecycle, ReadState};
+use crate::protocol::close::encode_close_reply;
+use crate::protocol::message::{Decoded, Event, MessageDecoder};
+use crate::telemetry::counters::Counter;
+use crate::wire::raw::{self, Reply};
+
+/// Most epoll events taken per round.
+const EVENTS_PER_ROUND: usize = 1024;
+/// Most connections read per round (the rest stay listed for the next round).
+const CONNECTIONS_PER_ROUND: usize = 1024;
+/// Most reads (each up to the scratch buffer's size) of one connection per round.
+const READS_PER_CONNECTION: usize = 4;
+
+/// The reactor task of `shard`; `eventfd` wakes it (see [`super::poller`]).
+pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
+    // SAFETY: `eventfd` is a descriptor we own; glommio takes it over and closes it.
+    let wake = unsafe { BufferedFile::from_raw_fd(eventfd.into_raw_fd()) };
+    let mut buffer = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_ROUND];
+    let mut events = Vec::with_capacity(EVENTS_PER_ROUND);
+    let mut ready = Vec::with_capacity(CONNECTIONS_PER_ROUND);
+    loop {
+        if shard.registry.borrow().has_ready() {
+            // Work left from the last round: let other tasks run first.
+            glommio::executor().yield_task_queue_now().await;
+        } else {
+            let armed = shard.registry.borrow_mut().poller().arm();
+            if let Err(error) = armed {
+                log::error!("shard {}: cannot arm the reactor: {error}", shard.id);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            if let Err(error) = wake.read_at(0, 8).await {
+                log::error!("shard {}: reactor wake-up failed: {error}", shard.id);
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        round(&shard, &mut events, &mut buffer, &mut ready);
+        shard.flush_all().await;
+    }
+}
+
+/// One bounded round: take the ready events, read the ready connections.
+fn round(
+    shard: &Shard,
+    events: &mut Vec<(super::poller::Token, super::poller::Readiness)>,
+    buffer: &mut [libc::epoll_event],
+    ready: &mut Vec<ConnectionKey>,
+) {
+    let now_ms = shard.now_ms();
+    {
+        let mut registry = shard.registry.borrow_mut();
+        events.clear();
+        registry.poller().take_events(events, buffer);
+        for (token, readiness) in events.drain(..) {
+            registry.on_ready(token, readiness);
+        }
+        registry.take_ready(ready);
+    }
+    let later = ready.len().saturating_sub(CONNECTIONS_PER_ROUND);
+    for key in ready.drain(..).take(CONNECTIONS_PER_ROUND) {
+        let handled = catch_unwind(AssertUnwindSafe(|| read_connection(shard, key, now_ms)));
+        if handled.is_err() {
+            log::error!(
+                "shard {}: a connection's handler panicked; the connection is dropped",
+                shard.id
+            );
+            shard.registry.borrow_mut().discard(key);
+        }
+    }
+    if later > 0 {
+        // The rest keep `Ready` and were drained from the list: list them again.
+        let mut registry = shard.registry.borrow_mut();
+        for key in ready.drain(..) {
+            registry.relist_ready(key);
+        }
+    }
+    ready.clear();
+    shard.registry.borrow_mut().finish_ended(now_ms);
+}
+
+/// Handles bytes that arrived behind the request head of a connection just registered (as a
+/// read would). A panic here drops that connection only, as in a round.
+pub fn handle_pipelined(shard: &Shard, key: ConnectionKey, bytes: &mut [u8], now_ms: u64) {
+    let handled = catch_unwind(AssertUnwindSafe(|| {
+        let mut registry = shard.registry.borrow_mut();
+        handle_input(&mut registry, key, bytes, now_ms);
+    }));
+    if handled.is_err() {
+        shard.registry.borrow_mut().discard(key);
+    }
+}
+
+/// Reads `key` until it would block (at most `READS_PER_CONNECTION` reads) and handles what
+/// arrived.
+fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
+    let mut registry = shard.registry.borrow_mut();
+    let mut scratch = shard.scratch.borrow_mut();
+    for _ in 0..READS_PER_CONNECTION {
+        let Some(connection) = registry.get(key) else {
+            return;
+        };
+        if connection.read_state() != ReadState::Ready {
+            return;
+        }
+        match recv(connection.fd(), &mut scratch[..]) {
+            Ok(0) => {
+                registry.set_read(key, ReadState::Done);
+                registry.life(key, LifeEvent::PeerGone, now_ms);
+                return;
+            }
+            Ok(count) => {
+                registry.touch(key, now_ms);
+                handle_input(&mut registry, key, &mut scratch[..count], now_ms);
+                if registry.over_queue_limit(key) {
+                    // A client that does not read its replies is not read either.
+                    registry.set_read(key, ReadState::Paused);
+                    return;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                registry.set_read(key, ReadState::Waiting);
+                return;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                registry.set_read(key, ReadState::Done);
+                registry.life(key, LifeEvent::PeerGone, now_ms);
+                return;
+            }
+        }
+    }
+    // Budget spent with input possibly waiting: read on next round.
+    registry.relist_ready(key);
+}
+
+/// Decodes and handles `fresh` bytes (after any unfinished frame kept from earlier reads). Only
+/// the bytes of an unfinished frame are kept, in a buffer that grows with what was received.
+fn handle_input(registry: &mut Registry, key: ConnectionKey, fresh: &mut [u8], now_ms: u64) {
+    let limit = registry.max_message_bytes();
+    match registry.take_input(key) {
+        None => {
+            // Common case: whole frames straight from the scratch buffer, no copy.
+            let mut decoder = MessageDecoder::new(limit);
+            let consumed = handle_frames(registry, key, &mut decoder, fresh, now_ms);
+            keep_rest(registry, key, decoder, &fresh[consumed..]);
+        }
+        Some(mut input) => {
+            input.bytes.extend_from_slice(fresh);
+            let PartialInput {
+                mut bytes,
+                mut decoder,
+            } = *input;
+            let consumed = handle_frames(registry, key, &mut decoder, &mut bytes, now_ms);
+            bytes.drain(..consumed);
+            keep_rest(registry, key, decoder, &bytes);
+        }
+    }
+}
+
+/// Keeps an unfinished frame or message for the next read; an idle connection keeps nothing.
+fn keep_rest(registry: &mut Registry, key: ConnectionKey, decoder: MessageDecoder, rest: &[u8]) {
+    let reading = registry
+        .get(key)
+        .is_some_and(|connection| connection.read_state() != ReadState::Done);
+    if reading && (!rest.is_empty() || !decoder.is_idle()) {
+        registry.keep_input(
+            key,
+            Box::new(PartialInput {
+                bytes: rest.to_vec(),
+                decoder,
+            }),
+        );
+    }
+}
+
+/// Decodes and handles every complete frame at the start of `bytes`; returns how many bytes
+/// were consumed. Stops at the first protocol error (after queuing the close) or once nothing
+/// more is to be read.
+fn handle_frames(
+    registry: &mut Registry,
+    key: ConnectionKey,
+    decoder: &mut MessageDecoder,
+    bytes: &mut [u8],
+    now_ms: u64,
+) -> usize {
+    let mut offset = 0;
+    // Bounded: every iteration consumes at least one frame header or stops.
+    while offset < bytes.len() {
+        let Some(connection) = registry.get(key) else {
+            break;
+        };
+        if connection.read_state() == ReadState::Done {
+            break;
+        }
+        match decoder.decode(&mut bytes[offset..]) {
+            Err(error) => {
+                let code = error.close_code();
+                log::debug!("closing a connection with {code}: {error}");
+                registry.life(key, LifeEvent::Fault { code }, now_ms);
+                break;
+            }
+            Ok(Decoded::Incomplete) => break,
+            Ok(Decoded::Fragment { consumed }) => offset += consumed,
+            Ok(Decoded::Event { consumed, event }) => {
+                offset += consumed;
+                handle_event(registry, key, event, now_ms);
+            }
+        }
+    }
+    offset
+}
+
+/// What one client event means for the connection.
+fn handle_event(registry: &mut Registry, key: ConnectionKey, event: Event<'_>, now_ms: u64) {
+    let Some(connection) = registry.get(key) else {
+        return;
+    };
+    let open = connection.life() == Lifecycle::Open;
+    let role = connection.role();
+    match event {
+        // RFC 6455 §5.5.3: a pong may be unsolicited; either way it proves liveness.
+        Event::Pong(_) => {}
+        Event::Close(payload) => {
+            if open {
+                // RFC 6455 §5.5.1: the endpoint "typically echos the status code it received".
+                registry.queue(key, encode_close_reply(&payload));
+            }
+            registry.life(key, LifeEvent::CloseReceived, now_ms);
+        }
+        // Once our close is sent, §5.5.1: the endpoint "MAY ignore" further data.
+        _ if !open => {}
+        Event::Ping(payload) => apply(registry, key, raw::answer_ping(payload)),
+        Event::Message { kind, payload } => {
+            crate::faults::on_client_message(payload);
+            apply(registry, key, raw::answer_message(role, kind, payload));
+        }
+    }
+}
+
+fn apply(registry: &mut Registry, key: ConnectionKey, reply: Reply) {
+    match reply {
+        Reply::None => {}
+        Reply::Ignored => registry.stats.count(Counter::ClientMessagesIgnored),
+        Reply::Frame(frame) => registry.queue(key, frame),
+    }
+}
