@@ -6,6 +6,7 @@
 //! Layers, each owning one job; imports point down the list, never up:
 //! - [`protocol`]: sans-IO RFC 6455 (handshake, frames, masking, messages, close codes).
 //! - [`channel`]: channel names and the whitelist policy.
+//! - [`auth`]: the API key and signed subscription tokens (constant-time, redacted).
 //! - [`publication`]: the one message type of the whole path.
 //! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style today).
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
@@ -16,6 +17,7 @@
 //!   writes.
 //! - [`faults`]: test-only fault injection (feature `test-hooks`).
 
+pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod config;
