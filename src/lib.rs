@@ -12,6 +12,8 @@
 //! - [`redis`]: the Redis subscriber core that joins several nodes into one.
 //! - [`metrics`], [`stat`]: `/metrics` and `/stat`, rendered from per-shard snapshots.
 
+pub mod apps;
+pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod http;
