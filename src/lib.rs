@@ -22,3 +22,4 @@ pub mod protocol;
 pub mod redis;
 pub mod server;
 pub mod stat;
+pub mod wire;
