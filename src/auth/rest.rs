@@ -209,10 +209,10 @@ pub fn verify_request(
             sent: signature.to_string(),
         });
     }
-    if let Some(claimed) = &auth.body_md5 {
-        if !claimed.eq_ignore_ascii_case(&body_md5_hex(request.body)) {
-            return Err(RestAuthError::BodyMd5Mismatch);
-        }
+    if let Some(claimed) = &auth.body_md5
+        && !claimed.eq_ignore_ascii_case(&body_md5_hex(request.body))
+    {
+        return Err(RestAuthError::BodyMd5Mismatch);
     }
     Ok(SignedQuery { params: own })
 }

@@ -93,10 +93,10 @@ impl ClientEvent<'_> {
     /// its text (protocol, channel events: "data (String)").
     pub fn data_as_str(&self) -> Cow<'_, str> {
         let raw = self.data.get();
-        if raw.starts_with('"') {
-            if let Ok(text) = serde_json::from_str::<Cow<'_, str>>(raw) {
-                return text;
-            }
+        if raw.starts_with('"')
+            && let Ok(text) = serde_json::from_str::<Cow<'_, str>>(raw)
+        {
+            return text;
         }
         Cow::Borrowed(raw)
     }

@@ -372,10 +372,10 @@ mod tests {
     /// JSON.
     fn decode_like_pusher_js(bytes: &Bytes) -> Value {
         let mut message = parse(bytes);
-        if let Some(text) = message["data"].as_str() {
-            if let Ok(inner) = serde_json::from_str::<Value>(text) {
-                message["data"] = inner;
-            }
+        if let Some(text) = message["data"].as_str()
+            && let Ok(inner) = serde_json::from_str::<Value>(text)
+        {
+            message["data"] = inner;
         }
         message
     }
