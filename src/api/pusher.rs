@@ -38,7 +38,7 @@ use serde_json::value::RawValue;
 use crate::apps::AppLimits;
 use crate::auth::rest::{RestAuthError, SignedQuery};
 use crate::wire::pusher::channel::{ChannelNameError, PusherChannel};
-use crate::wire::pusher::client::starts_object;
+use crate::wire::pusher::incoming::starts_object;
 use crate::wire::pusher::socket_id::SocketId;
 
 /// The path prefix of every API route.

@@ -21,8 +21,8 @@
 //! count (the broker: pass it to [`check_presence_capacity`]).
 
 use super::channel::{ChannelKind, PusherChannel};
-use super::client::{ClientEvent, Signin, Subscribe};
 use super::error::{ClientEventError, SigninError, SubscribeError};
+use super::incoming::{ClientEvent, Signin, Subscribe};
 use super::presence::{PresenceMember, SignedInUser, parse_channel_data, parse_user_data};
 use super::socket_id::SocketId;
 use crate::apps::{App, AppLimits, ClientEvents};
@@ -134,7 +134,7 @@ pub enum SenderSubscription {
 }
 
 /// Decides a client event. On success the caller relays
-/// `server::event(channel, &event.event, &event.data_as_str(), user_id)` to the channel's
+/// `outgoing::event(channel, &event.event, &event.data_as_str(), user_id)` to the channel's
 /// other subscribers (never the sender), with `user_id` on presence channels.
 pub fn authorize_client_event(
     limits: &AppLimits,
@@ -472,6 +472,14 @@ mod tests {
             check(&limits, "private-a", Subscribed),
             Err(ClientEventError::Disabled)
         );
+    }
+
+    #[test]
+    fn per_connection_state_sizes_are_pinned() {
+        assert_eq!(std::mem::size_of::<ClientEventRateLimiter>(), 16);
+        assert_eq!(std::mem::size_of::<SocketId>(), 16);
+        assert_eq!(std::mem::size_of::<PusherChannel>(), 24);
+        assert_eq!(std::mem::size_of::<Option<PusherChannel>>(), 24);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 use bytes::Bytes;
 
 use super::channel::ChannelNameError;
-use super::server;
+use super::outgoing;
 use crate::auth::pusher::AuthError;
 
 /// What the server must do about a refusal.
@@ -109,7 +109,7 @@ impl CloseCode {
     pub fn reply(self) -> Reply {
         Reply::Close {
             code: self,
-            message: server::error(Some(self.code()), self.reason()),
+            message: outgoing::error(Some(self.code()), self.reason()),
         }
     }
 }
@@ -250,13 +250,13 @@ impl ClientMessageError {
                 kind: MessageKind::Subscribe,
                 channel,
                 error,
-            } => Reply::Message(server::subscription_error(
+            } => Reply::Message(outgoing::subscription_error(
                 channel,
                 SubscriptionErrorType::InvalidChannel,
                 &error.to_string(),
                 400,
             )),
-            _ => Reply::Message(server::error(None, &self.to_string())),
+            _ => Reply::Message(outgoing::error(None, &self.to_string())),
         }
     }
 }
@@ -360,7 +360,7 @@ impl SubscribeError {
                 (SubscriptionErrorType::LimitReached, 403)
             }
         };
-        Reply::Message(server::subscription_error(
+        Reply::Message(outgoing::subscription_error(
             channel,
             error_type,
             &self.to_string(),
@@ -387,7 +387,7 @@ pub enum SigninError {
 impl SigninError {
     /// `pusher:error` without a code; the connection stays open and unsigned.
     pub fn reply(&self) -> Reply {
-        Reply::Message(server::error(None, &self.to_string()))
+        Reply::Message(outgoing::error(None, &self.to_string()))
     }
 }
 
@@ -435,7 +435,7 @@ impl ClientEventError {
             ClientEventError::RateLimited => Some(4301),
             _ => None,
         };
-        Reply::Message(server::error(code, &self.to_string()))
+        Reply::Message(outgoing::error(code, &self.to_string()))
     }
 }
 

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::client::starts_object;
 use super::error::UserDataError;
-use super::server::MemberRef;
+use super::incoming::starts_object;
+use super::outgoing::MemberRef;
 use crate::apps::AppLimits;
 
 /// A member of a presence channel.

@@ -1,4 +1,5 @@
-//! Client -> server messages: one WebSocket text message in, one typed [`ClientMessage`] out.
+//! Incoming (client -> server) messages: one WebSocket text message in, one typed
+//! [`ClientMessage`] out.
 //!
 //! protocol: "Every JSON message contains a single **event** and has an `event` property".
 //! The events a client sends are `pusher:ping`, `pusher:pong`, `pusher:subscribe` (data
