@@ -6,17 +6,21 @@
 //! Layers, each owning one job; imports point down the list, never up:
 //! - [`protocol`]: sans-IO RFC 6455 (handshake, frames, masking, messages, close codes).
 //! - [`channel`]: channel names and the whitelist policy.
-//! - [`auth`]: the API key and signed subscription tokens (constant-time, redacted).
 //! - [`publication`]: the one message type of the whole path.
-//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style today).
+//! - [`apps`]: Pusher applications (id, key, secret, limits, webhooks).
+//! - [`auth`]: HMAC-SHA256 signatures (Pusher channel, sign-in, webhook, REST), constant time.
+//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style, Pusher Channels 7).
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
 //! - [`http`]: sans-IO HTTP request heads, routes and responses.
+//! - [`api`]: HTTP API building blocks (the Pusher REST API: routes, bodies, answers).
 //! - [`broker`]: the Redis subscriber core that joins several nodes into one.
 //! - [`config`]: command line, environment and limits.
 //! - [`server`]: the runtime: shards, accept loops, the connection owner, reactor, fan-out and
 //!   writes.
 //! - [`faults`]: test-only fault injection (feature `test-hooks`).
 
+pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod broker;
 pub mod channel;

@@ -1,9 +1,16 @@
 //! Client wire protocols as sans-IO codecs: what a connection's decoded WebSocket events mean
 //! in the protocol it speaks, and how a publication is framed for it.
 //!
+//! - [`raw`]: the ws4redis-style protocol of `/ws/{channel}` and `/echo`.
+//! - [`pusher`]: Pusher Channels protocol 7 (pusher-js, Laravel Echo, the Pusher SDKs).
+//!
 //! A connection speaks one protocol for its whole life; the fan-out frames each publication once
 //! per [`WireFormat`] present among a channel's subscribers, never per subscriber.
+//!
+//! Deliberately not here: sockets, shards, runtimes. Imports point down: `wire` uses `apps`,
+//! `auth`, `protocol` and `publication`, never `server`.
 
+pub mod pusher;
 pub mod raw;
 
 /// The ways a publication can be framed for subscribers. Each has an index into the fan-out's

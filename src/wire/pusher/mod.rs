@@ -1,0 +1,40 @@
+//! Pusher Channels protocol 7, sans-IO.
+//!
+//! The spec is Pusher's own documentation (the `pusher/docs` repository):
+//! `docs/channels/library_auth_reference/pusher-websockets-protocol.md` (messages, close
+//! codes), `auth-signatures.md` (signatures), `docs/channels/using_channels/channels.md`
+//! (names), `events.md` (client events, subscription count), `presence-channels.md` (limits),
+//! `cache-channels.md`, and `docs/channels/server_api/webhooks.md`; and what pusher-js does
+//! with what it receives (`src/core/connection/protocol/protocol.ts` parses a string `data`;
+//! `channels/presence_channel.ts` and `members.ts` read `presence.hash`/`count`; `user.ts`
+//! reads `signin_success`).
+//!
+//! One connection's life, and which function answers each step:
+//! 1. `GET /app/{key}?protocol=7..`: [`connect::parse_connect`], the app lookup, then either
+//!    [`outgoing::connection_established`] with a [`socket_id::SocketIdGenerator`] id, or the
+//!    [`error::ConnectError`]'s reply (after the upgrade: `pusher:error`, then a close code).
+//! 2. Each text message: [`incoming::parse_client_message`] ->
+//!    - `Ping` -> [`outgoing::pong`];
+//!    - `Subscribe` -> [`authorize::authorize_subscribe`] (+ [`authorize::check_presence_capacity`])
+//!      -> [`outgoing::subscription_succeeded`] / [`outgoing::subscription_succeeded_presence`]
+//!      (+ [`outgoing::member_added`] to the others, cached event or [`outgoing::cache_miss`]),
+//!      or [`error::SubscribeError::reply`];
+//!    - `Signin` -> [`authorize::authorize_signin`] -> [`outgoing::signin_success`];
+//!    - `ClientEvent` -> [`authorize::authorize_client_event`] -> [`outgoing::event`] with
+//!      `user_id` on presence channels, to the other subscribers;
+//!    - a parse error -> [`error::ClientMessageError::reply`].
+//! 3. Published messages: [`outgoing::event`] once per message, or
+//!    [`outgoing::raw_message_event`] for raw publishes; `socket_id` exclusion compares
+//!    [`socket_id::SocketId`]s.
+//!
+//! Every refusal is mapped to its reply in [`error`] and nowhere else.
+
+pub mod authorize;
+pub mod channel;
+pub mod connect;
+pub mod error;
+pub mod incoming;
+pub mod outgoing;
+pub mod presence;
+pub mod socket_id;
+pub mod webhook;
