@@ -10,8 +10,10 @@
 //! - [`config`]: command line, environment and limits.
 //! - [`server`]: the runtime: shards, accept loops, connections, fan-out and writes.
 //! - [`redis`]: the Redis subscriber core that joins several nodes into one.
+//! - [`broker`]: Redis Cluster sharded pub/sub (SSUBSCRIBE / SPUBLISH per master).
 //! - [`metrics`], [`stat`]: `/metrics` and `/stat`, rendered from per-shard snapshots.
 
+pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod http;
