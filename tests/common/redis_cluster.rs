@@ -16,7 +16,7 @@
 //! process is killed and reaped on drop, also when a test panics (and, if the test thread dies
 //! without unwinding, by `PR_SET_PDEATHSIG`), and the temporary directory is removed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -134,7 +134,13 @@ impl NodeLine {
     fn parse(line: &str) -> Option<NodeLine> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let address = fields.get(1)?;
-        let port = address.split('@').next()?.rsplit(':').next()?.parse().ok()?;
+        let port = address
+            .split('@')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()?;
         let slots = fields
             .iter()
             .skip(8)
@@ -208,7 +214,12 @@ impl RedisCluster {
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
-        create.args(cluster.ports().iter().map(|port| format!("127.0.0.1:{port}")));
+        create.args(
+            cluster
+                .ports()
+                .iter()
+                .map(|port| format!("127.0.0.1:{port}")),
+        );
         create.args(["--cluster-replicas", "1", "--cluster-yes"]);
         let output = run_bounded(&mut create, CLUSTER_PATIENCE);
         assert!(
@@ -297,7 +308,8 @@ impl RedisCluster {
     /// `CLUSTER KEYSLOT channel`.
     pub fn keyslot(&self, channel: &str) -> u16 {
         let port = self.live_ports()[0];
-        self.command(port, &["CLUSTER", "KEYSLOT", channel]).integer() as u16
+        self.command(port, &["CLUSTER", "KEYSLOT", channel])
+            .integer() as u16
     }
 
     /// `CLUSTER NODES` as seen by the node on `port`.
@@ -458,7 +470,15 @@ impl RedisCluster {
             if keys.is_empty() {
                 return;
             }
-            let mut args = vec!["MIGRATE", "127.0.0.1", &target_port, "", "0", "5000", "KEYS"];
+            let mut args = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &target_port,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+            ];
             args.extend(keys.iter().map(String::as_str));
             assert_eq!(self.command(source, &args).text(), "OK");
         }

@@ -128,9 +128,11 @@ pub async fn run(
     let mut delay = RECONNECT_DELAY_FIRST;
     // Bounded: ends when the manager drops the command sender (checked while waiting).
     loop {
-        let connected =
-            tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&settings.address))
-                .await;
+        let connected = tokio::time::timeout(
+            settings.connect_timeout,
+            TcpStream::connect(&settings.address),
+        )
+        .await;
         let reason = match connected {
             Ok(Ok(stream)) => {
                 delay = RECONNECT_DELAY_FIRST;
@@ -146,7 +148,12 @@ pub async fn run(
             Ok(Err(error)) => format!("cannot connect: {error}"),
             Err(_) => format!("no connection within {:?}", settings.connect_timeout),
         };
-        if sinks.events.send(LinkEvent::Down(id, reason)).await.is_err() {
+        if sinks
+            .events
+            .send(LinkEvent::Down(id, reason))
+            .await
+            .is_err()
+        {
             return;
         }
         // Commands that arrive while disconnected are dropped: the manager resends what is
@@ -320,7 +327,8 @@ fn confirm(pending: &mut VecDeque<Pending>, channel: &str, subscribed: bool) -> 
         _ => false,
     });
     let Some(index) = position else { return false };
-    let done = matches!(&pending[index], Pending::Subscribe(c) | Pending::Unsubscribe(c) if c.is_empty());
+    let done =
+        matches!(&pending[index], Pending::Subscribe(c) | Pending::Unsubscribe(c) if c.is_empty());
     if done {
         pending.remove(index);
     }

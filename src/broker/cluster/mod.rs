@@ -11,7 +11,8 @@
 //!   fred hides the `sunsubscribe` a server sends when a slot moves away);
 //! - the topology task: `CLUSTER NODES` from every connected master (the seeds while none
 //!   answers), merged by config epoch ([`topology`]), every `topology_refresh_ms` and at once
-//!   when a link goes down, a command is redirected or a server drops a channel;
+//!   when a link goes down, a command is redirected or a server drops a channel, and every
+//!   100 ms while not ready;
 //! - publishing: one fred `Client` per master, SPUBLISH to the slot's owner, one redirection
 //!   (`MOVED`) followed.
 //!
@@ -64,6 +65,9 @@ const TICK: Duration = Duration::from_millis(50);
 const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Shortest gap between two topology refreshes (a burst of triggers makes one refresh).
 const REFRESH_GAP_MIN: Duration = Duration::from_millis(20);
+/// Refresh period while not ready (a master down, a slot moving, nothing known yet): a
+/// promoted replica or a slot's new owner is found within this.
+const REFRESH_WHILE_NOT_READY: Duration = Duration::from_millis(100);
 
 /// Settings of the cluster subscriber. Every field has its unit in its name.
 #[derive(Debug, Clone)]
@@ -123,7 +127,10 @@ impl ClusterSettings {
             split_address(seed)?;
         }
         let positive = [
-            (self.channels_per_command_max as u64, "channels_per_command_max"),
+            (
+                self.channels_per_command_max as u64,
+                "channels_per_command_max",
+            ),
             (self.topology_refresh_ms, "topology_refresh_ms"),
             (self.connect_timeout_ms, "connect_timeout_ms"),
             (self.command_timeout_ms, "command_timeout_ms"),
@@ -282,7 +289,8 @@ pub struct MasterReport {
 /// Shared counters and state, readable from any thread (shards answer `/readyz` from it).
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
-    /// The slot map is known and every wanted channel is subscribed on its master.
+    /// The slot map is known, every wanted channel is subscribed on its master and every
+    /// master's publishing connection is up.
     pub ready: AtomicBool,
     /// Channels wanted.
     pub wanted_channels: AtomicU64,
@@ -390,6 +398,7 @@ impl ClusterSubscriber {
             wanted: HashSet::new(),
             confirmed_before: HashSet::new(),
             retry_after: HashMap::new(),
+            redirects: HashMap::new(),
             links: HashMap::new(),
             next_link_id: 0,
             waiters: VecDeque::new(),
@@ -474,7 +483,8 @@ impl ClusterSubscriber {
             .map_err(PublishFailure::into_error)
     }
 
-    /// The slot map is known and every wanted channel is subscribed on its master.
+    /// The slot map is known, every wanted channel is subscribed on its master and every
+    /// master's publishing connection is up.
     pub fn ready(&self) -> bool {
         self.status.ready.load(Ordering::Relaxed)
     }
@@ -544,10 +554,12 @@ async fn spublish(
         Ok(Ok(receivers)) => Ok(receivers),
         Ok(Err(error)) => match ReplyError::parse(error.details().as_bytes()) {
             ReplyError::Moved { address, .. } => Err(PublishFailure::Moved(address)),
-            _ if *error.kind() == ErrorKind::Timeout => Err(PublishFailure::Error(
-                ClusterError::Timeout(timeout),
-            )),
-            _ => Err(PublishFailure::Error(ClusterError::Refused(error.to_string()))),
+            _ if *error.kind() == ErrorKind::Timeout => {
+                Err(PublishFailure::Error(ClusterError::Timeout(timeout)))
+            }
+            _ => Err(PublishFailure::Error(ClusterError::Refused(
+                error.to_string(),
+            ))),
         },
         Err(_) => Err(PublishFailure::Error(ClusterError::Timeout(timeout))),
     }
@@ -640,6 +652,9 @@ struct Manager {
     confirmed_before: HashSet<String>,
     /// Channels refused recently, not asked again before the instant (or a new slot map).
     retry_after: HashMap<String, Instant>,
+    /// Slot -> master address from `MOVED` answers newer than the slot map (at most one per
+    /// slot; cleared by the next slot map).
+    redirects: HashMap<u16, String>,
     /// One link per master, by address.
     links: HashMap<String, Link>,
     /// Id of the next link.
@@ -724,14 +739,18 @@ impl Manager {
     fn apply_event(&mut self, event: LinkEvent) {
         match event {
             LinkEvent::Connected(id) => {
-                let Some(link) = self.link_mut(id) else { return };
+                let Some(link) = self.link_mut(id) else {
+                    return;
+                };
                 link.state = MasterState::Up;
                 link.subscribed.clear();
                 link.pending.clear();
                 link.connects += 1;
             }
             LinkEvent::Down(id, reason) => {
-                let Some(link) = self.link_mut(id) else { return };
+                let Some(link) = self.link_mut(id) else {
+                    return;
+                };
                 if link.state != MasterState::Down {
                     log::warn!("redis cluster: subscriber link down: {reason}");
                 }
@@ -741,7 +760,9 @@ impl Manager {
                 self.refresh.notify_one();
             }
             LinkEvent::Subscribed(id, channel) => {
-                let Some(link) = self.link_mut(id) else { return };
+                let Some(link) = self.link_mut(id) else {
+                    return;
+                };
                 link.pending.remove(&channel);
                 link.subscribed.insert(channel.clone());
                 if self.wanted.contains(&channel) && !self.confirmed_before.insert(channel) {
@@ -749,7 +770,9 @@ impl Manager {
                 }
             }
             LinkEvent::Unsubscribed(id, channel, cause) => {
-                let Some(link) = self.link_mut(id) else { return };
+                let Some(link) = self.link_mut(id) else {
+                    return;
+                };
                 link.pending.remove(&channel);
                 link.subscribed.remove(&channel);
                 if cause == UnsubscribeCause::Server {
@@ -760,17 +783,32 @@ impl Manager {
                 }
             }
             LinkEvent::Refused(id, channels, error) => {
-                let Some(link) = self.link_mut(id) else { return };
+                let Some(link) = self.link_mut(id) else {
+                    return;
+                };
                 for channel in &channels {
                     link.pending.remove(channel);
                 }
-                log::debug!("redis cluster: {} channel(s) refused: {error}", channels.len());
+                log::debug!(
+                    "redis cluster: {} channel(s) refused: {error}",
+                    channels.len()
+                );
                 self.status.refused_commands.fetch_add(1, Ordering::Relaxed);
+                self.refresh.notify_one();
+                // Cluster spec: MOVED names the node that serves the slot now; ask it at once
+                // (a server's own `sunsubscribe` on a moved slot is answered this way within
+                // two round trips, long before the next slot map).
+                if let ReplyError::Moved { slot, address } = error
+                    && self.links.contains_key(&address)
+                    && self.redirects.len() < topology::SLOT_COUNT
+                {
+                    self.redirects.insert(slot, address);
+                    return;
+                }
                 let retry_at = Instant::now() + REFUSED_RETRY_DELAY;
                 for channel in channels {
                     self.retry_after.insert(channel, retry_at);
                 }
-                self.refresh.notify_one();
             }
         }
     }
@@ -800,6 +838,7 @@ impl Manager {
             }
         }
         self.retry_after.clear();
+        self.redirects.clear();
         self.shared.borrow_mut().topology = Rc::new(topology);
         self.status.topology_changes.fetch_add(1, Ordering::Relaxed);
     }
@@ -844,14 +883,22 @@ impl Manager {
         self.links.insert(address, link);
     }
 
-    /// The address of the master serving `channel`, by the current slot map.
-    fn owner_address(topology: &Topology, channel: &str) -> Option<(u16, String)> {
+    /// The slot of `channel` and the address of the master serving it: the last `MOVED`
+    /// for that slot if one came after the current slot map, else the slot map's owner.
+    fn owner_address(
+        redirects: &HashMap<u16, String>,
+        topology: &Topology,
+        channel: &str,
+    ) -> Option<(u16, String)> {
         let slot = hash_slot(channel);
-        Some((slot, topology.owner(slot)?.address.clone()))
+        match redirects.get(&slot) {
+            Some(address) => Some((slot, address.clone())),
+            None => Some((slot, topology.owner(slot)?.address.clone())),
+        }
     }
 
     fn is_subscribed_on_owner(&self, topology: &Topology, channel: &str) -> bool {
-        Self::owner_address(topology, channel)
+        Self::owner_address(&self.redirects, topology, channel)
             .and_then(|(_, address)| self.links.get(&address))
             .is_some_and(|link| link.state == MasterState::Up && link.subscribed.contains(channel))
     }
@@ -865,7 +912,8 @@ impl Manager {
         // address -> slot -> channels.
         let mut subscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
         for channel in &self.wanted {
-            let Some((slot, address)) = Self::owner_address(&topology, channel) else {
+            let Some((slot, address)) = Self::owner_address(&self.redirects, &topology, channel)
+            else {
                 continue;
             };
             let Some(link) = self.links.get(&address) else {
@@ -890,11 +938,13 @@ impl Manager {
             let unwanted: Vec<String> = link
                 .subscribed
                 .iter()
-                .filter(|channel| !self.wanted.contains(*channel) && !link.pending.contains(*channel))
+                .filter(|channel| {
+                    !self.wanted.contains(*channel) && !link.pending.contains(*channel)
+                })
                 .cloned()
                 .collect();
             for channel in unwanted {
-                match Self::owner_address(&topology, &channel) {
+                match Self::owner_address(&self.redirects, &topology, &channel) {
                     Some((slot, owner)) if owner == *address => {
                         let by_slot = unsubscribe.entry(address.clone()).or_default();
                         by_slot.entry(slot).or_default().push(channel);
@@ -973,7 +1023,9 @@ impl Manager {
             .iter()
             .filter(|channel| self.is_subscribed_on_owner(&topology, channel))
             .count();
-        let ready = !topology.is_empty() && subscribed == self.wanted.len();
+        let masters = self.master_reports();
+        let publishers_up = masters.iter().all(|master| master.publisher_connected);
+        let ready = !topology.is_empty() && subscribed == self.wanted.len() && publishers_up;
         self.status.ready.store(ready, Ordering::Relaxed);
         self.status
             .wanted_channels
@@ -981,6 +1033,12 @@ impl Manager {
         self.status
             .subscribed_channels
             .store(subscribed as u64, Ordering::Relaxed);
+        if let Ok(mut table) = self.status.masters.lock() {
+            *table = masters;
+        }
+    }
+
+    fn master_reports(&self) -> Vec<MasterReport> {
         let shared = self.shared.borrow();
         let mut masters: Vec<MasterReport> = self
             .links
@@ -997,9 +1055,7 @@ impl Manager {
             })
             .collect();
         masters.sort_by(|a, b| a.address.cmp(&b.address));
-        if let Ok(mut table) = self.status.masters.lock() {
-            *table = masters;
-        }
+        masters
     }
 }
 
@@ -1029,8 +1085,12 @@ async fn refresh_topology(
                 last = Some(topology);
             }
         }
-        // While nothing is known yet, ask again soon.
-        let wait = if last.is_none() { REFRESH_GAP_MIN * 5 } else { period };
+        // While something is missing, ask again soon.
+        let wait = if status.ready.load(Ordering::Relaxed) {
+            period
+        } else {
+            REFRESH_WHILE_NOT_READY
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = refresh.notified() => {}

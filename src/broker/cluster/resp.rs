@@ -96,9 +96,9 @@ pub fn decode(buffer: &mut BytesMut, bulk_bytes_max: usize) -> Result<Option<Fra
         return Ok(None);
     };
     let mut bytes = buffer.split_to(length).freeze();
-    parse(&mut bytes)
-        .map(Some)
-        .ok_or(RespError::Unexpected("a checked frame did not parse".into()))
+    parse(&mut bytes).map(Some).ok_or(RespError::Unexpected(
+        "a checked frame did not parse".into(),
+    ))
 }
 
 /// The line starting at `start` (without CRLF), or `None` if its CRLF has not arrived.
@@ -361,7 +361,10 @@ mod tests {
             decode_all(b"-ERR unknown command 'asdf'\r\n").unwrap(),
             vec![Frame::Error("ERR unknown command 'asdf'".into())]
         );
-        assert_eq!(decode_all(b":1000\r\n").unwrap(), vec![Frame::Integer(1000)]);
+        assert_eq!(
+            decode_all(b":1000\r\n").unwrap(),
+            vec![Frame::Integer(1000)]
+        );
         assert_eq!(decode_all(b"$5\r\nhello\r\n").unwrap(), vec![bulk("hello")]);
         assert_eq!(decode_all(b"$0\r\n\r\n").unwrap(), vec![bulk("")]);
         assert_eq!(decode_all(b"$-1\r\n").unwrap(), vec![Frame::Bulk(None)]);
@@ -444,7 +447,10 @@ mod tests {
 
     #[test]
     fn unknown_type_is_refused() {
-        assert_eq!(decode_all(b"!3\r\nabc\r\n"), Err(RespError::UnknownType(b'!')));
+        assert_eq!(
+            decode_all(b"!3\r\nabc\r\n"),
+            Err(RespError::UnknownType(b'!'))
+        );
     }
 
     #[test]

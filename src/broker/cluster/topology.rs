@@ -354,7 +354,10 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,hostname1 myself,
         for bad in ["16384", "5-3", "x", "1-"] {
             let line = format!("a 127.0.0.1:1@2 master - 0 0 1 connected {bad}");
             assert!(
-                matches!(parse_cluster_nodes(&line), Err(TopologyError::InvalidSlot(_))),
+                matches!(
+                    parse_cluster_nodes(&line),
+                    Err(TopologyError::InvalidSlot(_))
+                ),
                 "{bad}"
             );
         }

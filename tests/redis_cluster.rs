@@ -1,0 +1,628 @@
+//! The Redis Cluster sharded pub/sub component (`ringcast::broker::cluster`) against a real
+//! 3-master / 3-replica cluster started by each test on free loopback ports: delivery on every
+//! master, exactly once and in order per channel; demand-driven SSUBSCRIBE per master; kill -9
+//! of a master (failover) and a slot migration while publishing.
+//!
+//! The component runs as in the subscriber core: on its own thread, on a current-thread tokio
+//! runtime inside a `LocalSet`. The test thread drives it over channels (`Driver`) and changes
+//! the cluster with blocking helpers meanwhile.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::redis_cluster::{RedisCluster, wait_for};
+use ringcast::broker::cluster::{
+    ClusterError, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
+    topology::hash_slot,
+};
+
+/// How long a test waits for a message that should arrive.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(15);
+
+/// One publish the driver's publisher made.
+#[derive(Debug, Clone)]
+struct PublishRecord {
+    /// The channel.
+    channel: String,
+    /// Its sequence number on that channel.
+    sequence: u64,
+    /// What SPUBLISH answered.
+    outcome: Result<u64, ClusterError>,
+    /// When it answered.
+    at: Instant,
+}
+
+/// Commands from the test thread to the component's thread.
+enum DriverCommand {
+    Interest(
+        Vec<String>,
+        Vec<String>,
+        std_mpsc::Sender<Result<(), ClusterError>>,
+    ),
+    Publish(String, String, std_mpsc::Sender<Result<u64, ClusterError>>),
+    /// Publish `seq` on every channel every period, until stopped.
+    StartPublisher(Vec<String>, Duration),
+    StopPublisher,
+}
+
+/// The component on its own thread, driven from the test.
+struct Driver {
+    commands: Option<tokio::sync::mpsc::UnboundedSender<DriverCommand>>,
+    /// Every message received, with its arrival time.
+    messages: std_mpsc::Receiver<(Instant, String, String)>,
+    /// What the publisher published.
+    published: std_mpsc::Receiver<PublishRecord>,
+    status: Arc<ClusterStatus>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Driver {
+    fn start(settings: ClusterSettings) -> Driver {
+        let (command_sender, mut commands) = tokio::sync::mpsc::unbounded_channel();
+        let (message_sender, messages) = std_mpsc::channel();
+        let (record_sender, published) = std_mpsc::channel();
+        let (status_sender, status_receiver) = std_mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async move {
+                let (cluster, mut received) = ClusterSubscriber::start(settings).unwrap();
+                status_sender.send(cluster.status()).unwrap();
+                tokio::task::spawn_local(async move {
+                    while let Some(message) = received.recv().await {
+                        let channel = message.channel_name().unwrap().to_string();
+                        let payload = String::from_utf8_lossy(&message.payload).to_string();
+                        if message_sender
+                            .send((Instant::now(), channel, payload))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+                let mut publisher: Option<(tokio::task::JoinHandle<()>, Rc<Cell<bool>>)> = None;
+                while let Some(command) = commands.recv().await {
+                    match command {
+                        DriverCommand::Interest(added, removed, reply) => {
+                            let cluster = cluster.clone();
+                            tokio::task::spawn_local(async move {
+                                let _ = reply.send(cluster.set_interest(&added, &removed).await);
+                            });
+                        }
+                        DriverCommand::Publish(channel, payload, reply) => {
+                            let result = cluster.publish(&channel, Bytes::from(payload)).await;
+                            let _ = reply.send(result);
+                        }
+                        DriverCommand::StartPublisher(channels, period) => {
+                            let cluster = cluster.clone();
+                            let records = record_sender.clone();
+                            let stop = Rc::new(Cell::new(false));
+                            let task = tokio::task::spawn_local(publish_forever(
+                                cluster,
+                                channels,
+                                period,
+                                records,
+                                stop.clone(),
+                            ));
+                            publisher = Some((task, stop));
+                        }
+                        DriverCommand::StopPublisher => {
+                            // Stopped between rounds, so every publish sent is recorded.
+                            if let Some((task, stop)) = publisher.take() {
+                                stop.set(true);
+                                let _ = task.await;
+                            }
+                        }
+                    }
+                }
+            });
+        });
+        let status = status_receiver
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the component starts");
+        Driver {
+            commands: Some(command_sender),
+            messages,
+            published,
+            status,
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, command: DriverCommand) {
+        self.commands
+            .as_ref()
+            .unwrap()
+            .send(command)
+            .expect("driver alive");
+    }
+
+    fn set_interest(&self, added: &[String], removed: &[String]) -> Result<(), ClusterError> {
+        let (reply, answer) = std_mpsc::channel();
+        self.send(DriverCommand::Interest(
+            added.to_vec(),
+            removed.to_vec(),
+            reply,
+        ));
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .expect("set_interest answers")
+    }
+
+    fn publish(&self, channel: &str, payload: &str) -> Result<u64, ClusterError> {
+        let (reply, answer) = std_mpsc::channel();
+        self.send(DriverCommand::Publish(
+            channel.to_string(),
+            payload.to_string(),
+            reply,
+        ));
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .expect("publish answers")
+    }
+
+    fn ready(&self) -> bool {
+        self.status.ready.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the next message.
+    fn next_message(&self, patience: Duration) -> Option<(Instant, String, String)> {
+        self.messages.recv_timeout(patience).ok()
+    }
+
+    /// Everything received within `quiet` of the previous message.
+    fn drain_messages(&self, quiet: Duration) -> Vec<(Instant, String, String)> {
+        let mut all = Vec::new();
+        while let Some(message) = self.next_message(quiet) {
+            all.push(message);
+        }
+        all
+    }
+
+    fn masters(&self) -> Vec<ringcast::broker::cluster::MasterReport> {
+        self.status.masters.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Publishes `{sequence}` on each channel every `period` until `stop`.
+async fn publish_forever(
+    cluster: ClusterSubscriber,
+    channels: Vec<String>,
+    period: Duration,
+    records: std_mpsc::Sender<PublishRecord>,
+    stop: Rc<Cell<bool>>,
+) {
+    let mut tick = tokio::time::interval(period);
+    // Bounded: the test stops the task; 100000 rounds at most.
+    for sequence in 0..100_000u64 {
+        tick.tick().await;
+        if stop.get() {
+            return;
+        }
+        for channel in &channels {
+            let outcome = cluster
+                .publish(channel, Bytes::from(sequence.to_string()))
+                .await;
+            let record = PublishRecord {
+                channel: channel.clone(),
+                sequence,
+                outcome,
+                at: Instant::now(),
+            };
+            if records.send(record).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn settings(cluster: &RedisCluster) -> ClusterSettings {
+    ClusterSettings {
+        seeds: cluster.seeds(),
+        ..ClusterSettings::default()
+    }
+}
+
+/// Asserts that per channel the received payloads are strictly increasing sequence numbers
+/// (in order, no duplicates); returns them per channel.
+fn sequences_in_order(messages: &[(Instant, String, String)]) -> BTreeMap<String, Vec<u64>> {
+    let mut per_channel: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (_, channel, payload) in messages {
+        let sequence: u64 = payload.parse().expect("a sequence number");
+        let received = per_channel.entry(channel.clone()).or_default();
+        if let Some(&last) = received.last() {
+            assert!(
+                sequence > last,
+                "{channel}: {sequence} after {last} (duplicate or reordered)"
+            );
+        }
+        received.push(sequence);
+    }
+    per_channel
+}
+
+/// Per channel: (published with success, received, lost = published and not received).
+fn losses(
+    records: &[PublishRecord],
+    received: &BTreeMap<String, Vec<u64>>,
+) -> BTreeMap<String, (usize, usize, Vec<u64>)> {
+    let mut table: BTreeMap<String, (usize, usize, Vec<u64>)> = BTreeMap::new();
+    for record in records {
+        let entry = table.entry(record.channel.clone()).or_default();
+        if record.outcome.is_ok() {
+            entry.0 += 1;
+            let got = received
+                .get(&record.channel)
+                .is_some_and(|sequences| sequences.binary_search(&record.sequence).is_ok());
+            if !got {
+                entry.2.push(record.sequence);
+            }
+        }
+    }
+    for (channel, sequences) in received {
+        table.entry(channel.clone()).or_default().1 = sequences.len();
+    }
+    table
+}
+
+/// Records `ready()` transitions on a watcher thread: (time, value).
+struct ReadyWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(Instant, bool)>>>,
+}
+
+impl ReadyWatch {
+    fn start(status: Arc<ClusterStatus>) -> ReadyWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut transitions = vec![(Instant::now(), status.ready.load(Ordering::Relaxed))];
+            // Bounded: stopped by the test, at most 10 minutes.
+            for _ in 0..600_000 {
+                if stop_flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ready = status.ready.load(Ordering::Relaxed);
+                if transitions.last().is_some_and(|(_, last)| *last != ready) {
+                    transitions.push((Instant::now(), ready));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            transitions
+        });
+        ReadyWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(Instant, bool)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn every_master_delivers_once_in_order_and_subscriptions_follow_demand() {
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3, "three masters");
+    let mut channel_settings = settings(&cluster);
+    channel_settings.channels_per_command_max = 7;
+    let driver = Driver::start(channel_settings);
+
+    // Two channels per master, and twenty channels of one slot (a hash tag): one set_interest.
+    let per_master: Vec<Vec<String>> = masters
+        .iter()
+        .map(|&master| {
+            vec![
+                cluster.channel_on(master, &format!("ws:broadcast:a{master}")),
+                cluster.channel_on(master, &format!("ws:broadcast:b{master}")),
+            ]
+        })
+        .collect();
+    let tagged: Vec<String> = (0..20)
+        .map(|index| format!("ws:broadcast:{{room}}{index}"))
+        .collect();
+    let mut wanted: Vec<String> = per_master.iter().flatten().cloned().collect();
+    wanted.extend(tagged.iter().cloned());
+    for channel in &wanted {
+        assert_eq!(hash_slot(channel), cluster.keyslot(channel), "{channel}");
+    }
+    driver.set_interest(&wanted, &[]).expect("confirmed");
+    wait_for("the component to be ready", || driver.ready());
+
+    // Demand-driven, per master: each master holds exactly the channels of its slots.
+    for &master in &masters {
+        let mut expected: Vec<String> = wanted
+            .iter()
+            .filter(|channel| cluster.owner_of_channel(channel) == master)
+            .cloned()
+            .collect();
+        expected.sort();
+        assert_eq!(cluster.shard_channels(master), expected, "master {master}");
+    }
+    let reports = driver.masters();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert!(
+        reports
+            .iter()
+            .all(|report| report.state == MasterState::Up && report.connects == 1),
+        "{reports:?}"
+    );
+
+    // Published through the component and through redis-cli -c, on every master.
+    let channels: Vec<String> = per_master.iter().flatten().cloned().collect();
+    for sequence in 0..30u64 {
+        for channel in &channels {
+            let receivers = if sequence % 3 == 0 {
+                cluster
+                    .spublish_cli(channel, &sequence.to_string())
+                    .expect("SPUBLISH") as u64
+            } else {
+                driver
+                    .publish(channel, &sequence.to_string())
+                    .expect("published")
+            };
+            assert_eq!(receivers, 1, "one subscription per node");
+        }
+    }
+    driver.publish(&tagged[5], "0").expect("published");
+    let messages = driver.drain_messages(Duration::from_millis(500));
+    let received = sequences_in_order(&messages);
+    for channel in &channels {
+        assert_eq!(
+            received.get(channel).map(Vec::len),
+            Some(30),
+            "{channel}: exactly once"
+        );
+    }
+    assert_eq!(received.get(&tagged[5]).map(Vec::len), Some(1));
+
+    // Removed interest disappears from its master; the rest stays.
+    let (dropped, kept) = (&per_master[0][0], &per_master[0][1]);
+    driver
+        .set_interest(&[], std::slice::from_ref(dropped))
+        .unwrap();
+    let master = masters[0];
+    wait_for("the unwanted channel to be unsubscribed", || {
+        let channels = cluster.shard_channels(master);
+        !channels.contains(dropped) && channels.contains(kept)
+    });
+    assert_eq!(driver.publish(dropped, "gone").unwrap(), 0);
+    driver.set_interest(&[], &tagged).unwrap();
+    wait_for("the tagged channels to be unsubscribed", || {
+        masters.iter().all(|&master| {
+            cluster
+                .shard_channels(master)
+                .iter()
+                .all(|c| !c.contains("{room}"))
+        })
+    });
+    assert!(driver.ready());
+    assert!(driver.drain_messages(Duration::from_millis(200)).is_empty());
+}
+
+#[test]
+fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() {
+    let mut cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let driver = Driver::start(settings(&cluster));
+    let channels: Vec<String> = masters
+        .iter()
+        .map(|&master| cluster.channel_on(master, "ws:broadcast:failover"))
+        .collect();
+    driver.set_interest(&channels, &[]).expect("confirmed");
+    wait_for("the component to be ready", || driver.ready());
+    let victim = masters[0];
+    let victim_channel = channels[0].clone();
+
+    driver.send(DriverCommand::StartPublisher(
+        channels.clone(),
+        Duration::from_millis(2),
+    ));
+    let first = driver
+        .next_message(DELIVERY_PATIENCE)
+        .expect("delivery starts");
+    let watch = ReadyWatch::start(driver.status.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let killed_at = Instant::now();
+    let (promoted, promotion) = cluster.kill_master_and_wait_for_promotion(victim);
+    wait_for("the component to be ready again", || driver.ready());
+    let ready_again = killed_at.elapsed();
+    // Keep publishing a while on the new owner, then stop and collect everything.
+    std::thread::sleep(Duration::from_millis(1000));
+    driver.send(DriverCommand::StopPublisher);
+    let mut messages = vec![first];
+    messages.extend(driver.drain_messages(Duration::from_millis(1000)));
+    let transitions = watch.finish();
+    let records: Vec<PublishRecord> = driver.published.try_iter().collect();
+
+    let received = sequences_in_order(&messages);
+    let table = losses(&records, &received);
+    let refused = records
+        .iter()
+        .filter(|record| record.outcome.is_err())
+        .count();
+    // Delivery resumed: the first message on the victim's channel published (answered) after
+    // the kill and received.
+    let published_after_kill: Vec<u64> = records
+        .iter()
+        .filter(|record| record.channel == victim_channel && record.at > killed_at)
+        .filter(|record| record.outcome.is_ok())
+        .map(|record| record.sequence)
+        .collect();
+    let resumed = messages
+        .iter()
+        .filter(|(_, channel, _)| *channel == victim_channel)
+        .find(|(_, _, payload)| published_after_kill.contains(&payload.parse().unwrap()))
+        .map(|(at, _, _)| at.duration_since(killed_at));
+    let not_ready: Vec<String> = transitions
+        .iter()
+        .map(|(at, ready)| format!("{ready}@{:?}", at.saturating_duration_since(killed_at)))
+        .collect();
+    eprintln!(
+        "failover: promotion {promotion:?}, ready again {ready_again:?}, victim channel \
+         delivering again {resumed:?} after the kill; ready transitions {not_ready:?}; \
+         publishes refused (not published) {refused}; per channel (published, received, lost): {:?}",
+        table
+            .iter()
+            .map(|(channel, (ok, got, lost))| (channel, ok, got, lost.len()))
+            .collect::<Vec<_>>()
+    );
+
+    assert!(
+        transitions
+            .iter()
+            .any(|(at, ready)| !ready && *at >= killed_at),
+        "ready() went false: {not_ready:?}"
+    );
+    assert!(driver.ready());
+    let resumed = resumed.expect("the victim's channel delivers again");
+    assert!(resumed < Duration::from_secs(15), "{resumed:?}");
+    for (channel, (published, _, lost)) in &table {
+        assert!(*published > 0, "{channel} was published");
+        if *channel != victim_channel {
+            assert!(
+                lost.is_empty(),
+                "{channel}: other masters lose nothing: {lost:?}"
+            );
+        }
+    }
+    assert!(driver.status.resubscriptions.load(Ordering::Relaxed) >= 1);
+    let reports = driver.masters();
+    let promoted_address = format!("127.0.0.1:{promoted}");
+    assert!(
+        reports
+            .iter()
+            .any(|report| report.address == promoted_address && report.state == MasterState::Up),
+        "{reports:?}"
+    );
+    assert!(
+        !reports
+            .iter()
+            .any(|report| report.address == format!("127.0.0.1:{victim}")),
+        "{reports:?}"
+    );
+    assert_eq!(
+        cluster.shard_channels(promoted),
+        vec![victim_channel.clone()]
+    );
+    assert_eq!(cluster.spublish_cli(&victim_channel, "1000000"), Ok(1));
+    let (_, channel, payload) = driver.next_message(DELIVERY_PATIENCE).expect("delivered");
+    assert_eq!((channel, payload), (victim_channel, "1000000".to_string()));
+}
+
+#[test]
+fn a_migrated_slot_keeps_delivering_from_its_new_master() {
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let driver = Driver::start(settings(&cluster));
+    let (source, target) = (masters[0], masters[1]);
+    let channel = cluster.channel_on(source, "ws:broadcast:moving");
+    let other = cluster.channel_on(source, "ws:broadcast:staying");
+    let slot = cluster.keyslot(&channel);
+    assert_ne!(slot, cluster.keyslot(&other), "two slots of one master");
+    driver
+        .set_interest(&[channel.clone(), other.clone()], &[])
+        .expect("confirmed");
+    wait_for("the component to be ready", || driver.ready());
+
+    driver.send(DriverCommand::StartPublisher(
+        vec![channel.clone(), other.clone()],
+        Duration::from_millis(2),
+    ));
+    let first = driver
+        .next_message(DELIVERY_PATIENCE)
+        .expect("delivery starts");
+    std::thread::sleep(Duration::from_millis(300));
+    let moved_at = Instant::now();
+    cluster.migrate_slot(slot, target);
+    wait_for("the channel to be subscribed on the new master", || {
+        cluster.shard_channels(target) == vec![channel.clone()]
+    });
+    let moved_after = moved_at.elapsed();
+    assert_eq!(cluster.shard_channels(source), vec![other.clone()]);
+    std::thread::sleep(Duration::from_millis(500));
+    driver.send(DriverCommand::StopPublisher);
+    let mut messages = vec![first];
+    messages.extend(driver.drain_messages(Duration::from_millis(1000)));
+    let records: Vec<PublishRecord> = driver.published.try_iter().collect();
+    let received = sequences_in_order(&messages);
+    let table = losses(&records, &received);
+    let refused: Vec<String> = records
+        .iter()
+        .filter_map(|record| record.outcome.as_ref().err().map(|error| error.to_string()))
+        .collect();
+    let status = &driver.status;
+    eprintln!(
+        "migration: subscribed on the new master {moved_after:?} after the move began; \
+         publishes refused {refused:?}; server sunsubscribes {}; resubscriptions {}; per channel \
+         (published, received, lost): {:?}",
+        status.server_unsubscribes.load(Ordering::Relaxed),
+        status.resubscriptions.load(Ordering::Relaxed),
+        table
+            .iter()
+            .map(|(channel, (ok, got, lost))| (channel, ok, got, lost.clone()))
+            .collect::<Vec<_>>()
+    );
+    let last_published = records
+        .iter()
+        .rev()
+        .find(|record| record.channel == channel && record.outcome.is_ok())
+        .expect("published after the move");
+    assert!(
+        received[&channel].contains(&last_published.sequence),
+        "delivery continues on the new master"
+    );
+    assert!(table[&other].2.is_empty(), "the other slot loses nothing");
+    assert!(status.server_unsubscribes.load(Ordering::Relaxed) >= 1);
+    assert!(status.resubscriptions.load(Ordering::Relaxed) >= 1);
+    assert!(driver.ready());
+}
+
+#[test]
+fn publishing_to_a_dead_master_fails_fast_and_is_never_sent_later() {
+    let mut cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let driver = Driver::start(settings(&cluster));
+    let channel = cluster.channel_on(masters[0], "ws:broadcast:dead");
+    driver
+        .set_interest(std::slice::from_ref(&channel), &[])
+        .unwrap();
+    cluster.kill(masters[0]);
+    wait_for("the component to see the master down", || !driver.ready());
+    let started = Instant::now();
+    let failed = driver.publish(&channel, "never");
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    wait_for("a replica to take over", || {
+        cluster
+            .owner_of_slot(cluster.keyslot(&channel))
+            .is_some_and(|owner| owner != masters[0])
+    });
+    wait_for("the component to be ready again", || driver.ready());
+    driver.publish(&channel, "after").expect("published");
+    let (_, _, payload) = driver.next_message(DELIVERY_PATIENCE).expect("delivered");
+    assert_eq!(payload, "after", "the refused publish was never sent");
+}
