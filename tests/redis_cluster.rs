@@ -36,8 +36,8 @@ struct PublishRecord {
     sequence: u64,
     /// What SPUBLISH answered.
     outcome: Result<u64, ClusterError>,
-    /// When it answered.
-    at: Instant,
+    /// How long it took.
+    took: Duration,
 }
 
 /// Commands from the test thread to the component's thread.
@@ -220,6 +220,7 @@ async fn publish_forever(
             return;
         }
         for channel in &channels {
+            let started = Instant::now();
             let outcome = cluster
                 .publish(channel, Bytes::from(sequence.to_string()))
                 .await;
@@ -227,7 +228,7 @@ async fn publish_forever(
                 channel: channel.clone(),
                 sequence,
                 outcome,
-                at: Instant::now(),
+                took: started.elapsed(),
             };
             if records.send(record).is_err() {
                 return;
@@ -319,6 +320,96 @@ impl ReadyWatch {
     fn finish(mut self) -> Vec<(Instant, bool)> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// What the outside publisher recorded: sequence, SPUBLISH's answer, when.
+type ExternalRecord = (u64, Result<i64, String>, Instant);
+
+/// A publisher outside ringcast, like `redis-cli -c` in a loop: its own connection to a node,
+/// following MOVED, trying the next node when its node is unreachable. Returns, per sequence
+/// number, what SPUBLISH answered (receivers, or the error) and when.
+struct ExternalPublisher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<ExternalRecord>>>,
+}
+
+impl ExternalPublisher {
+    fn start(ports: Vec<u16>, first: u16, channel: String, period: Duration) -> ExternalPublisher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut port = first;
+            let mut connection: Option<std::io::BufReader<std::net::TcpStream>> = None;
+            let mut records = Vec::new();
+            // Bounded: stopped by the test, 100000 messages at most.
+            for sequence in 0..100_000u64 {
+                if stop_flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mut outcome = Err("not sent".to_string());
+                // One redirection followed, as redis-cli -c does.
+                for _ in 0..2 {
+                    outcome = spublish_raw(&mut connection, port, &channel, sequence);
+                    match &outcome {
+                        Err(error) if error.starts_with("MOVED") => {
+                            let address = error.split_whitespace().nth(2).unwrap_or_default();
+                            port = address.rsplit(':').next().unwrap().parse().unwrap();
+                            connection = None;
+                        }
+                        Err(_) if connection.is_none() => {
+                            let index = ports.iter().position(|p| *p == port).unwrap_or(0);
+                            port = ports[(index + 1) % ports.len()];
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                records.push((sequence, outcome, Instant::now()));
+                std::thread::sleep(period);
+            }
+            records
+        });
+        ExternalPublisher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<ExternalRecord> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn spublish_raw(
+    connection: &mut Option<std::io::BufReader<std::net::TcpStream>>,
+    port: u16,
+    channel: &str,
+    sequence: u64,
+) -> Result<i64, String> {
+    use std::io::Write;
+    if connection.is_none() {
+        let stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        *connection = Some(std::io::BufReader::new(stream));
+    }
+    let reader = connection.as_mut().unwrap();
+    let command = common::resp_command(&["SPUBLISH", channel, &sequence.to_string()]);
+    let reply = reader
+        .get_mut()
+        .write_all(&command)
+        .and_then(|()| common::redis_cluster::read_reply(reader));
+    match reply {
+        Ok(common::redis_cluster::Reply::Integer(receivers)) => Ok(receivers),
+        Ok(other) => Err(other.text()),
+        Err(error) => {
+            *connection = None;
+            Err(error.to_string())
+        }
     }
 }
 
@@ -436,11 +527,24 @@ fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() 
     wait_for("the component to be ready", || driver.ready());
     let victim = masters[0];
     let victim_channel = channels[0].clone();
+    // A second channel on the victim, published by an outside publisher (own connection,
+    // following MOVED): what a user's `redis-cli -c SPUBLISH` loop would see.
+    let external_channel = cluster.channel_on(victim, "ws:broadcast:external");
+    driver
+        .set_interest(std::slice::from_ref(&external_channel), &[])
+        .expect("confirmed");
+    wait_for("the component to be ready", || driver.ready());
 
     driver.send(DriverCommand::StartPublisher(
         channels.clone(),
         Duration::from_millis(2),
     ));
+    let external = ExternalPublisher::start(
+        cluster.ports(),
+        victim,
+        external_channel.clone(),
+        Duration::from_millis(2),
+    );
     let first = driver
         .next_message(DELIVERY_PATIENCE)
         .expect("delivery starts");
@@ -453,30 +557,78 @@ fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() 
     // Keep publishing a while on the new owner, then stop and collect everything.
     std::thread::sleep(Duration::from_millis(1000));
     driver.send(DriverCommand::StopPublisher);
+    let external_records = external.finish();
     let mut messages = vec![first];
     messages.extend(driver.drain_messages(Duration::from_millis(1000)));
     let transitions = watch.finish();
     let records: Vec<PublishRecord> = driver.published.try_iter().collect();
 
     let received = sequences_in_order(&messages);
+    let external_received = received.get(&external_channel).cloned().unwrap_or_default();
+    let external_accepted: Vec<&ExternalRecord> = external_records
+        .iter()
+        .filter(|(_, outcome, _)| outcome.is_ok())
+        .collect();
+    let external_lost: Vec<(u64, i64, Duration)> = external_accepted
+        .iter()
+        .filter(|(sequence, _, _)| external_received.binary_search(sequence).is_err())
+        .map(|(sequence, outcome, at)| {
+            let receivers = *outcome.as_ref().unwrap();
+            (
+                *sequence,
+                receivers,
+                at.saturating_duration_since(killed_at),
+            )
+        })
+        .collect();
+    eprintln!(
+        "failover, outside publisher: {} sent, {} accepted, {} refused (errors), {} received, \
+         {} lost (accepted, not received; sequence, receivers, time after the kill): {:?}",
+        external_records.len(),
+        external_accepted.len(),
+        external_records.len() - external_accepted.len(),
+        external_received.len(),
+        external_lost.len(),
+        external_lost
+    );
+    assert!(
+        external_lost
+            .iter()
+            .all(|(_, receivers, _)| *receivers == 0),
+        "a message counted by Redis as received by us was lost: {external_lost:?}"
+    );
+    let received = sequences_in_order(&messages);
     let table = losses(&records, &received);
     let refused = records
         .iter()
         .filter(|record| record.outcome.is_err())
         .count();
-    // Delivery resumed: the first message on the victim's channel published (answered) after
-    // the kill and received.
-    let published_after_kill: Vec<u64> = records
+    // Delivery resumed: the first message received on the victim's channel that was
+    // published after the first publish refused during the outage.
+    let outage_began = records
         .iter()
-        .filter(|record| record.channel == victim_channel && record.at > killed_at)
-        .filter(|record| record.outcome.is_ok())
+        .filter(|record| record.channel == victim_channel && record.outcome.is_err())
         .map(|record| record.sequence)
-        .collect();
+        .min()
+        .expect("publishes were refused while the owner was down");
     let resumed = messages
         .iter()
         .filter(|(_, channel, _)| *channel == victim_channel)
-        .find(|(_, _, payload)| published_after_kill.contains(&payload.parse().unwrap()))
+        .find(|(_, _, payload)| payload.parse::<u64>().unwrap() > outage_began)
         .map(|(at, _, _)| at.duration_since(killed_at));
+    let refused_took: Vec<Duration> = records
+        .iter()
+        .filter(|record| record.outcome.is_err())
+        .map(|record| record.took)
+        .collect();
+    eprintln!(
+        "failover: refused publishes took at most {:?}; errors {:?}",
+        refused_took.iter().max(),
+        records
+            .iter()
+            .filter_map(|record| record.outcome.as_ref().err().map(|e| e.to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+    );
     let not_ready: Vec<String> = transitions
         .iter()
         .map(|(at, ready)| format!("{ready}@{:?}", at.saturating_duration_since(killed_at)))
@@ -500,7 +652,7 @@ fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() 
     assert!(driver.ready());
     let resumed = resumed.expect("the victim's channel delivers again");
     assert!(resumed < Duration::from_secs(15), "{resumed:?}");
-    for (channel, (published, _, lost)) in &table {
+    for (channel, (published, _, lost)) in table.iter().filter(|(c, _)| **c != external_channel) {
         assert!(*published > 0, "{channel} was published");
         if *channel != victim_channel {
             assert!(
@@ -524,10 +676,9 @@ fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() 
             .any(|report| report.address == format!("127.0.0.1:{victim}")),
         "{reports:?}"
     );
-    assert_eq!(
-        cluster.shard_channels(promoted),
-        vec![victim_channel.clone()]
-    );
+    let mut expected = vec![victim_channel.clone(), external_channel.clone()];
+    expected.sort();
+    assert_eq!(cluster.shard_channels(promoted), expected);
     assert_eq!(cluster.spublish_cli(&victim_channel, "1000000"), Ok(1));
     let (_, channel, payload) = driver.next_message(DELIVERY_PATIENCE).expect("delivered");
     assert_eq!((channel, payload), (victim_channel, "1000000".to_string()));

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::resp::{self, Push, ReplyError};
+use super::resp::{self, Push, ReplyError, RespError};
 use super::{ClusterMessage, ClusterStatus};
 
 /// Most commands written and not yet fully answered on one connection.
@@ -44,6 +44,48 @@ pub enum LinkCommand {
     Subscribe(Vec<String>),
     /// SUNSUBSCRIBE these channels.
     Unsubscribe(Vec<String>),
+}
+
+/// Why a subscriber connection ended (the link reconnects after any of them).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The TCP connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// The TCP connection took too long.
+    #[error("no connection within {0:?}")]
+    ConnectTimeout(Duration),
+    /// The server closed the connection (or died).
+    #[error("closed by the server")]
+    Closed,
+    /// Reading failed.
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// Writing failed.
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    /// A write did not finish within a ping interval.
+    #[error("write blocked for {0:?}")]
+    WriteBlocked(Duration),
+    /// The previous PING is still unanswered after a ping interval.
+    #[error("no answer to PING for {0:?}")]
+    PingUnanswered(Duration),
+    /// PING answered with an error.
+    #[error("PING refused: {0}")]
+    PingRefused(ReplyError),
+    /// RESP: replies come in order, one per command; an error with no command waiting means
+    /// the stream is out of step.
+    #[error("an error reply with no command waiting: {0}")]
+    UnaskedError(ReplyError),
+    /// The server sent something that is not RESP2 or not for a subscriber.
+    #[error(transparent)]
+    Protocol(#[from] RespError),
+    /// The receiver of messages is gone (the subscriber core stopped).
+    #[error("the message receiver is gone")]
+    OutputClosed,
+    /// The manager is gone.
+    #[error("the manager is gone")]
+    ManagerGone,
 }
 
 /// Why a channel is no longer subscribed.
@@ -67,7 +109,7 @@ pub enum LinkEvent {
     /// A command was refused; these channels of it were not (un)subscribed.
     Refused(LinkId, Vec<String>, ReplyError),
     /// The connection failed or could not be made; commands in flight are lost.
-    Down(LinkId, String),
+    Down(LinkId, LinkError),
 }
 
 /// How a link connects.
@@ -141,12 +183,12 @@ pub async fn run(
                     return;
                 }
                 match serve(stream, &settings, &mut commands, &sinks).await {
-                    Ok(()) => return,
+                    Ok(()) | Err(LinkError::OutputClosed | LinkError::ManagerGone) => return,
                     Err(reason) => reason,
                 }
             }
-            Ok(Err(error)) => format!("cannot connect: {error}"),
-            Err(_) => format!("no connection within {:?}", settings.connect_timeout),
+            Ok(Err(error)) => LinkError::Connect(error),
+            Err(_) => LinkError::ConnectTimeout(settings.connect_timeout),
         };
         if sinks
             .events
@@ -176,7 +218,7 @@ async fn serve(
     settings: &LinkSettings,
     commands: &mut mpsc::Receiver<LinkCommand>,
     sinks: &Sinks,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let (mut reader, mut writer) = stream.into_split();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut pending: VecDeque<Pending> = VecDeque::new();
@@ -189,9 +231,9 @@ async fn serve(
         tokio::select! {
             read = reader.read_buf(&mut buffer) => {
                 match read {
-                    Ok(0) => return Err("closed by the server".into()),
+                    Ok(0) => return Err(LinkError::Closed),
                     Ok(_) => {}
-                    Err(error) => return Err(format!("read failed: {error}")),
+                    Err(error) => return Err(LinkError::Read(error)),
                 }
                 drain_frames(&mut buffer, settings, &mut pending, &mut ping_sent_at, sinks).await?;
                 buffer.reserve(READ_CHUNK_BYTES.saturating_sub(buffer.capacity()));
@@ -214,7 +256,7 @@ async fn serve(
             }
             _ = ping.tick() => {
                 if let Some(sent_at) = ping_sent_at {
-                    return Err(format!("no answer to PING for {:?}", sent_at.elapsed()));
+                    return Err(LinkError::PingUnanswered(sent_at.elapsed()));
                 }
                 if pending.len() < PENDING_COMMANDS_MAX {
                     resp::encode_command(&["PING"], &mut out);
@@ -231,13 +273,13 @@ async fn write(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     out: &mut BytesMut,
     settings: &LinkSettings,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let written = tokio::time::timeout(settings.ping_interval, writer.write_all(out)).await;
     out.clear();
     match written {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(format!("write failed: {error}")),
-        Err(_) => Err(format!("write blocked for {:?}", settings.ping_interval)),
+        Ok(Err(error)) => Err(LinkError::Write(error)),
+        Err(_) => Err(LinkError::WriteBlocked(settings.ping_interval)),
     }
 }
 
@@ -248,15 +290,13 @@ async fn drain_frames(
     pending: &mut VecDeque<Pending>,
     ping_sent_at: &mut Option<Instant>,
     sinks: &Sinks,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     // Bounded: each round consumes one frame from a finite buffer.
     loop {
-        let frame = match resp::decode(buffer, settings.message_bytes_max) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(()),
-            Err(error) => return Err(error.to_string()),
+        let Some(frame) = resp::decode(buffer, settings.message_bytes_max)? else {
+            return Ok(());
         };
-        let push = resp::classify(frame).map_err(|error| error.to_string())?;
+        let push = resp::classify(frame)?;
         handle(push, pending, ping_sent_at, sinks).await?;
     }
 }
@@ -266,7 +306,7 @@ async fn handle(
     pending: &mut VecDeque<Pending>,
     ping_sent_at: &mut Option<Instant>,
     sinks: &Sinks,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let id = sinks.id;
     let event = match push {
         Push::Message { channel, payload } => {
@@ -279,7 +319,7 @@ async fn handle(
             let message = ClusterMessage { channel, payload };
             return match sinks.output.send(message).await {
                 Ok(()) => Ok(()),
-                Err(_) => Err("the message receiver is gone".into()),
+                Err(_) => Err(LinkError::OutputClosed),
             };
         }
         Push::Subscribed(channel) => {
@@ -307,15 +347,15 @@ async fn handle(
             Some(Pending::Subscribe(channels) | Pending::Unsubscribe(channels)) => {
                 LinkEvent::Refused(id, channels.into_iter().collect(), error)
             }
-            Some(Pending::Ping) => return Err(format!("PING refused: {error}")),
-            None => return Err(format!("an error nobody asked for: {error}")),
+            Some(Pending::Ping) => return Err(LinkError::PingRefused(error)),
+            None => return Err(LinkError::UnaskedError(error)),
         },
     };
     sinks
         .events
         .send(event)
         .await
-        .map_err(|_| "the manager is gone".to_string())
+        .map_err(|_| LinkError::ManagerGone)
 }
 
 /// Removes `channel` from the oldest pending command of its kind that waits for it; true if

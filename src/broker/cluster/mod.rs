@@ -12,7 +12,7 @@
 //! - the topology task: `CLUSTER NODES` from every connected master (the seeds while none
 //!   answers), merged by config epoch ([`topology`]), every `topology_refresh_ms` and at once
 //!   when a link goes down, a command is redirected or a server drops a channel, and every
-//!   100 ms while not ready;
+//!   50 ms while not ready;
 //! - publishing: one fred `Client` per master, SPUBLISH to the slot's owner, one redirection
 //!   (`MOVED`) followed.
 //!
@@ -27,47 +27,27 @@
 //! `settings.output_capacity`).
 
 pub mod link;
+mod manager;
 pub mod resp;
 pub mod topology;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::CustomCommand;
 use futures::channel::oneshot;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use link::{LinkCommand, LinkEvent, LinkId, LinkSettings, UnsubscribeCause};
+use link::LinkSettings;
+use manager::Request;
 use resp::ReplyError;
-use topology::{NodeRecord, Topology, hash_slot};
-
-/// Capacity of the request channel from the handles to the manager.
-const REQUEST_CAPACITY: usize = 1024;
-/// Capacity of the event channel from the links to the manager.
-const EVENT_CAPACITY: usize = 4096;
-/// Capacity of each link's command channel.
-const LINK_COMMAND_CAPACITY: usize = 64;
-/// Requests or events taken in one round before reconciling.
-const BATCH_MAX: usize = 1024;
-/// Most `set_interest` calls waiting for their confirmation.
-const WAITERS_MAX: usize = 4096;
-/// How often the manager looks again at what is missing (retries, waiter deadlines).
-const TICK: Duration = Duration::from_millis(50);
-/// A channel refused by a master (MOVED, CLUSTERDOWN) is not asked again before this long,
-/// unless the topology changes first.
-const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(100);
-/// Shortest gap between two topology refreshes (a burst of triggers makes one refresh).
-const REFRESH_GAP_MIN: Duration = Duration::from_millis(20);
-/// Refresh period while not ready (a master down, a slot moving, nothing known yet): a
-/// promoted replica or a slot's new owner is found within this.
-const REFRESH_WHILE_NOT_READY: Duration = Duration::from_millis(100);
+use topology::{Topology, hash_slot};
 
 /// Settings of the cluster subscriber. Every field has its unit in its name.
 #[derive(Debug, Clone)]
@@ -317,27 +297,13 @@ pub struct ClusterStatus {
     pub masters: Mutex<Vec<MasterReport>>,
 }
 
-/// A request from a handle to the manager.
-#[derive(Debug)]
-enum Request {
-    /// `set_interest`.
-    Interest {
-        /// Channels now wanted.
-        added: Vec<String>,
-        /// Channels no longer wanted.
-        removed: Vec<String>,
-        /// Answered when every added channel is confirmed, or at the deadline.
-        reply: oneshot::Sender<Result<(), ClusterError>>,
-    },
-}
-
 /// What the manager and the handles share (same thread): the slot map and the publishers.
 #[derive(Default)]
 struct Shared {
     /// The current slot map.
     topology: Rc<Topology>,
     /// One publishing client per master, by address.
-    publishers: HashMap<String, Client>,
+    publishers: HashMap<String, Publisher>,
     /// Clients of the seed nodes, asked for the slot map while no master answers.
     seeds: Vec<Client>,
     /// Connection tasks of the seed clients, aborted on drop.
@@ -349,6 +315,28 @@ impl Drop for Shared {
         for task in &self.seed_tasks {
             task.abort();
         }
+    }
+}
+
+/// The publishing client of one master.
+#[derive(Clone)]
+struct Publisher {
+    /// The fred client (one connection to the master).
+    client: Client,
+    /// It has been connected at least once: while it never was, a publish waits for the first
+    /// connection (a new master's client is a few milliseconds old); after that a publish
+    /// while it is down fails at once.
+    connected_once: Rc<Cell<bool>>,
+}
+
+impl Publisher {
+    /// Connected now (and remembers that it was).
+    fn is_connected(&self) -> bool {
+        let connected = self.client.is_connected();
+        if connected {
+            self.connected_once.set(true);
+        }
+        connected
     }
 }
 
@@ -385,34 +373,15 @@ impl ClusterSubscriber {
         let shared = Rc::new(RefCell::new(shared));
         let status = Arc::new(ClusterStatus::default());
         let refresh = Rc::new(Notify::new());
-        let (request_sender, requests) = mpsc::channel(REQUEST_CAPACITY);
-        let (event_sender, events) = mpsc::channel(EVENT_CAPACITY);
-        let (topology_sender, topologies) = mpsc::channel(1);
         let (output, messages) = mpsc::channel(settings.output_capacity);
         let settings = Rc::new(settings);
-        let manager = Manager {
-            settings: settings.clone(),
-            status: status.clone(),
-            shared: shared.clone(),
-            refresh: refresh.clone(),
-            wanted: HashSet::new(),
-            confirmed_before: HashSet::new(),
-            retry_after: HashMap::new(),
-            redirects: HashMap::new(),
-            links: HashMap::new(),
-            next_link_id: 0,
-            waiters: VecDeque::new(),
-            events: event_sender,
-            output,
-        };
-        tokio::task::spawn_local(manager.run(requests, events, topologies));
-        tokio::task::spawn_local(refresh_topology(
+        let request_sender = manager::spawn(
             settings.clone(),
             shared.clone(),
             refresh.clone(),
-            topology_sender,
             status.clone(),
-        ));
+            output,
+        );
         let handle = ClusterSubscriber {
             requests: request_sender,
             shared,
@@ -469,8 +438,9 @@ impl ClusterSubscriber {
             let client = shared.publishers.get(&owner.address).cloned();
             (owner.address.clone(), client)
         };
-        let timeout = self.settings.command_timeout();
-        let first = spublish(client, &address, slot, channel, payload.clone(), timeout).await;
+        let first = self
+            .spublish(client, &address, slot, channel, payload.clone())
+            .await;
         let Err(PublishFailure::Moved(to)) = first else {
             return first.map_err(PublishFailure::into_error);
         };
@@ -478,7 +448,7 @@ impl ClusterSubscriber {
         // specified node" (and refresh its slot map). MOVED means it was not published.
         self.refresh.notify_one();
         let client = self.shared.borrow().publishers.get(&to).cloned();
-        spublish(client, &to, slot, channel, payload, timeout)
+        self.spublish(client, &to, slot, channel, payload)
             .await
             .map_err(PublishFailure::into_error)
     }
@@ -521,47 +491,59 @@ impl PublishFailure {
     }
 }
 
-async fn spublish(
-    client: Option<Client>,
-    address: &str,
-    slot: u16,
-    channel: &str,
-    payload: Bytes,
-    timeout: Duration,
-) -> Result<u64, PublishFailure> {
-    let down = || {
-        PublishFailure::Error(ClusterError::OwnerDown {
-            slot,
-            address: address.to_string(),
-        })
-    };
-    let client = client.ok_or_else(down)?;
-    if !client.is_connected() {
-        return Err(down());
-    }
-    // One attempt, failing fast: a publish answered with an error must not be delivered later
-    // by a retry after a reconnect.
-    let options = Options {
-        max_attempts: Some(1),
-        max_redirections: Some(0),
-        fail_fast: true,
-        timeout: Some(timeout),
-        ..Options::default()
-    };
-    let with_options = client.with_options(&options);
-    let sent = with_options.spublish::<u64, _, _>(channel.to_string(), payload);
-    match tokio::time::timeout(timeout, sent).await {
-        Ok(Ok(receivers)) => Ok(receivers),
-        Ok(Err(error)) => match ReplyError::parse(error.details().as_bytes()) {
-            ReplyError::Moved { address, .. } => Err(PublishFailure::Moved(address)),
-            _ if *error.kind() == ErrorKind::Timeout => {
-                Err(PublishFailure::Error(ClusterError::Timeout(timeout)))
+impl ClusterSubscriber {
+    /// One SPUBLISH attempt on `address`'s publisher.
+    async fn spublish(
+        &self,
+        publisher: Option<Publisher>,
+        address: &str,
+        slot: u16,
+        channel: &str,
+        payload: Bytes,
+    ) -> Result<u64, PublishFailure> {
+        let down = || {
+            PublishFailure::Error(ClusterError::OwnerDown {
+                slot,
+                address: address.to_string(),
+            })
+        };
+        let publisher = publisher.ok_or_else(down)?;
+        if !publisher.is_connected() {
+            if publisher.connected_once.get() {
+                return Err(down());
             }
-            _ => Err(PublishFailure::Error(ClusterError::Refused(
-                error.to_string(),
-            ))),
-        },
-        Err(_) => Err(PublishFailure::Error(ClusterError::Timeout(timeout))),
+            let connect_timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+            let connected =
+                tokio::time::timeout(connect_timeout, publisher.client.wait_for_connect()).await;
+            if !matches!(connected, Ok(Ok(()))) || !publisher.is_connected() {
+                return Err(down());
+            }
+        }
+        // One attempt, failing fast: a publish answered with an error must not be delivered
+        // later by a retry after a reconnect.
+        let timeout = self.settings.command_timeout();
+        let options = Options {
+            max_attempts: Some(1),
+            max_redirections: Some(0),
+            fail_fast: true,
+            timeout: Some(timeout),
+            ..Options::default()
+        };
+        let with_options = publisher.client.with_options(&options);
+        let sent = with_options.spublish::<u64, _, _>(channel.to_string(), payload);
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(Ok(receivers)) => Ok(receivers),
+            Ok(Err(error)) => match ReplyError::parse(error.details().as_bytes()) {
+                ReplyError::Moved { address, .. } => Err(PublishFailure::Moved(address)),
+                _ if *error.kind() == ErrorKind::Timeout => {
+                    Err(PublishFailure::Error(ClusterError::Timeout(timeout)))
+                }
+                _ => Err(PublishFailure::Error(ClusterError::Refused(
+                    error.to_string(),
+                ))),
+            },
+            Err(_) => Err(PublishFailure::Error(ClusterError::Timeout(timeout))),
+        }
     }
 }
 
@@ -594,551 +576,6 @@ fn build_client(address: &str, settings: &ClusterSettings) -> Result<Client, Clu
         })
         .build()
         .map_err(|error| ClusterError::InvalidSeed(format!("{address}: {error}")))
-}
-
-/// One master as the manager tracks it.
-struct Link {
-    /// Distinguishes this link's events from a replaced link's.
-    id: LinkId,
-    /// Commands to the subscriber connection.
-    commands: mpsc::Sender<LinkCommand>,
-    /// The subscriber connection's state.
-    state: MasterState,
-    /// Channels this connection confirmed (and the server has not dropped since).
-    subscribed: HashSet<String>,
-    /// Channels in an SSUBSCRIBE / SUNSUBSCRIBE not answered yet.
-    pending: HashSet<String>,
-    /// Successful connections.
-    connects: u64,
-    /// The subscriber connection task.
-    task: JoinHandle<()>,
-    /// The publishing client's connection task.
-    publisher_task: Option<JoinHandle<Result<(), fred::error::Error>>>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        // The client is not used again: ending its task closes its connection.
-        self.task.abort();
-        if let Some(task) = &self.publisher_task {
-            task.abort();
-        }
-    }
-}
-
-/// A `set_interest` call waiting for its channels.
-struct Waiter {
-    /// Channels added by the call.
-    channels: Vec<String>,
-    /// When the call was made.
-    started: Instant,
-    /// The answer.
-    reply: oneshot::Sender<Result<(), ClusterError>>,
-}
-
-/// The manager's state: owned by its task alone.
-struct Manager {
-    /// Settings.
-    settings: Rc<ClusterSettings>,
-    /// Counters and readiness.
-    status: Arc<ClusterStatus>,
-    /// Slot map and publishers (shared with the handles).
-    shared: Rc<RefCell<Shared>>,
-    /// Wakes the topology task.
-    refresh: Rc<Notify>,
-    /// Channels wanted.
-    wanted: HashSet<String>,
-    /// Wanted channels confirmed at least once (a later confirmation is a resubscription).
-    confirmed_before: HashSet<String>,
-    /// Channels refused recently, not asked again before the instant (or a new slot map).
-    retry_after: HashMap<String, Instant>,
-    /// Slot -> master address from `MOVED` answers newer than the slot map (at most one per
-    /// slot; cleared by the next slot map).
-    redirects: HashMap<u16, String>,
-    /// One link per master, by address.
-    links: HashMap<String, Link>,
-    /// Id of the next link.
-    next_link_id: LinkId,
-    /// `set_interest` calls waiting for confirmations, oldest first.
-    waiters: VecDeque<Waiter>,
-    /// Cloned into every new link.
-    events: mpsc::Sender<LinkEvent>,
-    /// Cloned into every new link: received messages.
-    output: mpsc::Sender<ClusterMessage>,
-}
-
-impl Manager {
-    async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<Request>,
-        mut events: mpsc::Receiver<LinkEvent>,
-        mut topologies: mpsc::Receiver<Topology>,
-    ) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Bounded: ends when every handle is dropped.
-        loop {
-            tokio::select! {
-                request = requests.recv() => {
-                    let Some(request) = request else { return };
-                    self.apply_request(request);
-                    for _ in 0..BATCH_MAX {
-                        let Ok(request) = requests.try_recv() else { break };
-                        self.apply_request(request);
-                    }
-                }
-                event = events.recv() => {
-                    let Some(event) = event else { return };
-                    self.apply_event(event);
-                    for _ in 0..BATCH_MAX {
-                        let Ok(event) = events.try_recv() else { break };
-                        self.apply_event(event);
-                    }
-                }
-                topology = topologies.recv() => {
-                    let Some(topology) = topology else { return };
-                    self.apply_topology(topology);
-                }
-                _ = tick.tick() => {}
-            }
-            self.reconcile();
-            self.settle_waiters();
-            self.report();
-        }
-    }
-
-    fn apply_request(&mut self, request: Request) {
-        let Request::Interest {
-            added,
-            removed,
-            reply,
-        } = request;
-        for channel in &removed {
-            self.wanted.remove(channel);
-            self.confirmed_before.remove(channel);
-            self.retry_after.remove(channel);
-        }
-        self.wanted.extend(added.iter().cloned());
-        self.waiters.push_back(Waiter {
-            channels: added,
-            started: Instant::now(),
-            reply,
-        });
-        // Bounded: the oldest waiter is let go (its caller serves its connections anyway).
-        while self.waiters.len() > WAITERS_MAX {
-            if let Some(waiter) = self.waiters.pop_front() {
-                let _ = waiter.reply.send(Err(ClusterError::Overloaded));
-            }
-        }
-    }
-
-    fn link_mut(&mut self, id: LinkId) -> Option<&mut Link> {
-        self.links.values_mut().find(|link| link.id == id)
-    }
-
-    fn apply_event(&mut self, event: LinkEvent) {
-        match event {
-            LinkEvent::Connected(id) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                link.state = MasterState::Up;
-                link.subscribed.clear();
-                link.pending.clear();
-                link.connects += 1;
-            }
-            LinkEvent::Down(id, reason) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                if link.state != MasterState::Down {
-                    log::warn!("redis cluster: subscriber link down: {reason}");
-                }
-                link.state = MasterState::Down;
-                link.subscribed.clear();
-                link.pending.clear();
-                self.refresh.notify_one();
-            }
-            LinkEvent::Subscribed(id, channel) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                link.pending.remove(&channel);
-                link.subscribed.insert(channel.clone());
-                if self.wanted.contains(&channel) && !self.confirmed_before.insert(channel) {
-                    self.status.resubscriptions.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            LinkEvent::Unsubscribed(id, channel, cause) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                link.pending.remove(&channel);
-                link.subscribed.remove(&channel);
-                if cause == UnsubscribeCause::Server {
-                    self.status
-                        .server_unsubscribes
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.refresh.notify_one();
-                }
-            }
-            LinkEvent::Refused(id, channels, error) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                for channel in &channels {
-                    link.pending.remove(channel);
-                }
-                log::debug!(
-                    "redis cluster: {} channel(s) refused: {error}",
-                    channels.len()
-                );
-                self.status.refused_commands.fetch_add(1, Ordering::Relaxed);
-                self.refresh.notify_one();
-                // Cluster spec: MOVED names the node that serves the slot now; ask it at once
-                // (a server's own `sunsubscribe` on a moved slot is answered this way within
-                // two round trips, long before the next slot map).
-                if let ReplyError::Moved { slot, address } = error
-                    && self.links.contains_key(&address)
-                    && self.redirects.len() < topology::SLOT_COUNT
-                {
-                    self.redirects.insert(slot, address);
-                    return;
-                }
-                let retry_at = Instant::now() + REFUSED_RETRY_DELAY;
-                for channel in channels {
-                    self.retry_after.insert(channel, retry_at);
-                }
-            }
-        }
-    }
-
-    fn apply_topology(&mut self, topology: Topology) {
-        let masters: HashSet<String> = topology
-            .masters()
-            .iter()
-            .map(|master| master.address.clone())
-            .collect();
-        // Links to nodes that no longer serve any slot end (a failed master replaced by its
-        // replica, a master emptied by resharding).
-        let gone: Vec<String> = self
-            .links
-            .keys()
-            .filter(|address| !masters.contains(*address))
-            .cloned()
-            .collect();
-        for address in gone {
-            log::info!("redis cluster: {address} no longer serves slots");
-            self.links.remove(&address);
-            self.shared.borrow_mut().publishers.remove(&address);
-        }
-        for address in masters {
-            if !self.links.contains_key(&address) {
-                self.add_link(address);
-            }
-        }
-        self.retry_after.clear();
-        self.redirects.clear();
-        self.shared.borrow_mut().topology = Rc::new(topology);
-        self.status.topology_changes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn add_link(&mut self, address: String) {
-        log::info!("redis cluster: subscribing through master {address}");
-        let id = self.next_link_id;
-        self.next_link_id += 1;
-        let (commands, receiver) = mpsc::channel(LINK_COMMAND_CAPACITY);
-        let task = tokio::task::spawn_local(link::run(
-            id,
-            self.settings.link_settings(&address),
-            receiver,
-            self.events.clone(),
-            self.output.clone(),
-            self.status.clone(),
-        ));
-        let publisher_task = match build_client(&address, &self.settings) {
-            Ok(client) => {
-                let task = client.connect();
-                self.shared
-                    .borrow_mut()
-                    .publishers
-                    .insert(address.clone(), client);
-                Some(task)
-            }
-            Err(error) => {
-                log::warn!("redis cluster: no publisher for {address}: {error}");
-                None
-            }
-        };
-        let link = Link {
-            id,
-            commands,
-            state: MasterState::Connecting,
-            subscribed: HashSet::new(),
-            pending: HashSet::new(),
-            connects: 0,
-            task,
-            publisher_task,
-        };
-        self.links.insert(address, link);
-    }
-
-    /// The slot of `channel` and the address of the master serving it: the last `MOVED`
-    /// for that slot if one came after the current slot map, else the slot map's owner.
-    fn owner_address(
-        redirects: &HashMap<u16, String>,
-        topology: &Topology,
-        channel: &str,
-    ) -> Option<(u16, String)> {
-        let slot = hash_slot(channel);
-        match redirects.get(&slot) {
-            Some(address) => Some((slot, address.clone())),
-            None => Some((slot, topology.owner(slot)?.address.clone())),
-        }
-    }
-
-    fn is_subscribed_on_owner(&self, topology: &Topology, channel: &str) -> bool {
-        Self::owner_address(&self.redirects, topology, channel)
-            .and_then(|(_, address)| self.links.get(&address))
-            .is_some_and(|link| link.state == MasterState::Up && link.subscribed.contains(channel))
-    }
-
-    /// Sends what each master is missing: SSUBSCRIBE for wanted channels not confirmed on
-    /// their owner, SUNSUBSCRIBE for confirmed channels nobody wants, batched per master and
-    /// slot.
-    fn reconcile(&mut self) {
-        let topology = self.shared.borrow().topology.clone();
-        let now = Instant::now();
-        // address -> slot -> channels.
-        let mut subscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
-        for channel in &self.wanted {
-            let Some((slot, address)) = Self::owner_address(&self.redirects, &topology, channel)
-            else {
-                continue;
-            };
-            let Some(link) = self.links.get(&address) else {
-                continue;
-            };
-            let waiting = self.retry_after.get(channel).is_some_and(|at| *at > now);
-            if link.state != MasterState::Up
-                || waiting
-                || link.subscribed.contains(channel)
-                || link.pending.contains(channel)
-            {
-                continue;
-            }
-            let by_slot = subscribe.entry(address).or_default();
-            by_slot.entry(slot).or_default().push(channel.clone());
-        }
-        let mut unsubscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
-        for (address, link) in &mut self.links {
-            if link.state != MasterState::Up {
-                continue;
-            }
-            let unwanted: Vec<String> = link
-                .subscribed
-                .iter()
-                .filter(|channel| {
-                    !self.wanted.contains(*channel) && !link.pending.contains(*channel)
-                })
-                .cloned()
-                .collect();
-            for channel in unwanted {
-                match Self::owner_address(&self.redirects, &topology, &channel) {
-                    Some((slot, owner)) if owner == *address => {
-                        let by_slot = unsubscribe.entry(address.clone()).or_default();
-                        by_slot.entry(slot).or_default().push(channel);
-                    }
-                    // Not served here any more: the server drops it itself, and a SUNSUBSCRIBE
-                    // would only be answered MOVED.
-                    _ => {
-                        link.subscribed.remove(&channel);
-                    }
-                }
-            }
-        }
-        self.send(subscribe, true);
-        self.send(unsubscribe, false);
-    }
-
-    fn send(&mut self, batches: BTreeMap<String, BTreeMap<u16, Vec<String>>>, subscribe: bool) {
-        let per_command = self.settings.channels_per_command_max;
-        for (address, by_slot) in batches {
-            let Some(link) = self.links.get_mut(&address) else {
-                continue;
-            };
-            'slots: for channels in by_slot.into_values() {
-                for chunk in channels.chunks(per_command) {
-                    let command = if subscribe {
-                        LinkCommand::Subscribe(chunk.to_vec())
-                    } else {
-                        LinkCommand::Unsubscribe(chunk.to_vec())
-                    };
-                    // A full link queue: the rest waits for the next round (its answers wake
-                    // the manager).
-                    if link.commands.try_send(command).is_err() {
-                        break 'slots;
-                    }
-                    link.pending.extend(chunk.iter().cloned());
-                }
-            }
-        }
-    }
-
-    fn settle_waiters(&mut self) {
-        if self.waiters.is_empty() {
-            return;
-        }
-        let topology = self.shared.borrow().topology.clone();
-        let deadline = Duration::from_millis(self.settings.confirm_timeout_ms);
-        let waiters = std::mem::take(&mut self.waiters);
-        for waiter in waiters {
-            if waiter.reply.is_canceled() {
-                continue;
-            }
-            let missing = waiter
-                .channels
-                .iter()
-                .filter(|channel| self.wanted.contains(*channel))
-                .filter(|channel| !self.is_subscribed_on_owner(&topology, channel))
-                .count();
-            let waited = waiter.started.elapsed();
-            if missing == 0 {
-                let _ = waiter.reply.send(Ok(()));
-            } else if waited >= deadline {
-                let _ = waiter
-                    .reply
-                    .send(Err(ClusterError::NotConfirmed { missing, waited }));
-            } else {
-                self.waiters.push_back(waiter);
-            }
-        }
-    }
-
-    /// Publishes readiness, counts and the per-master table.
-    fn report(&self) {
-        let topology = self.shared.borrow().topology.clone();
-        let subscribed = self
-            .wanted
-            .iter()
-            .filter(|channel| self.is_subscribed_on_owner(&topology, channel))
-            .count();
-        let masters = self.master_reports();
-        let publishers_up = masters.iter().all(|master| master.publisher_connected);
-        let ready = !topology.is_empty() && subscribed == self.wanted.len() && publishers_up;
-        self.status.ready.store(ready, Ordering::Relaxed);
-        self.status
-            .wanted_channels
-            .store(self.wanted.len() as u64, Ordering::Relaxed);
-        self.status
-            .subscribed_channels
-            .store(subscribed as u64, Ordering::Relaxed);
-        if let Ok(mut table) = self.status.masters.lock() {
-            *table = masters;
-        }
-    }
-
-    fn master_reports(&self) -> Vec<MasterReport> {
-        let shared = self.shared.borrow();
-        let mut masters: Vec<MasterReport> = self
-            .links
-            .iter()
-            .map(|(address, link)| MasterReport {
-                address: address.clone(),
-                state: link.state,
-                subscribed_channels: link.subscribed.len(),
-                connects: link.connects,
-                publisher_connected: shared
-                    .publishers
-                    .get(address)
-                    .is_some_and(|client| client.is_connected()),
-            })
-            .collect();
-        masters.sort_by(|a, b| a.address.cmp(&b.address));
-        masters
-    }
-}
-
-/// Reads the slot map every `topology_refresh_ms`, and at once when woken; sends it to the
-/// manager when it changed. Ends when the manager is gone.
-async fn refresh_topology(
-    settings: Rc<ClusterSettings>,
-    shared: Rc<RefCell<Shared>>,
-    refresh: Rc<Notify>,
-    manager: mpsc::Sender<Topology>,
-    status: Arc<ClusterStatus>,
-) {
-    let period = Duration::from_millis(settings.topology_refresh_ms);
-    let mut last: Option<Topology> = None;
-    // Bounded: one refresh per period or trigger, at most one per REFRESH_GAP_MIN; ends with
-    // the manager.
-    while !manager.is_closed() {
-        let views = fetch_views(&shared, settings.command_timeout()).await;
-        if views.is_empty() {
-            status.topology_failures.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let topology = Topology::merge(&views);
-            if last.as_ref() != Some(&topology) {
-                if manager.send(topology.clone()).await.is_err() {
-                    return;
-                }
-                last = Some(topology);
-            }
-        }
-        // While something is missing, ask again soon.
-        let wait = if status.ready.load(Ordering::Relaxed) {
-            period
-        } else {
-            REFRESH_WHILE_NOT_READY
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = refresh.notified() => {}
-        }
-        tokio::time::sleep(REFRESH_GAP_MIN).await;
-    }
-}
-
-/// `CLUSTER NODES` from every connected master at once (from the seeds if none is).
-async fn fetch_views(shared: &Rc<RefCell<Shared>>, timeout: Duration) -> Vec<Vec<NodeRecord>> {
-    let masters: Vec<Client> = shared
-        .borrow()
-        .publishers
-        .values()
-        .filter(|client| client.is_connected())
-        .cloned()
-        .collect();
-    let mut views = ask_cluster_nodes(&masters, timeout).await;
-    if views.is_empty() {
-        let seeds = shared.borrow().seeds.clone();
-        views = ask_cluster_nodes(&seeds, timeout).await;
-    }
-    views
-}
-
-async fn ask_cluster_nodes(clients: &[Client], timeout: Duration) -> Vec<Vec<NodeRecord>> {
-    let command = CustomCommand::new_static("CLUSTER", None, false);
-    let asks = clients.iter().map(|client| {
-        let command = command.clone();
-        async move {
-            let reply = tokio::time::timeout(
-                timeout,
-                client.custom::<String, &str>(command, vec!["NODES"]),
-            )
-            .await;
-            match reply {
-                Ok(Ok(text)) => topology::parse_cluster_nodes(&text)
-                    .map_err(|error| log::warn!("redis cluster: CLUSTER NODES: {error}"))
-                    .ok(),
-                _ => None,
-            }
-        }
-    });
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 #[cfg(test)]

@@ -169,8 +169,9 @@ impl Topology {
             }
             nodes.entry(&record.id).or_insert(record);
             for &(first, last) in &record.slots {
-                for slot in usize::from(first)..=usize::from(last) {
-                    let wins = match claims[slot] {
+                let range = usize::from(first)..=usize::from(last);
+                for claim in &mut claims[range] {
+                    let wins = match *claim {
                         None => true,
                         Some((epoch, id)) => {
                             (record.config_epoch, std::cmp::Reverse(record.id.as_str()))
@@ -178,7 +179,7 @@ impl Topology {
                         }
                     };
                     if wins {
-                        claims[slot] = Some((record.config_epoch, &record.id));
+                        *claim = Some((record.config_epoch, &record.id));
                     }
                 }
             }
