@@ -777,3 +777,81 @@ fn publishing_to_a_dead_master_fails_fast_and_is_never_sent_later() {
     let (_, _, payload) = driver.next_message(DELIVERY_PATIENCE).expect("delivered");
     assert_eq!(payload, "after", "the refused publish was never sent");
 }
+
+/// Experiment, not a gate (`cargo test --test redis_cluster -- --ignored fred_`): does fred's
+/// own cluster-aware `SubscriberClient` (`ssubscribe` + `manage_subscriptions`) follow a slot
+/// migration and a failover by itself? Prints what it saw.
+#[test]
+#[ignore]
+fn fred_subscriber_client_after_migration_and_failover() {
+    use fred::prelude::*;
+    let mut cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let moving = cluster.channel_on(masters[0], "fred:moving");
+    let failing = cluster.channel_on(masters[1], "fred:failing");
+    let seeds: Vec<(String, u16)> = cluster
+        .live_ports()
+        .iter()
+        .map(|port| ("127.0.0.1".to_string(), *port))
+        .collect();
+    let (sender, messages) = std_mpsc::channel::<(String, String)>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let channels = vec![moving.clone(), failing.clone()];
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let config = Config {
+                server: ServerConfig::new_clustered(seeds),
+                ..Config::default()
+            };
+            let subscriber = Builder::from_config(config)
+                .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+                .build_subscriber_client()
+                .unwrap();
+            subscriber.init().await.unwrap();
+            let _manager = subscriber.manage_subscriptions();
+            let mut received = subscriber.message_rx();
+            for channel in &channels {
+                subscriber.ssubscribe(channel.as_str()).await.unwrap();
+            }
+            while !stop_flag.load(Ordering::Relaxed) {
+                if let Ok(Ok(message)) =
+                    tokio::time::timeout(Duration::from_millis(50), received.recv()).await
+                {
+                    let payload = message.value.as_string().unwrap_or_default();
+                    let _ = sender.send((message.channel.to_string(), payload));
+                }
+            }
+            let _ = subscriber.quit().await;
+        });
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let probe = |cluster: &RedisCluster, channel: &str, label: &str| {
+        let receivers = cluster.spublish_cli(channel, label);
+        let got = messages.recv_timeout(Duration::from_secs(3)).ok();
+        eprintln!("fred experiment: {label}: SPUBLISH {channel} -> {receivers:?}, received {got:?}");
+    };
+    probe(&cluster, &moving, "before");
+    let slot = cluster.keyslot(&moving);
+    cluster.migrate_slot(slot, masters[2]);
+    std::thread::sleep(Duration::from_secs(3));
+    eprintln!(
+        "fred experiment: after migration, shard channels on the new owner: {:?}",
+        cluster.shard_channels(masters[2])
+    );
+    probe(&cluster, &moving, "after-migration");
+    probe(&cluster, &failing, "before-failover");
+    let (promoted, _) = cluster.kill_master_and_wait_for_promotion(masters[1]);
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!(
+        "fred experiment: after failover, shard channels on the promoted replica: {:?}",
+        cluster.shard_channels(promoted)
+    );
+    probe(&cluster, &failing, "after-failover");
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+}
