@@ -66,6 +66,12 @@ struct Driver {
 
 impl Driver {
     fn start(settings: ClusterSettings) -> Driver {
+        Driver::start_with(settings, None)
+    }
+
+    /// With `count`, received messages are only counted (first and last arrival kept), not
+    /// forwarded to the test thread: the benchmark's consumer costs nothing.
+    fn start_with(settings: ClusterSettings, count: Option<Arc<MessageCount>>) -> Driver {
         let (command_sender, mut commands) = tokio::sync::mpsc::unbounded_channel();
         let (message_sender, messages) = std_mpsc::channel();
         let (record_sender, published) = std_mpsc::channel();
@@ -79,18 +85,26 @@ impl Driver {
             local.block_on(&runtime, async move {
                 let (cluster, mut received) = ClusterSubscriber::start(settings).unwrap();
                 status_sender.send(cluster.status()).unwrap();
-                tokio::task::spawn_local(async move {
-                    while let Some(message) = received.recv().await {
-                        let channel = message.channel_name().unwrap().to_string();
-                        let payload = String::from_utf8_lossy(&message.payload).to_string();
-                        if message_sender
-                            .send((Instant::now(), channel, payload))
-                            .is_err()
-                        {
-                            return;
+                if let Some(count) = count {
+                    tokio::task::spawn_local(async move {
+                        while let Some(message) = received.recv().await {
+                            count.record(message.payload.len());
                         }
-                    }
-                });
+                    });
+                } else {
+                    tokio::task::spawn_local(async move {
+                        while let Some(message) = received.recv().await {
+                            let channel = message.channel_name().unwrap().to_string();
+                            let payload = String::from_utf8_lossy(&message.payload).to_string();
+                            if message_sender
+                                .send((Instant::now(), channel, payload))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                }
                 let mut publisher: Option<(tokio::task::JoinHandle<()>, Rc<Cell<bool>>)> = None;
                 while let Some(command) = commands.recv().await {
                     match command {
@@ -201,6 +215,25 @@ impl Drop for Driver {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Messages counted by a benchmark consumer, with the first and last arrival.
+#[derive(Default)]
+struct MessageCount {
+    messages: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    first_last: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+impl MessageCount {
+    fn record(&self, bytes: usize) {
+        let now = Instant::now();
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut first_last = self.first_last.lock().unwrap();
+        let first = first_last.map_or(now, |(first, _)| first);
+        *first_last = Some((first, now));
     }
 }
 
@@ -833,7 +866,9 @@ fn fred_subscriber_client_after_migration_and_failover() {
     let probe = |cluster: &RedisCluster, channel: &str, label: &str| {
         let receivers = cluster.spublish_cli(channel, label);
         let got = messages.recv_timeout(Duration::from_secs(3)).ok();
-        eprintln!("fred experiment: {label}: SPUBLISH {channel} -> {receivers:?}, received {got:?}");
+        eprintln!(
+            "fred experiment: {label}: SPUBLISH {channel} -> {receivers:?}, received {got:?}"
+        );
     };
     probe(&cluster, &moving, "before");
     let slot = cluster.keyslot(&moving);
@@ -854,4 +889,123 @@ fn fred_subscriber_client_after_migration_and_failover() {
     probe(&cluster, &failing, "after-failover");
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
+}
+
+/// `redis-benchmark` with a custom command; returns its requests per second.
+fn redis_benchmark(port: u16, requests: u64, pipeline: u32, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "-c", "4"])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-benchmark is installed (redis-tools)")
+}
+
+fn requests_per_second(child: std::process::Child) -> f64 {
+    let output = child.wait_with_output().expect("redis-benchmark ends");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `-q` prints "SPUBLISH ch x: 123456.79 requests per second, p50=..." (after \r updates).
+    text.rsplit('\r')
+        .next()
+        .and_then(|line| line.split(": ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {text:?}"))
+}
+
+/// Benchmark (`cargo test --release --test redis_cluster -- --ignored forwarding_rate
+/// --nocapture`): the component's forwarding rate from a 3-master cluster, next to what
+/// redis-benchmark measures for PUBLISH on one Redis and SPUBLISH on the cluster.
+#[test]
+#[ignore]
+fn forwarding_rate() {
+    const PER_MASTER: u64 = 400_000;
+    const PIPELINE: u32 = 32;
+    let payload = "x".repeat(16);
+
+    // One Redis: PUBLISH with one subscribed connection (redis-cli, output discarded).
+    let single = common::RedisServer::start();
+    let mut listener = std::process::Command::new("redis-cli")
+        .args(["-p", &single.port.to_string(), "SUBSCRIBE", "ch"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let one_redis = requests_per_second(redis_benchmark(
+        single.port,
+        PER_MASTER,
+        PIPELINE,
+        &["PUBLISH", "ch", &payload],
+    ));
+    let _ = listener.kill();
+    let _ = listener.wait();
+    drop(single);
+
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let channels: Vec<String> = masters
+        .iter()
+        .map(|&master| cluster.channel_on(master, "bench"))
+        .collect();
+    // SPUBLISH on the three masters at once, nobody subscribed.
+    let alone: f64 = masters
+        .iter()
+        .zip(&channels)
+        .map(|(&master, channel)| {
+            redis_benchmark(
+                master,
+                PER_MASTER,
+                PIPELINE,
+                &["SPUBLISH", channel, &payload],
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(requests_per_second)
+        .sum();
+
+    let count = Arc::new(MessageCount::default());
+    let driver = Driver::start_with(settings(&cluster), Some(count.clone()));
+    driver.set_interest(&channels, &[]).expect("confirmed");
+    wait_for("the component to be ready", || driver.ready());
+    let started = Instant::now();
+    let with_us: f64 = masters
+        .iter()
+        .zip(&channels)
+        .map(|(&master, channel)| {
+            redis_benchmark(
+                master,
+                PER_MASTER,
+                PIPELINE,
+                &["SPUBLISH", channel, &payload],
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(requests_per_second)
+        .sum();
+    let expected = PER_MASTER * masters.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count.messages.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received = count.messages.load(Ordering::Relaxed);
+    let (first, last) = count.first_last.lock().unwrap().expect("messages arrived");
+    let seconds = last.duration_since(first).as_secs_f64();
+    eprintln!(
+        "forwarding_rate: one Redis PUBLISH (1 subscriber, -c 4 -P {PIPELINE}): {one_redis:.0}/s; \
+         cluster SPUBLISH on 3 masters, nobody subscribed: {alone:.0}/s; with the component \
+         subscribed: {with_us:.0}/s published; component received {received} of {expected} in \
+         {seconds:.2} s = {:.0} messages/s ({} dropped by Redis or lagging; wall {:?})",
+        received as f64 / seconds,
+        expected - received,
+        started.elapsed()
+    );
+    let reports = driver.masters();
+    assert!(
+        reports.iter().all(|report| report.connects == 1),
+        "{reports:?}"
+    );
 }

@@ -209,12 +209,33 @@ impl Manager {
                     let Some(topology) = topology else { return };
                     self.apply_topology(topology);
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    // A quiet tick costs O(masters): the full round (O(wanted channels)) runs
+                    // only when something waits or a publisher connection changed.
+                    if !self.tick_has_work() {
+                        continue;
+                    }
+                }
             }
             self.reconcile();
             self.settle_waiters();
             self.report();
         }
+    }
+
+    /// Something to retry or answer, or readiness would change.
+    fn tick_has_work(&self) -> bool {
+        let publishers_up = {
+            let shared = self.shared.borrow();
+            self.links.keys().all(|address| {
+                shared
+                    .publishers
+                    .get(address)
+                    .is_some_and(Publisher::is_connected)
+            })
+        };
+        let ready = self.status.ready.load(Ordering::Relaxed);
+        !ready || publishers_up != ready || !self.waiters.is_empty() || !self.retry_after.is_empty()
     }
 
     fn apply_request(&mut self, request: Request) {
@@ -423,6 +444,7 @@ impl Manager {
     fn reconcile(&mut self) {
         let topology = self.shared.borrow().topology.clone();
         let now = Instant::now();
+        self.retry_after.retain(|_, at| *at > now);
         // address -> slot -> channels.
         let mut subscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
         for channel in &self.wanted {
