@@ -24,6 +24,28 @@ use ringcast::broker::cluster::{
     topology::hash_slot,
 };
 
+/// Name of the component's thread (its CPU time is read from /proc by the benchmark).
+const DRIVER_THREAD: &str = "cluster-driver";
+
+/// CPU seconds (user + system) used so far by this process's threads named `name`.
+fn thread_cpu_seconds(name: &str) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux.
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with(&format!("({name}")) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // After the command: state is field 3; utime and stime are fields 14 and 15.
+        ticks += fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    }
+    ticks as f64 / ticks_per_second
+}
+
 /// How long a test waits for a message that should arrive.
 const DELIVERY_PATIENCE: Duration = Duration::from_secs(15);
 
@@ -76,72 +98,76 @@ impl Driver {
         let (message_sender, messages) = std_mpsc::channel();
         let (record_sender, published) = std_mpsc::channel();
         let (status_sender, status_receiver) = std_mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
-                let (cluster, mut received) = ClusterSubscriber::start(settings).unwrap();
-                status_sender.send(cluster.status()).unwrap();
-                if let Some(count) = count {
-                    tokio::task::spawn_local(async move {
-                        while let Some(message) = received.recv().await {
-                            count.record(message.payload.len());
-                        }
-                    });
-                } else {
-                    tokio::task::spawn_local(async move {
-                        while let Some(message) = received.recv().await {
-                            let channel = message.channel_name().unwrap().to_string();
-                            let payload = String::from_utf8_lossy(&message.payload).to_string();
-                            if message_sender
-                                .send((Instant::now(), channel, payload))
-                                .is_err()
-                            {
-                                return;
+        let thread = std::thread::Builder::new()
+            .name(DRIVER_THREAD.into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    let (cluster, mut received) = ClusterSubscriber::start(settings).unwrap();
+                    status_sender.send(cluster.status()).unwrap();
+                    if let Some(count) = count {
+                        tokio::task::spawn_local(async move {
+                            while let Some(message) = received.recv().await {
+                                count.record(message.payload.len());
                             }
-                        }
-                    });
-                }
-                let mut publisher: Option<(tokio::task::JoinHandle<()>, Rc<Cell<bool>>)> = None;
-                while let Some(command) = commands.recv().await {
-                    match command {
-                        DriverCommand::Interest(added, removed, reply) => {
-                            let cluster = cluster.clone();
-                            tokio::task::spawn_local(async move {
-                                let _ = reply.send(cluster.set_interest(&added, &removed).await);
-                            });
-                        }
-                        DriverCommand::Publish(channel, payload, reply) => {
-                            let result = cluster.publish(&channel, Bytes::from(payload)).await;
-                            let _ = reply.send(result);
-                        }
-                        DriverCommand::StartPublisher(channels, period) => {
-                            let cluster = cluster.clone();
-                            let records = record_sender.clone();
-                            let stop = Rc::new(Cell::new(false));
-                            let task = tokio::task::spawn_local(publish_forever(
-                                cluster,
-                                channels,
-                                period,
-                                records,
-                                stop.clone(),
-                            ));
-                            publisher = Some((task, stop));
-                        }
-                        DriverCommand::StopPublisher => {
-                            // Stopped between rounds, so every publish sent is recorded.
-                            if let Some((task, stop)) = publisher.take() {
-                                stop.set(true);
-                                let _ = task.await;
+                        });
+                    } else {
+                        tokio::task::spawn_local(async move {
+                            while let Some(message) = received.recv().await {
+                                let channel = message.channel_name().unwrap().to_string();
+                                let payload = String::from_utf8_lossy(&message.payload).to_string();
+                                if message_sender
+                                    .send((Instant::now(), channel, payload))
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    let mut publisher: Option<(tokio::task::JoinHandle<()>, Rc<Cell<bool>>)> = None;
+                    while let Some(command) = commands.recv().await {
+                        match command {
+                            DriverCommand::Interest(added, removed, reply) => {
+                                let cluster = cluster.clone();
+                                tokio::task::spawn_local(async move {
+                                    let _ =
+                                        reply.send(cluster.set_interest(&added, &removed).await);
+                                });
+                            }
+                            DriverCommand::Publish(channel, payload, reply) => {
+                                let result = cluster.publish(&channel, Bytes::from(payload)).await;
+                                let _ = reply.send(result);
+                            }
+                            DriverCommand::StartPublisher(channels, period) => {
+                                let cluster = cluster.clone();
+                                let records = record_sender.clone();
+                                let stop = Rc::new(Cell::new(false));
+                                let task = tokio::task::spawn_local(publish_forever(
+                                    cluster,
+                                    channels,
+                                    period,
+                                    records,
+                                    stop.clone(),
+                                ));
+                                publisher = Some((task, stop));
+                            }
+                            DriverCommand::StopPublisher => {
+                                // Stopped between rounds, so every publish sent is recorded.
+                                if let Some((task, stop)) = publisher.take() {
+                                    stop.set(true);
+                                    let _ = task.await;
+                                }
                             }
                         }
                     }
-                }
-            });
-        });
+                });
+            })
+            .expect("a thread");
         let status = status_receiver
             .recv_timeout(Duration::from_secs(5))
             .expect("the component starts");
@@ -971,6 +997,7 @@ fn forwarding_rate() {
     driver.set_interest(&channels, &[]).expect("confirmed");
     wait_for("the component to be ready", || driver.ready());
     let started = Instant::now();
+    let cpu_before = thread_cpu_seconds(DRIVER_THREAD);
     let with_us: f64 = masters
         .iter()
         .zip(&channels)
@@ -992,16 +1019,19 @@ fn forwarding_rate() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let received = count.messages.load(Ordering::Relaxed);
+    let cpu_seconds = thread_cpu_seconds(DRIVER_THREAD) - cpu_before;
     let (first, last) = count.first_last.lock().unwrap().expect("messages arrived");
     let seconds = last.duration_since(first).as_secs_f64();
     eprintln!(
         "forwarding_rate: one Redis PUBLISH (1 subscriber, -c 4 -P {PIPELINE}): {one_redis:.0}/s; \
          cluster SPUBLISH on 3 masters, nobody subscribed: {alone:.0}/s; with the component \
          subscribed: {with_us:.0}/s published; component received {received} of {expected} in \
-         {seconds:.2} s = {:.0} messages/s ({} dropped by Redis or lagging; wall {:?})",
+         {seconds:.2} s = {:.0} messages/s ({} dropped by Redis or lagging; wall {:?}); the \
+         component's thread used {cpu_seconds:.2} CPU s = {:.0} messages per CPU second",
         received as f64 / seconds,
         expected - received,
-        started.elapsed()
+        started.elapsed(),
+        received as f64 / cpu_seconds
     );
     let reports = driver.masters();
     assert!(
