@@ -1,6 +1,7 @@
 //! A real Redis Cluster for tests: three masters and three replicas (`redis-server
 //! --cluster-enabled yes`, Redis >= 7.0 for sharded pub/sub) on twelve free loopback ports (each
-//! node's client port and its cluster-bus port, `--cluster-port`), joined with
+//! node's client port and its cluster-bus port, `--cluster-port`; picked below the ephemeral
+//! range, and picked again if a node cannot bind them), joined with
 //! `redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`.
 //!
 //! Helpers answer the questions a cluster test asks: which master owns a slot or a channel (in
@@ -24,8 +25,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::free_port;
-
 /// How long the harness waits for the cluster to form, heal or agree.
 pub const CLUSTER_PATIENCE: Duration = Duration::from_secs(30);
 /// How long one command to a node may take.
@@ -34,8 +33,17 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const NODE_COUNT: usize = 6;
 /// Slots in a Redis Cluster.
 pub const SLOT_COUNT: u16 = 16384;
-/// `--cluster-node-timeout`: short, so a failover takes seconds, not the default 15 s.
-const NODE_TIMEOUT_MS: u64 = 1000;
+/// `--cluster-node-timeout`: short, so a failover takes seconds, not the default 15 s; not
+/// shorter, so a node starved of CPU on a busy 2-core machine is not failed over by mistake.
+const NODE_TIMEOUT_MS: u64 = 1500;
+
+/// Attempts to start one node on fresh ports.
+const SPAWN_ATTEMPTS: usize = 5;
+/// Ports are picked in [PORT_FIRST, PORT_FIRST + PORT_SPAN): below Linux's ephemeral range
+/// (32768-60999), so the test's own outgoing connections cannot take them meanwhile.
+const PORT_FIRST: u16 = 20000;
+/// See `PORT_FIRST`.
+const PORT_SPAN: u16 = 12000;
 
 /// Numbers the temporary directories of the clusters of one test process.
 static CLUSTER_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -206,12 +214,6 @@ impl RedisCluster {
             let node = cluster.spawn_node();
             cluster.nodes.push(node);
         }
-        for node in &cluster.nodes {
-            let port = node.port;
-            wait_for("a cluster node to answer PING", || {
-                try_command(port, &["PING"]).is_some_and(|reply| reply.text() == "PONG")
-            });
-        }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         create.args(
@@ -249,9 +251,37 @@ impl RedisCluster {
         });
     }
 
+    /// Starts one node and waits for its PING; a node that cannot bind its ports (another
+    /// process took them since they were picked) is started again on other ports.
     fn spawn_node(&self) -> ClusterNode {
-        let port = free_port();
-        let bus_port = free_port();
+        // Bounded: a few attempts.
+        for _ in 0..SPAWN_ATTEMPTS {
+            let (port, bus_port) = (unused_port(), unused_port());
+            let mut child = self.spawn_redis(port, bus_port);
+            let deadline = Instant::now() + COMMAND_TIMEOUT;
+            // Bounded by the deadline.
+            while Instant::now() < deadline {
+                if try_command(port, &["PING"]).is_some_and(|reply| reply.text() == "PONG") {
+                    return ClusterNode {
+                        port,
+                        child: Some(child),
+                    };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "no redis-server started in {SPAWN_ATTEMPTS} attempts (see the logs in {:?})",
+            self.directory
+        );
+    }
+
+    fn spawn_redis(&self, port: u16, bus_port: u16) -> Child {
         let mut command = Command::new("redis-server");
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -269,13 +299,9 @@ impl RedisCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         die_with_parent(&mut command);
-        let child = command
+        command
             .spawn()
-            .expect("redis-server is installed (bash tests/run.sh installs it)");
-        ClusterNode {
-            port,
-            child: Some(child),
-        }
+            .expect("redis-server is installed (bash tests/run.sh installs it)")
     }
 
     /// The client ports of all six nodes (killed ones included).
@@ -528,6 +554,11 @@ impl Drop for RedisCluster {
 
 impl RedisCluster {
     fn print_log_tails(&self) {
+        if let Some(port) = self.live_ports().first()
+            && let Some(nodes) = try_command(*port, &["CLUSTER", "NODES"])
+        {
+            eprintln!("--- CLUSTER NODES as {port} sees it ---\n{}", nodes.text());
+        }
         for port in self.ports() {
             let path = self.directory.join(format!("redis-{port}.log"));
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -538,6 +569,25 @@ impl RedisCluster {
             }
         }
     }
+}
+
+/// A port in [PORT_FIRST, PORT_FIRST + PORT_SPAN) that nobody listens on right now.
+fn unused_port() -> u16 {
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 20);
+    // Bounded: 1000 draws.
+    for _ in 0..1000 {
+        let draw = seed.wrapping_add(DRAWS.fetch_add(7919, Ordering::Relaxed));
+        let port = PORT_FIRST + (draw % u64::from(PORT_SPAN)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_FIRST}..{}", PORT_FIRST + PORT_SPAN);
 }
 
 /// The child gets SIGKILL when the thread that spawned it ends (a test thread that dies without
