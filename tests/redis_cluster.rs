@@ -815,23 +815,38 @@ fn a_migrated_slot_keeps_delivering_from_its_new_master() {
 fn publishing_to_a_dead_master_fails_fast_and_is_never_sent_later() {
     let mut cluster = RedisCluster::start();
     let masters = cluster.masters();
-    let driver = Driver::start(settings(&cluster));
+    let driver = Driver::start(ClusterSettings {
+        confirm_timeout_ms: 300,
+        ..settings(&cluster)
+    });
     let channel = cluster.channel_on(masters[0], "ws:broadcast:dead");
+    let late = cluster.channel_on(masters[0], "ws:broadcast:late");
     driver
         .set_interest(std::slice::from_ref(&channel), &[])
         .unwrap();
+    wait_for("the component to be ready", || driver.ready());
     cluster.kill(masters[0]);
     wait_for("the component to see the master down", || !driver.ready());
     let started = Instant::now();
     let failed = driver.publish(&channel, "never");
     assert!(failed.is_err(), "{failed:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    // Interest in a channel of the dead master: not confirmed in time, but kept.
+    let answer = driver.set_interest(std::slice::from_ref(&late), &[]);
+    assert!(
+        matches!(answer, Err(ClusterError::NotConfirmed { missing: 1, .. })),
+        "{answer:?}"
+    );
     wait_for("a replica to take over", || {
         cluster
             .owner_of_slot(cluster.keyslot(&channel))
             .is_some_and(|owner| owner != masters[0])
     });
     wait_for("the component to be ready again", || driver.ready());
+    let promoted = cluster.owner_of_channel(&channel);
+    let mut expected = vec![channel.clone(), late.clone()];
+    expected.sort();
+    assert_eq!(cluster.shard_channels(promoted), expected);
     driver.publish(&channel, "after").expect("published");
     let (_, _, payload) = driver.next_message(DELIVERY_PATIENCE).expect("delivered");
     assert_eq!(payload, "after", "the refused publish was never sent");
