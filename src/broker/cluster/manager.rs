@@ -313,34 +313,37 @@ impl Manager {
                     self.refresh.notify_one();
                 }
             }
-            LinkEvent::Refused(id, channels, error) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                for channel in &channels {
-                    link.pending.remove(channel);
-                }
-                log::debug!(
-                    "redis cluster: {} channel(s) refused: {error}",
-                    channels.len()
-                );
-                self.status.refused_commands.fetch_add(1, Ordering::Relaxed);
-                self.refresh.notify_one();
-                // Cluster spec: MOVED names the node that serves the slot now; ask it at once
-                // (a server's own `sunsubscribe` on a moved slot is answered this way within
-                // two round trips, long before the next slot map).
-                if let ReplyError::Moved { slot, address } = error
-                    && self.links.contains_key(&address)
-                    && self.redirects.len() < topology::SLOT_COUNT
-                {
-                    self.redirects.insert(slot, address);
-                    return;
-                }
-                let retry_at = Instant::now() + REFUSED_RETRY_DELAY;
-                for channel in channels {
-                    self.retry_after.insert(channel, retry_at);
-                }
-            }
+            LinkEvent::Refused(id, channels, error) => self.apply_refusal(id, channels, error),
+        }
+    }
+
+    /// A command was refused: follow a MOVED at once, otherwise retry after a delay.
+    fn apply_refusal(&mut self, id: LinkId, channels: Vec<String>, error: ReplyError) {
+        let Some(link) = self.link_mut(id) else {
+            return;
+        };
+        for channel in &channels {
+            link.pending.remove(channel);
+        }
+        log::debug!(
+            "redis cluster: {} channel(s) refused: {error}",
+            channels.len()
+        );
+        self.status.refused_commands.fetch_add(1, Ordering::Relaxed);
+        self.refresh.notify_one();
+        // Cluster spec: MOVED names the node that serves the slot now; ask it at once (a
+        // server's own `sunsubscribe` on a moved slot is answered this way within two round
+        // trips, long before the next slot map).
+        if let ReplyError::Moved { slot, address } = error
+            && self.links.contains_key(&address)
+            && self.redirects.len() < topology::SLOT_COUNT
+        {
+            self.redirects.insert(slot, address);
+            return;
+        }
+        let retry_at = Instant::now() + REFUSED_RETRY_DELAY;
+        for channel in channels {
+            self.retry_after.insert(channel, retry_at);
         }
     }
 
