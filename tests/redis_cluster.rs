@@ -726,8 +726,10 @@ fn a_killed_master_is_replaced_and_subscriptions_move_to_the_promoted_replica() 
     assert!(
         reports
             .iter()
-            .any(|report| report.address == promoted_address && report.state == MasterState::Up),
-        "{reports:?}"
+            .any(|report| report.address == promoted_address
+                && report.state == MasterState::Up
+                && report.resubscriptions == 2),
+        "the victim's two channels were subscribed again on the promoted replica: {reports:?}"
     );
     assert!(
         !reports

@@ -120,6 +120,8 @@ struct Link {
     pending: HashSet<String>,
     /// Successful connections.
     connects: u64,
+    /// Confirmations here of channels confirmed before (here or on another master).
+    resubscriptions: u64,
     /// The subscriber connection task.
     task: JoinHandle<()>,
     /// The publishing client's connection task.
@@ -291,12 +293,18 @@ impl Manager {
                 self.refresh.notify_one();
             }
             LinkEvent::Subscribed(id, channel) => {
+                let wanted = self.wanted.contains(&channel);
+                let again = wanted && self.confirmed_before.contains(&channel);
+                if wanted {
+                    self.confirmed_before.insert(channel.clone());
+                }
                 let Some(link) = self.link_mut(id) else {
                     return;
                 };
                 link.pending.remove(&channel);
-                link.subscribed.insert(channel.clone());
-                if self.wanted.contains(&channel) && !self.confirmed_before.insert(channel) {
+                link.subscribed.insert(channel);
+                if again {
+                    link.resubscriptions += 1;
                     self.status.resubscriptions.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -415,6 +423,7 @@ impl Manager {
             subscribed: HashSet::new(),
             pending: HashSet::new(),
             connects: 0,
+            resubscriptions: 0,
             task,
             publisher_task,
         };
@@ -587,6 +596,7 @@ impl Manager {
                 state: link.state,
                 subscribed_channels: link.subscribed.len(),
                 connects: link.connects,
+                resubscriptions: link.resubscriptions,
                 publisher_connected: shared
                     .publishers
                     .get(address)

@@ -262,6 +262,9 @@ pub struct MasterReport {
     pub subscribed_channels: usize,
     /// Successful connections of the subscriber link (1 = never reconnected).
     pub connects: u64,
+    /// Channels subscribed here again after they had been subscribed before (after a
+    /// reconnect, a failover or a slot migration to this master).
+    pub resubscriptions: u64,
     /// The publishing connection is up.
     pub publisher_connected: bool,
 }

@@ -507,7 +507,79 @@ mod tests {
         assert!(matches!(classify(message), Err(RespError::Unexpected(_))));
     }
 
+    /// The bytes Redis sends for a push `[kind, channel, third]` (third: bulk or integer).
+    fn push_bytes(kind: &str, channel: &[u8], payload: Option<&[u8]>, count: i64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        match payload {
+            Some(payload) => encode_command(&[kind.as_bytes(), channel, payload], &mut out),
+            None => {
+                encode_command(&[kind.as_bytes(), channel], &mut out);
+                out[1] = b'3';
+                out.extend_from_slice(format!(":{count}\r\n").as_bytes());
+            }
+        }
+        out.to_vec()
+    }
+
     proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_always_progress(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let mut buffer = BytesMut::from(&bytes[..]);
+            // Bounded: every decoded frame consumes at least one byte.
+            for _ in 0..bytes.len() + 1 {
+                let before = buffer.len();
+                match decode(&mut buffer, 64) {
+                    Ok(Some(frame)) => {
+                        prop_assert!(buffer.len() < before);
+                        let _ = classify(frame);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn a_push_stream_split_anywhere_decodes_the_same(
+            pushes in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..40), 0i64..1000),
+                1..12,
+            ),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut stream = Vec::new();
+            for (kind, channel, payload, count) in &pushes {
+                stream.extend(match kind {
+                    0 => push_bytes("smessage", channel, Some(payload), 0),
+                    1 => push_bytes("ssubscribe", channel, None, *count),
+                    _ => push_bytes("sunsubscribe", channel, None, *count),
+                });
+            }
+            let whole = decode_all(&stream).unwrap();
+            prop_assert_eq!(whole.len(), pushes.len());
+            // Two reads: frames decoded after the first read, then after the second.
+            let cut = cut.index(stream.len() + 1);
+            let mut buffer = BytesMut::from(&stream[..cut]);
+            let mut split = Vec::new();
+            while let Some(frame) = decode(&mut buffer, LIMIT).unwrap() {
+                split.push(frame);
+            }
+            buffer.extend_from_slice(&stream[cut..]);
+            while let Some(frame) = decode(&mut buffer, LIMIT).unwrap() {
+                split.push(frame);
+            }
+            prop_assert_eq!(&split, &whole);
+            for ((kind, channel, payload, _), frame) in pushes.iter().zip(whole) {
+                let expected = match kind {
+                    0 => Push::Message { channel: Bytes::copy_from_slice(channel), payload: Bytes::copy_from_slice(payload) },
+                    1 => Push::Subscribed(Bytes::copy_from_slice(channel)),
+                    _ => Push::Unsubscribed(Bytes::copy_from_slice(channel)),
+                };
+                prop_assert_eq!(classify(frame).unwrap(), expected);
+            }
+        }
+
         #[test]
         fn encoded_commands_decode_to_the_same_arguments(
             args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),

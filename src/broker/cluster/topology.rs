@@ -364,6 +364,16 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,hostname1 myself,
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "[ -~\n]{0,300}") {
+            if let Ok(records) = parse_cluster_nodes(&text) {
+                let topology = Topology::merge(&[records]);
+                let _ = topology.owner(0);
+            }
+        }
+    }
+
     #[test]
     fn too_many_nodes_are_refused() {
         let text = "a 127.0.0.1:1@2 slave b 0 0 1 connected\n".repeat(NODES_MAX + 1);
