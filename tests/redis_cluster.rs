@@ -1056,3 +1056,39 @@ fn forwarding_rate() {
         "{reports:?}"
     );
 }
+
+/// Benchmark (`cargo test --release --test redis_cluster -- --ignored many_channels
+/// --nocapture`): how long 20000 channels take to be confirmed (one set_interest), and to go.
+#[test]
+#[ignore]
+fn many_channels() {
+    const CHANNELS: usize = 20_000;
+    let cluster = RedisCluster::start();
+    let driver = Driver::start(settings(&cluster));
+    wait_for("the component to be ready", || driver.ready());
+    let channels: Vec<String> = (0..CHANNELS)
+        .map(|index| format!("ws:broadcast:many-{index}"))
+        .collect();
+    let started = Instant::now();
+    driver.set_interest(&channels, &[]).expect("confirmed");
+    let subscribed_in = started.elapsed();
+    let per_master: Vec<usize> = cluster
+        .masters()
+        .iter()
+        .map(|&master| cluster.shard_channels(master).len())
+        .collect();
+    assert_eq!(per_master.iter().sum::<usize>(), CHANNELS);
+    let started = Instant::now();
+    driver.set_interest(&[], &channels).expect("removed");
+    wait_for("every channel to go", || {
+        cluster
+            .masters()
+            .iter()
+            .all(|&master| cluster.shard_channels(master).is_empty())
+    });
+    eprintln!(
+        "many_channels: {CHANNELS} channels confirmed in {subscribed_in:?} ({per_master:?} per \
+         master), all gone from the masters in {:?}",
+        started.elapsed()
+    );
+}

@@ -26,8 +26,10 @@ use tokio::sync::mpsc;
 use super::resp::{self, Push, ReplyError, RespError};
 use super::{ClusterMessage, ClusterStatus};
 
-/// Most commands written and not yet fully answered on one connection.
-pub const PENDING_COMMANDS_MAX: usize = 256;
+/// Most commands written and not yet fully answered on one connection before the link stops
+/// taking more (a defensive bound: the manager already bounds channels in flight per link,
+/// and one batch may pass it by at most one round's commands).
+pub const PENDING_COMMANDS_MAX: usize = 65_536;
 /// Read buffer reserved per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// First delay before reconnecting; doubles up to `LinkSettings::reconnect_delay_max`.
@@ -37,13 +39,15 @@ const RECONNECT_DELAY_FIRST: Duration = Duration::from_millis(50);
 /// that was replaced are recognised and ignored).
 pub type LinkId = u64;
 
-/// What the manager asks a link to do. Every channel of one command hashes to one slot.
+/// What the manager asks a link to do: several commands, written at once (pipelined); every
+/// channel of one command hashes to one slot (cluster spec: a multi-key command must not
+/// cross slots).
 #[derive(Debug)]
 pub enum LinkCommand {
-    /// SSUBSCRIBE these channels.
-    Subscribe(Vec<String>),
-    /// SUNSUBSCRIBE these channels.
-    Unsubscribe(Vec<String>),
+    /// One SSUBSCRIBE per list.
+    Subscribe(Vec<Vec<String>>),
+    /// One SUNSUBSCRIBE per list.
+    Unsubscribe(Vec<Vec<String>>),
 }
 
 /// Why a subscriber connection ended (the link reconnects after any of them).
@@ -240,18 +244,21 @@ async fn serve(
             }
             command = commands.recv(), if pending.len() < PENDING_COMMANDS_MAX => {
                 let Some(command) = command else { return Ok(()) };
-                let (name, channels, entry) = match command {
-                    LinkCommand::Subscribe(channels) => {
-                        ("SSUBSCRIBE", channels.clone(), Pending::Subscribe(channels.into_iter().collect()))
-                    }
-                    LinkCommand::Unsubscribe(channels) => {
-                        ("SUNSUBSCRIBE", channels.clone(), Pending::Unsubscribe(channels.into_iter().collect()))
-                    }
+                let (name, groups, subscribe) = match command {
+                    LinkCommand::Subscribe(groups) => ("SSUBSCRIBE", groups, true),
+                    LinkCommand::Unsubscribe(groups) => ("SUNSUBSCRIBE", groups, false),
                 };
-                let mut args: Vec<&[u8]> = vec![name.as_bytes()];
-                args.extend(channels.iter().map(|channel| channel.as_bytes()));
-                resp::encode_command(&args, &mut out);
-                pending.push_back(entry);
+                for channels in groups {
+                    let mut args: Vec<&[u8]> = vec![name.as_bytes()];
+                    args.extend(channels.iter().map(|channel| channel.as_bytes()));
+                    resp::encode_command(&args, &mut out);
+                    let channels = channels.into_iter().collect();
+                    pending.push_back(if subscribe {
+                        Pending::Subscribe(channels)
+                    } else {
+                        Pending::Unsubscribe(channels)
+                    });
+                }
                 write(&mut writer, &mut out, settings).await?;
             }
             _ = ping.tick() => {

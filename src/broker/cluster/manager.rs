@@ -8,9 +8,10 @@
 //! commands go out with `try_send`, what does not fit goes in the next round.
 //!
 //! Invariants: `Link::subscribed` holds only what the server confirmed on the live connection
-//! (cleared on connect and on loss); a channel is asked for at most once at a time
-//! (`Link::pending`); refused channels wait `REFUSED_RETRY_DELAY` or a new slot map, unless a
-//! `MOVED` named the new owner.
+//! (cleared on connect and on loss); `missing` is exactly the wanted channels not confirmed on
+//! their owner (so `ready` is `missing.is_empty()`, and a round costs O(missing + stale)); a
+//! channel is asked for at most once at a time (`Link::pending`); refused channels wait
+//! `REFUSED_RETRY_DELAY` or a new slot map, unless a `MOVED` named the new owner.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -37,8 +38,12 @@ use super::{
 const REQUEST_CAPACITY: usize = 1024;
 /// Capacity of the event channel from the links to the manager.
 const EVENT_CAPACITY: usize = 4096;
-/// Capacity of each link's command channel.
+/// Capacity of each link's command channel (each message: one round's batch).
 const LINK_COMMAND_CAPACITY: usize = 64;
+/// Most channels in SSUBSCRIBE / SUNSUBSCRIBE commands in flight on one link.
+const IN_FLIGHT_CHANNELS_MAX: usize = 50_000;
+/// Most commands sent to one link in one round (one pipelined write).
+const COMMANDS_PER_ROUND_MAX: usize = 4096;
 /// Requests or events taken in one round before reconciling.
 const BATCH_MAX: usize = 1024;
 /// Most `set_interest` calls waiting for their confirmation.
@@ -72,6 +77,9 @@ pub(super) fn spawn(
         shared: shared.clone(),
         refresh: refresh.clone(),
         wanted: HashSet::new(),
+        missing: HashSet::new(),
+        stale: HashSet::new(),
+        dirty: false,
         confirmed_before: HashSet::new(),
         retry_after: HashMap::new(),
         redirects: HashMap::new(),
@@ -142,6 +150,8 @@ impl Drop for Link {
 struct Waiter {
     /// Channels added by the call.
     channels: Vec<String>,
+    /// `channels[..confirmed]` have been seen confirmed (or no longer wanted).
+    confirmed: usize,
     /// When the call was made.
     started: Instant,
     /// The answer.
@@ -160,6 +170,15 @@ struct Manager {
     refresh: Rc<Notify>,
     /// Channels wanted.
     wanted: HashSet<String>,
+    /// Wanted channels not confirmed on the live connection of the master that serves them:
+    /// what the next round asks for. Kept up to date by every event, so a round costs
+    /// O(missing), not O(wanted); recomputed whole only when owners change.
+    missing: HashSet<String>,
+    /// Channels not wanted that some link may still hold: what the next round lets go.
+    stale: HashSet<String>,
+    /// Something may need a command (set by every change that can create work; a
+    /// confirmation does not): rounds without it skip the O(missing + stale) scan.
+    dirty: bool,
     /// Wanted channels confirmed at least once (a later confirmation is a resubscription).
     confirmed_before: HashSet<String>,
     /// Channels refused recently, not asked again before the instant (or a new slot map).
@@ -178,6 +197,9 @@ struct Manager {
     /// Cloned into every new link: received messages.
     output: mpsc::Sender<ClusterMessage>,
 }
+
+/// Per master address, per slot, channels: the commands of one round.
+type Batches = BTreeMap<String, BTreeMap<u16, Vec<String>>>;
 
 impl Manager {
     async fn run(
@@ -212,8 +234,8 @@ impl Manager {
                     self.apply_topology(topology);
                 }
                 _ = tick.tick() => {
-                    // A quiet tick costs O(masters): the full round (O(wanted channels)) runs
-                    // only when something waits or a publisher connection changed.
+                    // A quiet tick costs O(masters): a round runs only when something waits
+                    // or a publisher connection changed.
                     if !self.tick_has_work() {
                         continue;
                     }
@@ -246,14 +268,25 @@ impl Manager {
             removed,
             reply,
         } = request;
+        self.dirty = true;
         for channel in &removed {
-            self.wanted.remove(channel);
-            self.confirmed_before.remove(channel);
-            self.retry_after.remove(channel);
+            if self.wanted.remove(channel) {
+                self.missing.remove(channel);
+                self.confirmed_before.remove(channel);
+                self.retry_after.remove(channel);
+                self.stale.insert(channel.clone());
+            }
         }
-        self.wanted.extend(added.iter().cloned());
+        for channel in &added {
+            if self.wanted.insert(channel.clone()) {
+                // Still held from before? The round sees it and settles it at once.
+                self.stale.remove(channel);
+                self.missing.insert(channel.clone());
+            }
+        }
         self.waiters.push_back(Waiter {
             channels: added,
+            confirmed: 0,
             started: Instant::now(),
             reply,
         });
@@ -265,69 +298,101 @@ impl Manager {
         }
     }
 
-    fn link_mut(&mut self, id: LinkId) -> Option<&mut Link> {
-        self.links.values_mut().find(|link| link.id == id)
+    /// The address of the link with this id (events of a replaced link find none).
+    fn address_of(&self, id: LinkId) -> Option<String> {
+        self.links
+            .iter()
+            .find(|(_, link)| link.id == id)
+            .map(|(address, _)| address.clone())
     }
 
     fn apply_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Connected(id) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                link.state = MasterState::Up;
-                link.subscribed.clear();
-                link.pending.clear();
-                link.connects += 1;
-            }
+            LinkEvent::Connected(id) => self.reset_link(id, MasterState::Up),
             LinkEvent::Down(id, reason) => {
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                if link.state != MasterState::Down {
+                if let Some(link) = self.address_of(id).and_then(|a| self.links.get(&a))
+                    && link.state != MasterState::Down
+                {
                     log::warn!("redis cluster: subscriber link down: {reason}");
                 }
-                link.state = MasterState::Down;
-                link.subscribed.clear();
-                link.pending.clear();
+                self.reset_link(id, MasterState::Down);
                 self.refresh.notify_one();
             }
-            LinkEvent::Subscribed(id, channel) => {
-                let wanted = self.wanted.contains(&channel);
-                let again = wanted && self.confirmed_before.contains(&channel);
-                if wanted {
-                    self.confirmed_before.insert(channel.clone());
-                }
-                let Some(link) = self.link_mut(id) else {
-                    return;
-                };
-                link.pending.remove(&channel);
-                link.subscribed.insert(channel);
-                if again {
-                    link.resubscriptions += 1;
-                    self.status.resubscriptions.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            LinkEvent::Subscribed(id, channel) => self.apply_confirmation(id, channel),
             LinkEvent::Unsubscribed(id, channel, cause) => {
-                let Some(link) = self.link_mut(id) else {
+                let Some(link) = self.address_of(id).and_then(|a| self.links.get_mut(&a)) else {
                     return;
                 };
                 link.pending.remove(&channel);
                 link.subscribed.remove(&channel);
+                self.dirty = true;
                 if cause == UnsubscribeCause::Server {
                     self.status
                         .server_unsubscribes
                         .fetch_add(1, Ordering::Relaxed);
                     self.refresh.notify_one();
                 }
+                if self.wanted.contains(&channel) {
+                    self.missing.insert(channel);
+                }
             }
             LinkEvent::Refused(id, channels, error) => self.apply_refusal(id, channels, error),
         }
     }
 
+    /// A connection began or ended: the server holds nothing for it any more.
+    fn reset_link(&mut self, id: LinkId, state: MasterState) {
+        let Some(link) = self.address_of(id).and_then(|a| self.links.get_mut(&a)) else {
+            return;
+        };
+        if state == MasterState::Up {
+            link.connects += 1;
+        }
+        self.dirty = true;
+        link.state = state;
+        let held: Vec<String> = link
+            .subscribed
+            .drain()
+            .chain(link.pending.drain())
+            .collect();
+        for channel in held {
+            if self.wanted.contains(&channel) {
+                self.missing.insert(channel);
+            }
+        }
+    }
+
+    /// The server confirmed a channel on a link.
+    fn apply_confirmation(&mut self, id: LinkId, channel: String) {
+        let Some(address) = self.address_of(id) else {
+            return;
+        };
+        let topology = self.shared.borrow().topology.clone();
+        let on_owner = Self::owner_address(&self.redirects, &topology, &channel)
+            .is_some_and(|(_, owner)| owner == address);
+        let wanted = self.wanted.contains(&channel);
+        let again = wanted && !self.confirmed_before.insert(channel.clone());
+        if !wanted {
+            self.confirmed_before.remove(&channel);
+            self.stale.insert(channel.clone());
+            self.dirty = true;
+        } else if on_owner {
+            self.missing.remove(&channel);
+        }
+        let Some(link) = self.links.get_mut(&address) else {
+            return;
+        };
+        link.pending.remove(&channel);
+        link.subscribed.insert(channel);
+        if again {
+            link.resubscriptions += 1;
+            self.status.resubscriptions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// A command was refused: follow a MOVED at once, otherwise retry after a delay.
     fn apply_refusal(&mut self, id: LinkId, channels: Vec<String>, error: ReplyError) {
-        let Some(link) = self.link_mut(id) else {
+        let Some(link) = self.address_of(id).and_then(|a| self.links.get_mut(&a)) else {
             return;
         };
         for channel in &channels {
@@ -339,6 +404,7 @@ impl Manager {
         );
         self.status.refused_commands.fetch_add(1, Ordering::Relaxed);
         self.refresh.notify_one();
+        self.dirty = true;
         // Cluster spec: MOVED names the node that serves the slot now; ask it at once (a
         // server's own `sunsubscribe` on a moved slot is answered this way within two round
         // trips, long before the next slot map).
@@ -347,6 +413,7 @@ impl Manager {
             && self.redirects.len() < topology::SLOT_COUNT
         {
             self.redirects.insert(slot, address);
+            self.recompute_missing();
             return;
         }
         let retry_at = Instant::now() + REFUSED_RETRY_DELAY;
@@ -383,6 +450,8 @@ impl Manager {
         self.redirects.clear();
         self.shared.borrow_mut().topology = Rc::new(topology);
         self.status.topology_changes.fetch_add(1, Ordering::Relaxed);
+        self.recompute_missing();
+        self.dirty = true;
     }
 
     fn add_link(&mut self, address: String) {
@@ -432,103 +501,159 @@ impl Manager {
 
     /// The slot of `channel` and the address of the master serving it: the last `MOVED`
     /// for that slot if one came after the current slot map, else the slot map's owner.
-    fn owner_address(
-        redirects: &HashMap<u16, String>,
-        topology: &Topology,
+    fn owner_address<'a>(
+        redirects: &'a HashMap<u16, String>,
+        topology: &'a Topology,
         channel: &str,
-    ) -> Option<(u16, String)> {
+    ) -> Option<(u16, &'a str)> {
         let slot = hash_slot(channel);
         match redirects.get(&slot) {
-            Some(address) => Some((slot, address.clone())),
-            None => Some((slot, topology.owner(slot)?.address.clone())),
+            Some(address) => Some((slot, address)),
+            None => Some((slot, &topology.owner(slot)?.address)),
         }
     }
 
-    fn is_subscribed_on_owner(&self, topology: &Topology, channel: &str) -> bool {
-        Self::owner_address(&self.redirects, topology, channel)
-            .and_then(|(_, address)| self.links.get(&address))
-            .is_some_and(|link| link.state == MasterState::Up && link.subscribed.contains(channel))
-    }
-
-    /// Sends what each master is missing: SSUBSCRIBE for wanted channels not confirmed on
-    /// their owner, SUNSUBSCRIBE for confirmed channels nobody wants, batched per master and
-    /// slot.
-    fn reconcile(&mut self) {
+    /// After owners changed (a new slot map, a MOVED): which wanted channels are not on their
+    /// owner. O(wanted), but owners change rarely.
+    fn recompute_missing(&mut self) {
         let topology = self.shared.borrow().topology.clone();
+        let links = &self.links;
+        let redirects = &self.redirects;
+        self.missing = self
+            .wanted
+            .iter()
+            .filter(|channel| {
+                let on_owner = Self::owner_address(redirects, &topology, channel)
+                    .and_then(|(_, address)| links.get(address))
+                    .is_some_and(|link| {
+                        link.state == MasterState::Up && link.subscribed.contains(*channel)
+                    });
+                !on_owner
+            })
+            .cloned()
+            .collect();
+    }
+
+    /// Sends what each master is missing (SSUBSCRIBE) and lets go of what nobody wants
+    /// (SUNSUBSCRIBE), batched per master and slot, one pipelined write per master.
+    fn reconcile(&mut self) {
         let now = Instant::now();
+        let retries = self.retry_after.len();
         self.retry_after.retain(|_, at| *at > now);
-        // address -> slot -> channels.
-        let mut subscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
-        for channel in &self.wanted {
-            let Some((slot, address)) = Self::owner_address(&self.redirects, &topology, channel)
-            else {
-                continue;
-            };
-            let Some(link) = self.links.get(&address) else {
-                continue;
-            };
-            let waiting = self.retry_after.get(channel).is_some_and(|at| *at > now);
-            if link.state != MasterState::Up
-                || waiting
-                || link.subscribed.contains(channel)
-                || link.pending.contains(channel)
-            {
-                continue;
-            }
-            let by_slot = subscribe.entry(address).or_default();
-            by_slot.entry(slot).or_default().push(channel.clone());
+        if !self.dirty && self.retry_after.len() == retries {
+            return;
         }
-        let mut unsubscribe: BTreeMap<String, BTreeMap<u16, Vec<String>>> = BTreeMap::new();
-        for (address, link) in &mut self.links {
-            if link.state != MasterState::Up {
-                continue;
-            }
-            let unwanted: Vec<String> = link
-                .subscribed
-                .iter()
-                .filter(|channel| {
-                    !self.wanted.contains(*channel) && !link.pending.contains(*channel)
-                })
-                .cloned()
-                .collect();
-            for channel in unwanted {
-                match Self::owner_address(&self.redirects, &topology, &channel) {
-                    Some((slot, owner)) if owner == *address => {
-                        let by_slot = unsubscribe.entry(address.clone()).or_default();
-                        by_slot.entry(slot).or_default().push(channel);
-                    }
-                    // Not served here any more: the server drops it itself, and a SUNSUBSCRIBE
-                    // would only be answered MOVED.
-                    _ => {
-                        link.subscribed.remove(&channel);
-                    }
-                }
-            }
-        }
+        self.dirty = false;
+        let subscribe = self.missing_batches();
+        let unsubscribe = self.stale_batches();
         self.send(subscribe, true);
         self.send(unsubscribe, false);
     }
 
-    fn send(&mut self, batches: BTreeMap<String, BTreeMap<u16, Vec<String>>>, subscribe: bool) {
+    fn missing_batches(&mut self) -> Batches {
+        let topology = self.shared.borrow().topology.clone();
+        let mut batches = Batches::new();
+        let mut settled = Vec::new();
+        let mut queued: HashMap<&str, usize> = HashMap::new();
+        for channel in &self.missing {
+            let Some((slot, address)) = Self::owner_address(&self.redirects, &topology, channel)
+            else {
+                continue;
+            };
+            let Some((address, link)) = self.links.get_key_value(address) else {
+                continue;
+            };
+            if link.state != MasterState::Up {
+                continue;
+            }
+            if link.subscribed.contains(channel) {
+                settled.push(channel.clone());
+                continue;
+            }
+            let in_flight = queued.entry(address).or_insert(link.pending.len());
+            if link.pending.contains(channel) || self.retry_after.contains_key(channel) {
+                continue;
+            }
+            if *in_flight >= IN_FLIGHT_CHANNELS_MAX {
+                // The rest goes once answers come back.
+                self.dirty = true;
+                continue;
+            }
+            *in_flight += 1;
+            let by_slot = batches.entry(address.clone()).or_default();
+            by_slot.entry(slot).or_default().push(channel.clone());
+        }
+        for channel in settled {
+            self.missing.remove(&channel);
+        }
+        batches
+    }
+
+    fn stale_batches(&mut self) -> Batches {
+        let topology = self.shared.borrow().topology.clone();
+        let mut batches = Batches::new();
+        let mut released = Vec::new();
+        for channel in &self.stale {
+            let owner = Self::owner_address(&self.redirects, &topology, channel);
+            let mut held = false;
+            for (address, link) in &mut self.links {
+                if link.pending.contains(channel) {
+                    held = true;
+                    continue;
+                }
+                if !link.subscribed.contains(channel) {
+                    continue;
+                }
+                held = true;
+                match owner {
+                    Some((slot, owner)) if owner == address && link.state == MasterState::Up => {
+                        let by_slot = batches.entry(address.clone()).or_default();
+                        by_slot.entry(slot).or_default().push(channel.clone());
+                    }
+                    // Not served here any more: the server drops it itself, and a SUNSUBSCRIBE
+                    // would only be answered MOVED.
+                    _ => {
+                        link.subscribed.remove(channel);
+                    }
+                }
+            }
+            if !held {
+                released.push(channel.clone());
+            }
+        }
+        for channel in released {
+            self.stale.remove(&channel);
+        }
+        batches
+    }
+
+    /// One pipelined batch of commands per master (each command: one slot, at most
+    /// `channels_per_command_max` channels; at most `COMMANDS_PER_ROUND_MAX` commands).
+    fn send(&mut self, batches: Batches, subscribe: bool) {
         let per_command = self.settings.channels_per_command_max;
         for (address, by_slot) in batches {
             let Some(link) = self.links.get_mut(&address) else {
                 continue;
             };
-            'slots: for channels in by_slot.into_values() {
-                for chunk in channels.chunks(per_command) {
-                    let command = if subscribe {
-                        LinkCommand::Subscribe(chunk.to_vec())
-                    } else {
-                        LinkCommand::Unsubscribe(chunk.to_vec())
-                    };
-                    // A full link queue: the rest waits for the next round (its answers wake
-                    // the manager).
-                    if link.commands.try_send(command).is_err() {
-                        break 'slots;
-                    }
-                    link.pending.extend(chunk.iter().cloned());
-                }
+            let mut commands: Vec<Vec<String>> = by_slot
+                .values()
+                .flat_map(|channels| channels.chunks(per_command).map(<[String]>::to_vec))
+                .collect();
+            if commands.len() > COMMANDS_PER_ROUND_MAX {
+                commands.truncate(COMMANDS_PER_ROUND_MAX);
+                self.dirty = true;
+            }
+            let sent: Vec<String> = commands.iter().flatten().cloned().collect();
+            let command = if subscribe {
+                LinkCommand::Subscribe(commands)
+            } else {
+                LinkCommand::Unsubscribe(commands)
+            };
+            // A full link queue: the rest waits for the next round (answers wake the manager).
+            if link.commands.try_send(command).is_ok() {
+                link.pending.extend(sent);
+            } else {
+                self.dirty = true;
             }
         }
     }
@@ -537,23 +662,27 @@ impl Manager {
         if self.waiters.is_empty() {
             return;
         }
-        let topology = self.shared.borrow().topology.clone();
         let deadline = Duration::from_millis(self.settings.confirm_timeout_ms);
         let waiters = std::mem::take(&mut self.waiters);
-        for waiter in waiters {
+        for mut waiter in waiters {
             if waiter.reply.is_canceled() {
                 continue;
             }
-            let missing = waiter
-                .channels
-                .iter()
-                .filter(|channel| self.wanted.contains(*channel))
-                .filter(|channel| !self.is_subscribed_on_owner(&topology, channel))
-                .count();
+            // Amortised O(1) per channel: each waiter's cursor only moves forward.
+            while let Some(channel) = waiter.channels.get(waiter.confirmed) {
+                if self.wanted.contains(channel) && self.missing.contains(channel) {
+                    break;
+                }
+                waiter.confirmed += 1;
+            }
             let waited = waiter.started.elapsed();
-            if missing == 0 {
+            if waiter.confirmed == waiter.channels.len() {
                 let _ = waiter.reply.send(Ok(()));
             } else if waited >= deadline {
+                let missing = waiter.channels[waiter.confirmed..]
+                    .iter()
+                    .filter(|channel| self.missing.contains(*channel))
+                    .count();
                 let _ = waiter
                     .reply
                     .send(Err(ClusterError::NotConfirmed { missing, waited }));
@@ -565,19 +694,15 @@ impl Manager {
 
     /// Publishes readiness, counts and the per-master table.
     fn report(&self) {
-        let topology = self.shared.borrow().topology.clone();
-        let subscribed = self
-            .wanted
-            .iter()
-            .filter(|channel| self.is_subscribed_on_owner(&topology, channel))
-            .count();
+        let topology_known = !self.shared.borrow().topology.is_empty();
         let masters = self.master_reports();
         let publishers_up = masters.iter().all(|master| master.publisher_connected);
-        let ready = !topology.is_empty() && subscribed == self.wanted.len() && publishers_up;
+        let ready = topology_known && self.missing.is_empty() && publishers_up;
         self.status.ready.store(ready, Ordering::Relaxed);
         self.status
             .wanted_channels
             .store(self.wanted.len() as u64, Ordering::Relaxed);
+        let subscribed = self.wanted.len().saturating_sub(self.missing.len());
         self.status
             .subscribed_channels
             .store(subscribed as u64, Ordering::Relaxed);
