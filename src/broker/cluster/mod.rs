@@ -3,10 +3,12 @@
 //! the topology followed through failovers and slot migrations.
 //!
 //! Runs on the subscriber core's current-thread tokio runtime, inside a `LocalSet` (no thread of
-//! its own). Four parts:
-//! - the manager (this file): the wanted channels, the slot map, one `Link` per master; it
+//! its own). This file holds the public API (settings, errors, the handle, status); four parts
+//! do the work:
+//! - the manager (`manager.rs`): the wanted channels, the slot map, one `Link` per master; it
 //!   reconciles what each master has confirmed with what is wanted, in batched SSUBSCRIBE /
-//!   SUNSUBSCRIBE commands (one slot per command, as the cluster requires; grouped per master);
+//!   SUNSUBSCRIBE commands (one slot per command, as the cluster requires; one pipelined write
+//!   per master per round), and follows `MOVED` at once;
 //! - [`link`]: one subscriber connection per master (our own sans-IO RESP2 in [`resp`], because
 //!   fred hides the `sunsubscribe` a server sends when a slot moves away);
 //! - the topology task: `CLUSTER NODES` from every connected master (the seeds while none
@@ -21,10 +23,16 @@
 //! publish that was answered with an error (a publish that failed is never sent later), or
 //! recovering messages published while a channel was moving (pub/sub is at-most-once).
 //!
+//! Why not fred's cluster-aware `SubscriberClient`: tested against a real cluster (the ignored
+//! test `fred_subscriber_client_after_migration_and_failover`), fred 10.1 with
+//! `manage_subscriptions` lost the channel after a slot migration (it drops the server's
+//! `sunsubscribe`) and after a failover (nothing was subscribed on the promoted replica 5 s
+//! later).
+//!
 //! Invariants: a channel counts as subscribed only once the master that serves its slot (by
-//! the current topology) confirmed it on its live connection; queues and maps are bounded
-//! (`REQUEST_CAPACITY`, `EVENT_CAPACITY`, `WAITERS_MAX`, `link::PENDING_COMMANDS_MAX`,
-//! `settings.output_capacity`).
+//! the current topology, or a newer `MOVED`) confirmed it on its live connection; queues and
+//! maps are bounded (`manager::REQUEST_CAPACITY`, `EVENT_CAPACITY`, `WAITERS_MAX`,
+//! `IN_FLIGHT_CHANNELS_MAX`, `link::PENDING_COMMANDS_MAX`, `settings.output_capacity`).
 
 pub mod link;
 mod manager;

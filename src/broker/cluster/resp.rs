@@ -33,10 +33,10 @@ pub enum RespError {
     /// RESP: "the protocol's different parts are always terminated with \r\n (CRLF)."
     #[error("a RESP line is longer than {LINE_BYTES_MAX} bytes or lacks its CRLF")]
     LineTooLong,
-    /// RESP: "$<length>\r\n<data>\r\n": the length is a decimal number (or -1 for null).
+    /// RESP: `$<length>\r\n<data>\r\n`: the length is a decimal number (or -1 for null).
     #[error("invalid RESP length or integer {0:?}")]
     InvalidNumber(String),
-    /// RESP: "$<length>\r\n<data>\r\n": the data is followed by a final CRLF.
+    /// RESP: `$<length>\r\n<data>\r\n`: the data is followed by a final CRLF.
     #[error("a bulk string is not followed by CRLF")]
     MissingCrlf,
     /// Our limit: a bulk string longer than the largest message we accept.

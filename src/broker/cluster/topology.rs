@@ -23,8 +23,8 @@ pub fn hash_slot(channel: &str) -> u16 {
 /// A line of `CLUSTER NODES` that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
-    /// `CLUSTER NODES`: "<id> <ip:port@cport[,hostname]> <flags> <master> <ping-sent>
-    /// <pong-recv> <config-epoch> <link-state> <slot> <slot> ... <slot>".
+    /// `CLUSTER NODES`: each line is `<id> <ip:port@cport[,hostname]> <flags> <master>
+    /// <ping-sent> <pong-recv> <config-epoch> <link-state> <slot> <slot> ... <slot>`.
     #[error("a CLUSTER NODES line has fewer than 8 fields: {0:?}")]
     MissingFields(String),
     /// The address field is `ip:port@cport`.
