@@ -13,7 +13,7 @@
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
 //! - [`http`]: sans-IO HTTP request heads, routes and responses.
 //! - [`api`]: HTTP API building blocks (the Pusher REST API: routes, bodies, answers).
-//! - [`broker`]: the Redis subscriber core that joins several nodes into one.
+//! - [`broker`]: the Redis subscriber core (one Redis, or a Redis Cluster) that joins nodes.
 //! - [`config`]: command line, environment and limits.
 //! - [`server`]: the runtime: shards, accept loops, the connection owner, reactor, fan-out and
 //!   writes.

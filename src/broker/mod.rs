@@ -1,8 +1,10 @@
-//! The broker: what joins ringcast nodes into one. Today one Redis (pub/sub through a
-//! subscriber core on its own thread, [`redis`]); the shards talk to it only by message
-//! ([`redis::RedisLink`]) and never wait on it on the data path.
+//! The broker: what joins ringcast nodes into one. One Redis (pub/sub through a subscriber core
+//! on its own thread, [`redis`]) or a Redis Cluster with sharded pub/sub ([`cluster`]); the
+//! shards talk to it only by message ([`redis::RedisLink`]) and never wait on it on the data
+//! path.
 //!
 //! Imports point down: the broker knows publications, channel names and the telemetry tables,
 //! nothing of shards or HTTP.
 
+pub mod cluster;
 pub mod redis;
