@@ -39,6 +39,15 @@ pub enum ProtocolError {
         /// `Limits::max_message_bytes`.
         limit_bytes: u64,
     },
+    /// More frames in one fragmented message than `--max-fragments`: each frame costs a header
+    /// and a turn of the decoder, and empty continuation frames would otherwise cost nothing
+    /// against the size limit (RFC 6455 §10.4: "implementations SHOULD impose a limit on frame
+    /// sizes and the total message size after reassembly from multiple frames").
+    #[error("message in more than {limit} fragments")]
+    TooManyFragments {
+        /// `--max-fragments`.
+        limit: u32,
+    },
     /// RFC 6455 §8.1: a text message that is not valid UTF-8 fails the connection.
     #[error("text message is not valid UTF-8")]
     InvalidUtf8,
@@ -58,7 +67,9 @@ impl ProtocolError {
     /// The close code RFC 6455 §7.4.1 assigns to this violation.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::MessageTooBig { .. } => close_code::MESSAGE_TOO_BIG,
+            ProtocolError::MessageTooBig { .. } | ProtocolError::TooManyFragments { .. } => {
+                close_code::MESSAGE_TOO_BIG
+            }
             ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
                 close_code::INVALID_PAYLOAD
             }

@@ -61,6 +61,8 @@ pub enum Decoded<'a> {
 #[derive(Debug)]
 struct Reassembly {
     kind: DataKind,
+    /// Frames received so far, the first included.
+    fragments: u32,
     payload: Vec<u8>,
     /// For text: the prefix of `payload` already proven valid UTF-8.
     utf8_valid_bytes: usize,
@@ -75,7 +77,12 @@ pub struct MessageDecoder {
     reassembly: Option<Box<Reassembly>>,
     /// The last reassembled message, kept only until the next call so the event can borrow it.
     completed: Vec<u8>,
+    /// Most frames in one fragmented message.
+    max_fragments: u32,
 }
+
+/// Default for [`MessageDecoder::limit_fragments`] (`--max-fragments`).
+pub const DEFAULT_MAX_FRAGMENTS: u32 = 1024;
 
 impl MessageDecoder {
     /// A decoder refusing frames and messages over `max_message_bytes` with 1009.
@@ -84,7 +91,14 @@ impl MessageDecoder {
             max_message_bytes,
             reassembly: None,
             completed: Vec::new(),
+            max_fragments: DEFAULT_MAX_FRAGMENTS,
         }
+    }
+
+    /// Refuses (1009) a message sent in more than `max_fragments` frames.
+    pub fn limit_fragments(mut self, max_fragments: u32) -> MessageDecoder {
+        self.max_fragments = max_fragments.max(1);
+        self
     }
 
     /// No fragmented message is in progress: the decoder holds nothing and a fresh one would
@@ -146,6 +160,7 @@ impl MessageDecoder {
                 } else {
                     let mut reassembly = Box::new(Reassembly {
                         kind,
+                        fragments: 1,
                         payload: Vec::new(),
                         utf8_valid_bytes: 0,
                     });
@@ -155,9 +170,16 @@ impl MessageDecoder {
                 }
             }
             OpCode::Continuation => {
+                let max_fragments = self.max_fragments;
                 let Some(reassembly) = self.reassembly.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
+                reassembly.fragments += 1;
+                if reassembly.fragments > max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        limit: max_fragments,
+                    });
+                }
                 append_fragment(reassembly, payload, header.fin)?;
                 if !header.fin {
                     return Ok(Decoded::Fragment { consumed });
@@ -288,6 +310,35 @@ mod tests {
                 Owned::Message(DataKind::Binary, b"abcd".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn more_fragments_than_the_limit_fail_with_1009() {
+        let mut stream = client_frame(false, 0x1, KEY, b"a");
+        for _ in 0..2 {
+            stream.extend(client_frame(false, 0x0, KEY, b""));
+        }
+        let mut decoder = MessageDecoder::new(1 << 20).limit_fragments(3);
+        let mut buffer = stream.clone();
+        let mut offset = 0;
+        for _ in 0..3 {
+            match decoder.decode(&mut buffer[offset..]).unwrap() {
+                Decoded::Fragment { consumed } => offset += consumed,
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut more = client_frame(false, 0x0, KEY, b"");
+        let error = decoder.decode(&mut more).unwrap_err();
+        assert_eq!(error, ProtocolError::TooManyFragments { limit: 3 });
+        assert_eq!(error.close_code(), 1009);
+        // Exactly at the limit, a final fragment completes the message.
+        let mut decoder = MessageDecoder::new(1 << 20).limit_fragments(2);
+        let mut stream = client_frame(false, 0x1, KEY, b"a");
+        stream.extend(client_frame(true, 0x0, KEY, b"b"));
+        assert!(matches!(
+            decoder.decode(&mut stream).unwrap(),
+            Decoded::Fragment { .. }
+        ));
     }
 
     #[test]
