@@ -77,7 +77,7 @@ const WAKES_PER_POLL: usize = 16;
 /// A connection's task after the upgrade. Written by hand rather than as an `async fn`: an
 /// idle connection's memory is mostly this future, and a generated one holds moved arguments
 /// twice (520 bytes against this one's ~240).
-#[expect(
+#[allow(
     clippy::large_enum_variant,
     reason = "Running is the state of the connection's whole life; boxing it would add an allocation per connection"
 )]
