@@ -6,8 +6,8 @@
 //! with `MessageTooBig { length_bytes: limit + 1 }` (the output never grows past the limit
 //! before failing) or `InvalidCompressedData`; inflating in the named pieces gives the same
 //! result as at once; the decoder, fed the pieces as a fragmented message (RSV1 on the first
-//! frame only) twice in a row, gives what a plain model of it predicts (wire size checked per
-//! frame, inflation, UTF-8 of text checked per fragment, the inflater kept or reset between
+//! frame only) twice in a row, gives what a plain model of it predicts (frame length, then the
+//! message's wire size, checked per frame, inflation, UTF-8 of text checked per fragment, the inflater kept or reset between
 //! the two messages), error included; whatever inflates, compressed again by
 //! `MessageCompressor`, inflates back to itself from a smaller payload.
 //! Input layout: inflated size limit (u16), flags (u8: bit 0 the client keeps its context, bit
@@ -208,12 +208,16 @@ fn model_step(
     wire_bytes: u64,
     inflated: &mut Vec<u8>,
 ) -> Result<(), ProtocolError> {
-    // The header's length (the first frame) or the message's wire total (continuations).
-    if wire_bytes > input.limit_bytes {
-        return Err(ProtocolError::MessageTooBig {
-            length_bytes: wire_bytes,
-            limit_bytes: input.limit_bytes,
-        });
+    // The frame header's length first (refused before its payload arrives), then the wire
+    // total of the message so far (a continuation's check).
+    let frame_bytes = piece.len() as u64;
+    for length_bytes in [frame_bytes, wire_bytes] {
+        if length_bytes > input.limit_bytes {
+            return Err(ProtocolError::MessageTooBig {
+                length_bytes,
+                limit_bytes: input.limit_bytes,
+            });
+        }
     }
     inflater.inflate(piece, inflated, input.limit_bytes)?;
     if fin {

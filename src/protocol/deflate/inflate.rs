@@ -86,19 +86,22 @@ impl Inflater {
                 out.reserve_exact(step.min(room));
             }
             let (total_in_before, out_before) = (self.stream.total_in(), out.len());
-            let status = self
+            let result = self
                 .stream
-                .decompress_vec(compressed, out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
-            let consumed = usize::try_from(self.stream.total_in() - total_in_before)
-                .expect("consumed at most the input's length");
-            compressed = &compressed[consumed..];
+                .decompress_vec(compressed, out, FlushDecompress::Sync);
+            // The limit before the data error: zlib keeps reading block headers once the output
+            // is full, so a call can both pass the limit and then meet bad data. Whichever comes
+            // first in the stream wins, however the message was split into frames.
             if out.len() > limit_bytes {
                 return Err(ProtocolError::MessageTooBig {
                     length_bytes: out.len() as u64,
                     limit_bytes: max_message_bytes,
                 });
             }
+            let status = result.map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let consumed = usize::try_from(self.stream.total_in() - total_in_before)
+                .expect("consumed at most the input's length");
+            compressed = &compressed[consumed..];
             if status == Status::StreamEnd {
                 self.stream_state = StreamState::Ended;
                 return Ok(());
@@ -217,6 +220,31 @@ mod tests {
             })
         );
         assert_eq!(inflate_message(&[0x02, 0x00], 0).unwrap(), b"");
+    }
+
+    #[test]
+    fn the_limit_wins_over_bad_data_that_follows_it() {
+        // Found by the `inflate` fuzz target: a stored block of one byte, then a stored block
+        // whose LEN and NLEN disagree. With a limit of 0, the byte passes the limit before the
+        // bad block is reached, at once or byte by byte.
+        let payload = [
+            0x00, 0x01, 0x00, 0xfe, 0xff, 0x41, 0x00, 0x05, 0x00, 0x00, 0x00,
+        ];
+        let too_big = Err(ProtocolError::MessageTooBig {
+            length_bytes: 1,
+            limit_bytes: 0,
+        });
+        assert_eq!(inflate_message(&payload, 0), too_big);
+        let mut inflater = Inflater::new();
+        let mut out = Vec::new();
+        let byte_by_byte = payload
+            .chunks(1)
+            .try_for_each(|byte| inflater.inflate(byte, &mut out, 0));
+        assert_eq!(byte_by_byte, too_big.map(|_: Vec<u8>| ()));
+        assert_eq!(
+            inflate_message(&payload, 1),
+            Err(ProtocolError::InvalidCompressedData)
+        );
     }
 
     #[test]
