@@ -266,6 +266,9 @@ fn mask() -> Vec<Seed> {
     ]
 }
 
+/// An `inflate` seed: name, limit, flags, piece lengths, compressed payload.
+type InflateSeed = (&'static str, u16, u8, Vec<u8>, Vec<u8>);
+
 /// RFC 7692 §7.2.3's example payloads, a compressed JSON message, a zip bomb, broken data.
 fn inflate() -> Vec<Seed> {
     const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
@@ -281,7 +284,7 @@ fn inflate() -> Vec<Seed> {
     let bomb = compressor
         .compress_message(&vec![0u8; 1 << 20])
         .expect("zeros compress");
-    let payloads: [(&str, u16, u8, Vec<u8>, Vec<u8>); 10] = [
+    let payloads: [InflateSeed; 10] = [
         // §7.2.3.1, in one frame and in two ("0xf2 0x48 0xcd" + "0xc9 0xc9 0x07 0x00").
         ("rfc_hello", 1024, KEPT_TEXT, vec![], HELLO.to_vec()),
         ("rfc_hello_fragmented", 1024, 0b10, vec![3], HELLO.to_vec()),
