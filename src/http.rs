@@ -206,6 +206,10 @@ pub struct RequestHead {
     pub websocket_version: Option<Vec<u8>>,
     /// `Sec-WebSocket-Key`, if present (exactly once).
     pub websocket_key: Option<Vec<u8>>,
+    /// `Sec-WebSocket-Extensions`, if present: every such header's value, in order, joined with
+    /// ", " into one list (RFC 7230 §3.2.2 allows combining them so; RFC 6455 §9.1 lets the
+    /// header appear several times). Bounded by `max_header_bytes`, like the head.
+    pub websocket_extensions: Option<Vec<u8>>,
     /// `Content-Length`, if present.
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` is present (not supported: 411).
@@ -267,6 +271,7 @@ pub fn parse_request_head(
         keep_alive: http_minor_version >= 1,
         websocket_version: None,
         websocket_key: None,
+        websocket_extensions: None,
         content_length: None,
         has_transfer_encoding: false,
         expect_continue: false,
@@ -298,6 +303,17 @@ fn apply_header(head: &mut RequestHead, name: &str, value: &[u8]) -> Result<(), 
                 return Err(HttpError::BadRequest("duplicate Sec-WebSocket-Key"));
             }
             head.websocket_key = Some(trim(value).to_vec());
+        }
+        "sec-websocket-extensions" => {
+            // RFC 7230 §3.2.2: "A recipient MAY combine multiple header fields with the same
+            // field name into one "field-name: field-value" pair ... by appending each
+            // subsequent field value to the combined field value in order, separated by a
+            // comma."
+            let extensions = head.websocket_extensions.get_or_insert_with(Vec::new);
+            if !extensions.is_empty() {
+                extensions.extend_from_slice(b", ");
+            }
+            extensions.extend_from_slice(trim(value));
         }
         "content-length" => {
             let length = std::str::from_utf8(trim(value))
@@ -491,6 +507,24 @@ mod tests {
                 .unwrap_err()
                 .status(),
             400
+        );
+    }
+
+    #[test]
+    fn extension_headers_are_combined_in_order() {
+        let extensions = |request: &str| parse(request).unwrap().unwrap().websocket_extensions;
+        assert_eq!(extensions("GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(
+            extensions("GET / HTTP/1.1\r\nSec-WebSocket-Extensions:  a; b=1 \r\n\r\n"),
+            Some(b"a; b=1".to_vec())
+        );
+        assert_eq!(
+            extensions(
+                "GET / HTTP/1.1\r\nsec-websocket-extensions: permessage-deflate; \
+                 server_max_window_bits=10, x\r\nHost: h\r\n\
+                 SEC-WEBSOCKET-EXTENSIONS: permessage-deflate\r\n\r\n"
+            ),
+            Some(b"permessage-deflate; server_max_window_bits=10, x, permessage-deflate".to_vec())
         );
     }
 

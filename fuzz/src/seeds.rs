@@ -7,6 +7,7 @@
 use super::client_frame;
 use super::frames_stream::FramesInput;
 use super::handshake::HandshakeInput;
+use super::inflate::InflateInput;
 use super::mask::MaskInput;
 
 /// A named seed.
@@ -19,6 +20,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "frames_stream" => frames_stream(),
         "close_payload" => close_payload(),
         "mask" => mask(),
+        "inflate" => inflate(),
         _ => Vec::new(),
     }
 }
@@ -262,4 +264,74 @@ fn mask() -> Vec<Seed> {
             MaskInput::encode([0xFF, 0, 0xFF, 0], 70_001, 255, 7, &ramp),
         ),
     ]
+}
+
+/// An `inflate` seed: name, limit, flags, piece lengths, compressed payload.
+type InflateSeed = (&'static str, u16, u8, Vec<u8>, Vec<u8>);
+
+/// RFC 7692 §7.2.3's example payloads, a compressed JSON message, a zip bomb, broken data.
+fn inflate() -> Vec<Seed> {
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    // Flags: bit 0 keep the context, bit 1 text, bits 2-5 the round trip's level.
+    const KEPT_TEXT: u8 = 0b11;
+    let json = "{\"channel\":\"trades\",\"price\":\"43125.17\"}".repeat(20);
+    let mut compressor = ringcast::protocol::deflate::MessageCompressor::new(
+        ringcast::protocol::deflate::CompressionLevel::FASTEST,
+    );
+    let json_payload = compressor
+        .compress_message(json.as_bytes())
+        .expect("repeated JSON compresses");
+    let bomb = compressor
+        .compress_message(&vec![0u8; 1 << 20])
+        .expect("zeros compress");
+    let payloads: [InflateSeed; 10] = [
+        // §7.2.3.1, in one frame and in two ("0xf2 0x48 0xcd" + "0xc9 0xc9 0x07 0x00").
+        ("rfc_hello", 1024, KEPT_TEXT, vec![], HELLO.to_vec()),
+        ("rfc_hello_fragmented", 1024, 0b10, vec![3], HELLO.to_vec()),
+        // §7.2.3.3: a stored block.
+        (
+            "rfc_stored_block",
+            1024,
+            KEPT_TEXT,
+            vec![5],
+            vec![
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+        ),
+        // §7.2.3.4: a block with BFINAL set, then the empty block's header.
+        (
+            "rfc_bfinal",
+            1024,
+            KEPT_TEXT,
+            vec![],
+            vec![0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+        ),
+        // §7.2.3.5: two blocks in one message.
+        (
+            "rfc_two_blocks",
+            1024,
+            0b0110,
+            vec![8, 0],
+            vec![
+                0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+            ],
+        ),
+        ("json", 4096, KEPT_TEXT, vec![10, 20], json_payload.to_vec()),
+        ("json_over_limit", 100, 0b10, vec![], json_payload.to_vec()),
+        ("zip_bomb", 60_000, 0, vec![200, 200, 200], bomb.to_vec()),
+        ("reserved_block_type", 1024, 0, vec![], vec![0x07, 0x00]),
+        (
+            "invalid_utf8_stored",
+            1024,
+            KEPT_TEXT,
+            vec![],
+            vec![0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x00],
+        ),
+    ];
+    payloads
+        .into_iter()
+        .map(|(name, limit, flags, pieces, payload)| {
+            (name, InflateInput::encode(limit, flags, &pieces, &payload))
+        })
+        .collect()
 }

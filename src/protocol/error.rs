@@ -1,4 +1,5 @@
-//! Every way a client can break RFC 6455 after the handshake, and the close code each one earns.
+//! Every way a client can break RFC 6455 (and RFC 7692, permessage-deflate, where negotiated)
+//! after the handshake, and the close code each one earns.
 //!
 //! One variant per rule, so a test can name exactly which rule it exercised and `/metrics` can
 //! count them apart. The mapping to close codes lives here and nowhere else.
@@ -10,9 +11,21 @@ pub enum ProtocolError {
     /// masked."
     #[error("client frame is not masked")]
     UnmaskedFrameFromClient,
-    /// RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated"; we negotiate none.
+    /// RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated"; RSV2 and RSV3 are
+    /// never negotiated, RSV1 only with permessage-deflate.
     #[error("reserved bits set without a negotiated extension")]
     ReservedBitsSet,
+    /// RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+    /// frames".
+    #[error("control frame with the Per-Message Compressed bit (RSV1) set")]
+    CompressedControlFrame,
+    /// RFC 7692 §6.1: nor of "non-first fragments of a data message".
+    #[error("continuation frame with the Per-Message Compressed bit (RSV1) set")]
+    CompressedContinuation,
+    /// RFC 7692 §7.2.2: the payload of a compressed message, with 0x00 0x00 0xff 0xff appended,
+    /// is not valid DEFLATE data (RFC 1951).
+    #[error("compressed message is not valid DEFLATE data")]
+    InvalidCompressedData,
     /// RFC 6455 §5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved.
     #[error("reserved opcode {0:#x}")]
     ReservedOpcode(u8),
@@ -31,10 +44,11 @@ pub enum ProtocolError {
     /// RFC 6455 §5.4: "fragments of one message MUST NOT be interleaved" with another data frame.
     #[error("new data frame while a fragmented message is in progress")]
     ExpectedContinuation,
-    /// The frame or the reassembled message is larger than the configured limit.
+    /// The frame, the reassembled message or the inflated message is larger than the configured
+    /// limit (an inflated message fails as soon as it passes the limit, not once inflated).
     #[error("message of {length_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     MessageTooBig {
-        /// The length announced by the header or reached by reassembly.
+        /// The length announced by the header or reached by reassembly or inflation.
         length_bytes: u64,
         /// `Limits::max_message_bytes`.
         limit_bytes: u64,
@@ -70,11 +84,15 @@ impl ProtocolError {
             ProtocolError::MessageTooBig { .. } | ProtocolError::TooManyFragments { .. } => {
                 close_code::MESSAGE_TOO_BIG
             }
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                close_code::INVALID_PAYLOAD
-            }
+            // 1007 for undecodable compressed data too, as Node's `ws` does: the bytes are not
+            // consistent with the message's declared (compressed) form.
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidCompressedData => close_code::INVALID_PAYLOAD,
             ProtocolError::UnmaskedFrameFromClient
             | ProtocolError::ReservedBitsSet
+            | ProtocolError::CompressedControlFrame
+            | ProtocolError::CompressedContinuation
             | ProtocolError::ReservedOpcode(_)
             | ProtocolError::ControlFrameTooBig(_)
             | ProtocolError::FragmentedControlFrame
@@ -112,6 +130,9 @@ mod tests {
         let cases = [
             (ProtocolError::UnmaskedFrameFromClient, 1002),
             (ProtocolError::ReservedBitsSet, 1002),
+            (ProtocolError::CompressedControlFrame, 1002),
+            (ProtocolError::CompressedContinuation, 1002),
+            (ProtocolError::InvalidCompressedData, 1007),
             (ProtocolError::ReservedOpcode(3), 1002),
             (ProtocolError::ControlFrameTooBig(126), 1002),
             (ProtocolError::FragmentedControlFrame, 1002),

@@ -5,6 +5,11 @@
 //! error as soon as the bytes that break it have arrived, so a hostile client is caught early
 //! (a 1 GiB length is refused from the header, before a byte of payload is read).
 //! Server frames are never masked (§5.1) and never fragmented (each broadcast is one frame).
+//!
+//! RSV1 means "Per-Message Compressed" only on a connection that negotiated permessage-deflate
+//! (RFC 7692 §6); the caller says which with [`Rsv1`]. RSV2 and RSV3 are always refused: no
+//! extension that uses them is ever negotiated. This file checks where RSV1 may appear; it knows
+//! nothing about DEFLATE itself (`deflate` does).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -17,6 +22,31 @@ pub const MAX_SERVER_HEADER_BYTES: usize = 10;
 pub const MAX_CLIENT_HEADER_BYTES: usize = 14;
 /// RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less".
 pub const MAX_CONTROL_PAYLOAD_BYTES: u64 = 125;
+
+/// RFC 7692 §6: RSV1 of the first frame of a message marks it "Per-Message Compressed".
+pub const RSV1_BIT: u8 = 0x40;
+/// RFC 6455 §5.2: RSV2 and RSV3, which no extension ringcast negotiates uses.
+const RSV2_RSV3_BITS: u8 = 0x30;
+
+/// What RSV1 means on a connection, decided by the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rsv1 {
+    /// No extension negotiated: RSV1 "MUST be 0" (RFC 6455 §5.2).
+    Reserved,
+    /// permessage-deflate negotiated: RSV1 on the first frame of a data message says the
+    /// message is compressed (RFC 7692 §6).
+    PerMessageCompressed,
+}
+
+/// Whether a data frame's message is compressed (RSV1 on its first frame, RFC 7692 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageCompression {
+    /// RSV1 clear: the payload is the message itself (always so for control and continuation
+    /// frames, whose own RSV1 must be clear; a continuation inherits its message's state).
+    Uncompressed,
+    /// RSV1 set on a text or binary frame: the payload is DEFLATE data (RFC 7692 §7.2).
+    Compressed,
+}
 
 /// The frame types RFC 6455 §5.2 defines; every other opcode is reserved and refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +104,8 @@ pub struct FrameHeader {
     pub fin: bool,
     /// The frame type.
     pub opcode: OpCode,
+    /// RSV1 on a text or binary frame where permessage-deflate was negotiated.
+    pub compression: MessageCompression,
     /// The masking key (every accepted client frame has one).
     pub mask_key: [u8; 4],
     /// Payload length in bytes, already checked against the limits.
@@ -89,7 +121,8 @@ impl FrameHeader {
     }
 }
 
-/// Decodes a client frame header from the start of `buf`.
+/// Decodes a client frame header from the start of `buf`, on a connection without extensions
+/// (any RSV bit is an error).
 ///
 /// Returns `Ok(None)` when more bytes are needed, an error as soon as the available bytes prove
 /// the frame invalid, and the header otherwise. `max_payload_bytes` is the largest data frame
@@ -99,14 +132,26 @@ pub fn decode_client_header(
     buf: &[u8],
     max_payload_bytes: u64,
 ) -> Result<Option<FrameHeader>, ProtocolError> {
+    decode_client_header_with(buf, max_payload_bytes, Rsv1::Reserved)
+}
+
+/// [`decode_client_header`] on a connection where RSV1 means `rsv1`.
+pub fn decode_client_header_with(
+    buf: &[u8],
+    max_payload_bytes: u64,
+    rsv1: Rsv1,
+) -> Result<Option<FrameHeader>, ProtocolError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     let fin = first & 0x80 != 0;
-    if first & 0x70 != 0 {
+    // RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines meanings
+    // for non-zero values". Without one, checked before the opcode, as it always was.
+    if first & RSV2_RSV3_BITS != 0 || (rsv1 == Rsv1::Reserved && first & RSV1_BIT != 0) {
         return Err(ProtocolError::ReservedBitsSet);
     }
     let opcode = OpCode::from_bits(first & 0x0F)?;
+    let compression = message_compression(first & RSV1_BIT != 0, opcode)?;
     if opcode.is_control() && !fin {
         return Err(ProtocolError::FragmentedControlFrame);
     }
@@ -150,10 +195,27 @@ pub fn decode_client_header(
     Ok(Some(FrameHeader {
         fin,
         opcode,
+        compression,
         mask_key: mask.try_into().expect("slice of 4 bytes"),
         payload_len,
         header_len: mask_start + 4,
     }))
+}
+
+/// Where RSV1 (already allowed by the negotiation) may be set: on the first frame of a data
+/// message only.
+fn message_compression(rsv1: bool, opcode: OpCode) -> Result<MessageCompression, ProtocolError> {
+    match (rsv1, opcode) {
+        (false, _) => Ok(MessageCompression::Uncompressed),
+        (true, OpCode::Text | OpCode::Binary) => Ok(MessageCompression::Compressed),
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+        // frames and non-first fragments of a data message. An endpoint receiving such a frame
+        // MUST _Fail the WebSocket Connection_."
+        (true, OpCode::Continuation) => Err(ProtocolError::CompressedContinuation),
+        (true, OpCode::Close | OpCode::Ping | OpCode::Pong) => {
+            Err(ProtocolError::CompressedControlFrame)
+        }
+    }
 }
 
 /// Writes an unmasked, final server frame header into `out`; returns its length.
@@ -163,6 +225,21 @@ pub fn encode_server_header(
     out: &mut [u8; MAX_SERVER_HEADER_BYTES],
 ) -> usize {
     encode_header(0x80 | opcode.bits(), 0, payload_len, out)
+}
+
+/// Writes the header of an unmasked, final server frame whose payload is a message compressed
+/// by permessage-deflate (RSV1 set, RFC 7692 §6) into `out`; returns its length. Only data
+/// opcodes can carry RSV1 (§6.1); any other is a programmer error.
+pub fn encode_compressed_server_header(
+    opcode: OpCode,
+    payload_len: usize,
+    out: &mut [u8; MAX_SERVER_HEADER_BYTES],
+) -> usize {
+    assert!(
+        matches!(opcode, OpCode::Text | OpCode::Binary),
+        "RFC 7692 §6.1: only the first frame of a data message may be compressed, not {opcode:?}"
+    );
+    encode_header(0x80 | RSV1_BIT | opcode.bits(), 0, payload_len, out)
 }
 
 /// Writes a frame header (first byte as given, the mask bit, the shortest length encoding of
@@ -196,6 +273,18 @@ pub fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     let mut frame = BytesMut::with_capacity(header_len + payload.len());
     frame.put_slice(&header[..header_len]);
     frame.put_slice(payload);
+    frame.freeze()
+}
+
+/// Builds one complete compressed server frame (RSV1 set) around a payload already compressed by
+/// permessage-deflate (RFC 7692 §7.2.1). `deflate::MessageCompressor::compress_frame` builds the
+/// same bytes without copying the payload; this one is for payloads compressed elsewhere.
+pub fn encode_compressed_server_frame(opcode: OpCode, compressed_payload: &[u8]) -> Bytes {
+    let mut header = [0u8; MAX_SERVER_HEADER_BYTES];
+    let header_len = encode_compressed_server_header(opcode, compressed_payload.len(), &mut header);
+    let mut frame = BytesMut::with_capacity(header_len + compressed_payload.len());
+    frame.put_slice(&header[..header_len]);
+    frame.put_slice(compressed_payload);
     frame.freeze()
 }
 
@@ -327,5 +416,73 @@ pub(crate) mod tests {
         header.extend_from_slice(&(1u64 << 30).to_be_bytes());
         let error = decode_client_header(&header, 65536).unwrap_err();
         assert_eq!(error.close_code(), 1009);
+    }
+
+    #[test]
+    fn rsv1_is_allowed_only_on_the_first_frame_of_a_data_message() {
+        let limit = 1024;
+        let check =
+            |bytes: &[u8]| decode_client_header_with(bytes, limit, Rsv1::PerMessageCompressed);
+        let key = [0, 0, 0, 0];
+        // RFC 7692 §7.2.3.1: "0xc1 0x07 0xf2 0x48 0xcd 0xc9 0xc9 0x07 0x00", masked here.
+        let hello = encode_client_frame(0xC1, key, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+        let header = check(&hello).unwrap().unwrap();
+        assert_eq!(header.compression, MessageCompression::Compressed);
+        assert_eq!(header.opcode, OpCode::Text);
+        // A first fragment may carry it ("0x41 0x03 0xf2 0x48 0xcd"), binary too.
+        let first = check(&[0x41, 0x83, 0, 0, 0, 0]).unwrap().unwrap();
+        assert_eq!(first.compression, MessageCompression::Compressed);
+        assert!(!first.fin);
+        let binary = check(&[0xC2, 0x80, 0, 0, 0, 0]).unwrap().unwrap();
+        assert_eq!(binary.compression, MessageCompression::Compressed);
+        // Without RSV1 a frame is uncompressed, negotiated or not.
+        let plain = check(&[0x81, 0x80, 0, 0, 0, 0]).unwrap().unwrap();
+        assert_eq!(plain.compression, MessageCompression::Uncompressed);
+        // RFC 7692 §6.1: never on continuation or control frames.
+        assert_eq!(
+            check(&[0xC0, 0x80]),
+            Err(ProtocolError::CompressedContinuation)
+        );
+        assert_eq!(
+            check(&[0x40, 0x80]),
+            Err(ProtocolError::CompressedContinuation)
+        );
+        for opcode in [0x8u8, 0x9, 0xA] {
+            assert_eq!(
+                check(&[0xC0 | opcode, 0x80]),
+                Err(ProtocolError::CompressedControlFrame),
+                "{opcode:#x}"
+            );
+        }
+        // RSV2 and RSV3 stay reserved.
+        assert_eq!(check(&[0xA1, 0x80]), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(check(&[0xD1, 0x80]), Err(ProtocolError::ReservedBitsSet));
+        // Without the extension RSV1 is what it always was.
+        assert_eq!(
+            decode_client_header(&hello, limit),
+            Err(ProtocolError::ReservedBitsSet)
+        );
+        assert_eq!(
+            decode_client_header_with(&hello, limit, Rsv1::Reserved),
+            Err(ProtocolError::ReservedBitsSet)
+        );
+    }
+
+    #[test]
+    fn rfc_7692_7_2_3_1_compressed_hello_frame() {
+        let payload = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let frame = encode_compressed_server_frame(OpCode::Text, &payload);
+        assert_eq!(
+            &frame[..],
+            &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+        let frame = encode_compressed_server_frame(OpCode::Binary, &[0u8; 300]);
+        assert_eq!(&frame[..4], &[0xC2, 0x7E, 0x01, 0x2C]);
+    }
+
+    #[test]
+    #[should_panic(expected = "RFC 7692")]
+    fn a_compressed_control_frame_is_a_programmer_error() {
+        encode_compressed_server_frame(OpCode::Ping, b"");
     }
 }

@@ -1,13 +1,15 @@
 //! RFC 6455 §4.2: the server side of the opening handshake.
 //!
 //! Given a parsed HTTP request head, decides whether it is a valid WebSocket upgrade and, if
-//! so, computes `Sec-WebSocket-Accept` and the `101` response. Sans-IO; the request head comes
-//! from `http.rs`, which knows nothing about WebSocket.
+//! so, computes `Sec-WebSocket-Accept` and the `101` response, with the permessage-deflate
+//! agreement when there is one (RFC 7692 §5; the negotiation itself is in `deflate`). Sans-IO;
+//! the request head comes from `http.rs`, which knows nothing about WebSocket.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
+use super::deflate::{DeflatePolicy, Negotiated, negotiate};
 use crate::http::{HttpError, RequestHead};
 
 /// RFC 6455 §1.3: the GUID appended to the client's key before hashing.
@@ -63,13 +65,35 @@ pub fn validate_upgrade(head: &RequestHead) -> Result<String, HttpError> {
     }
 }
 
-/// RFC 6455 §4.2.2: the `101 Switching Protocols` response.
+/// RFC 6455 §4.2.2: the `101 Switching Protocols` response, without extensions.
 pub fn switching_protocols_response(accept_key: &str) -> Vec<u8> {
+    switching_protocols_response_with(accept_key, None)
+}
+
+/// RFC 6455 §4.2.2: the `101 Switching Protocols` response, with `Sec-WebSocket-Extensions`
+/// when permessage-deflate was `negotiated` (RFC 7692 §5: the server "MUST include" the
+/// accepted extension's response in this header, and nothing it did not accept).
+pub fn switching_protocols_response_with(
+    accept_key: &str,
+    negotiated: Option<&Negotiated>,
+) -> Vec<u8> {
+    let extensions = negotiated.map_or(String::new(), |negotiated| {
+        format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            negotiated.response_value()
+        )
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept_key}\r\n{extensions}\r\n"
     )
     .into_bytes()
+}
+
+/// RFC 7692 §5: what the server agrees to among the client's permessage-deflate offers (`None`:
+/// no header, or nothing acceptable; the connection is then uncompressed).
+pub fn negotiate_deflate(head: &RequestHead, policy: &DeflatePolicy) -> Option<Negotiated> {
+    negotiate(head.websocket_extensions.as_deref()?, policy)
 }
 
 #[cfg(test)]
@@ -105,6 +129,32 @@ mod tests {
         let response = String::from_utf8(switching_protocols_response("abc")).unwrap();
         assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(response.contains("\r\nSec-WebSocket-Accept: abc\r\n"));
+    }
+
+    #[test]
+    fn deflate_offer_is_answered_in_the_101() {
+        let request = VALID.replace(
+            "Sec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        );
+        let negotiated = negotiate_deflate(&head(&request), &DeflatePolicy::default()).unwrap();
+        let response =
+            String::from_utf8(switching_protocols_response_with("abc", Some(&negotiated))).unwrap();
+        assert!(response.ends_with(
+            "\r\nSec-WebSocket-Accept: abc\r\nSec-WebSocket-Extensions: permessage-deflate; \
+             server_no_context_takeover; client_no_context_takeover\r\n\r\n"
+        ));
+        // No offer, no header; the old function's bytes are unchanged.
+        assert_eq!(
+            negotiate_deflate(&head(VALID), &DeflatePolicy::default()),
+            None
+        );
+        assert_eq!(
+            switching_protocols_response_with("abc", None),
+            switching_protocols_response("abc")
+        );
+        assert!(switching_protocols_response("abc").ends_with(b"Accept: abc\r\n\r\n"));
     }
 
     #[test]

@@ -2,13 +2,22 @@
 //! messages reassembled (RFC 6455 §5.4), with UTF-8 checked fragment by fragment so an invalid
 //! text message fails as soon as the offending fragment arrives (§8.1).
 //!
+//! Where permessage-deflate was negotiated ([`MessageDecoder::with_compression`]), a message
+//! whose first frame has RSV1 set is inflated frame by frame as it arrives (RFC 7692 §7.2.2),
+//! its inflated size checked against the limit while inflating and its UTF-8 checked on the
+//! inflated bytes; the event carries the inflated message, so callers never see compression.
+//! The inflater is created on the first compressed frame, not before (an idle connection pays
+//! nothing for the extension), and dropped after each message when the client's context is
+//! reset.
+//!
 //! Sans-IO: [`MessageDecoder::decode`] takes the bytes received so far and says how many it
-//! consumed. An unfragmented message is handed out as a slice of the input (no copy); only
-//! fragmented messages are copied, into a buffer bounded by the message limit.
+//! consumed. An unfragmented uncompressed message is handed out as a slice of the input (no
+//! copy); fragmented and compressed messages are built in a buffer bounded by the message limit.
 
 use super::close::{ClosePayload, parse_close_payload};
+use super::deflate::{ContextTakeover, InboundCompression, Inflater};
 use super::error::ProtocolError;
-use super::frame::{FrameHeader, OpCode, decode_client_header};
+use super::frame::{FrameHeader, MessageCompression, OpCode, Rsv1, decode_client_header_with};
 use super::mask::apply_mask;
 
 /// The two kinds of data message.
@@ -23,11 +32,11 @@ pub enum DataKind {
 /// Something a client did, decoded from its bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A complete data message (reassembled if it was fragmented).
+    /// A complete data message (reassembled if it was fragmented, inflated if compressed).
     Message {
         /// Text or binary.
         kind: DataKind,
-        /// The unmasked payload; for text it is valid UTF-8.
+        /// The unmasked (and inflated) payload; for text it is valid UTF-8.
         payload: &'a [u8],
     },
     /// A ping; RFC 6455 §5.5.2 asks for a pong with the same payload.
@@ -57,26 +66,48 @@ pub enum Decoded<'a> {
     },
 }
 
-/// A fragmented message being reassembled.
+/// Where a message built in a buffer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// More frames are expected.
+    Receiving,
+    /// The message is complete and lent to the last event; dropped on the next call.
+    Complete,
+}
+
+/// A message built in a buffer: fragmented, compressed, or both.
 #[derive(Debug)]
 struct Reassembly {
+    /// Text or binary (from the first frame).
     kind: DataKind,
-    /// Frames received so far, the first included.
-    fragments: u32,
+    /// RSV1 of the first frame.
+    compression: MessageCompression,
+    /// Received or complete.
+    phase: Phase,
+    /// The message so far (inflated, if compressed).
     payload: Vec<u8>,
     /// For text: the prefix of `payload` already proven valid UTF-8.
     utf8_valid_bytes: usize,
+    /// Payload bytes received on the wire so far (compressed, if compressed).
+    wire_bytes: u64,
+    /// Frames received so far, the first included.
+    fragments: u32,
 }
 
-/// Per-connection decoding state. Small when idle: no buffer is held between messages.
+/// Per-connection decoding state. Small when idle: no buffer and no inflater is held between
+/// messages (an inflater stays only for a client that keeps its compression context, once it
+/// has sent a compressed message).
 #[derive(Debug)]
 pub struct MessageDecoder {
-    /// Largest message accepted, reassembled or not (`Limits::max_message_bytes`).
+    /// Largest message accepted, reassembled, inflated or not (`Limits::max_message_bytes`).
     max_message_bytes: u64,
-    /// The fragmented message in progress, if any.
-    reassembly: Option<Box<Reassembly>>,
-    /// The last reassembled message, kept only until the next call so the event can borrow it.
-    completed: Vec<u8>,
+    /// The message being built, or the last one completed (kept only until the next call so
+    /// the event can borrow it).
+    message: Option<Box<Reassembly>>,
+    /// The inflater, created by the first compressed frame.
+    inflater: Option<Box<Inflater>>,
+    /// Whether permessage-deflate was negotiated, and the client's context rule.
+    compression: InboundCompression,
     /// Most frames in one fragmented message.
     max_fragments: u32,
 }
@@ -85,12 +116,22 @@ pub struct MessageDecoder {
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 1024;
 
 impl MessageDecoder {
-    /// A decoder refusing frames and messages over `max_message_bytes` with 1009.
+    /// A decoder refusing frames and messages over `max_message_bytes` with 1009, on a
+    /// connection without extensions (any RSV bit is a protocol error).
     pub fn new(max_message_bytes: u64) -> MessageDecoder {
+        MessageDecoder::with_compression(max_message_bytes, InboundCompression::Off)
+    }
+
+    /// A decoder for a connection that negotiated `compression` (`Negotiated::inbound`).
+    pub fn with_compression(
+        max_message_bytes: u64,
+        compression: InboundCompression,
+    ) -> MessageDecoder {
         MessageDecoder {
             max_message_bytes,
-            reassembly: None,
-            completed: Vec::new(),
+            message: None,
+            inflater: None,
+            compression,
             max_fragments: DEFAULT_MAX_FRAGMENTS,
         }
     }
@@ -101,32 +142,55 @@ impl MessageDecoder {
         self
     }
 
-    /// No fragmented message is in progress: the decoder holds nothing and a fresh one would
+    /// No message is in progress and no inflater context is kept: a fresh decoder would
     /// behave the same (so a connection may drop it between messages).
     pub fn is_idle(&self) -> bool {
-        self.reassembly.is_none()
+        let in_progress = self
+            .message
+            .as_ref()
+            .is_some_and(|message| message.phase == Phase::Receiving);
+        !in_progress && self.inflater.is_none()
     }
 
-    /// Bytes of reassembly buffer currently held (for memory accounting).
+    /// Bytes of message buffer currently held (for memory accounting); an inflater, when held
+    /// ([`MessageDecoder::holds_inflater`]), adds about 47 KB that this does not count.
     pub fn buffered_bytes(&self) -> usize {
-        self.reassembly.as_ref().map_or(0, |r| r.payload.capacity()) + self.completed.capacity()
+        self.message.as_ref().map_or(0, |m| m.payload.capacity())
+    }
+
+    /// Is an inflater allocated (a compressed message is being received, or the client keeps
+    /// its context and has sent one)?
+    pub fn holds_inflater(&self) -> bool {
+        self.inflater.is_some()
     }
 
     /// Checks the header at the start of `input` without consuming anything: lets the caller
     /// refuse a frame (e.g. 1009) before its payload arrives, and size its buffer.
     pub fn peek_header(&self, input: &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
-        let header = decode_client_header(input, self.max_message_bytes)?;
-        if let (Some(header), Some(reassembly)) = (&header, &self.reassembly)
+        let rsv1 = match self.compression {
+            InboundCompression::Off => Rsv1::Reserved,
+            InboundCompression::Deflate(_) => Rsv1::PerMessageCompressed,
+        };
+        let header = decode_client_header_with(input, self.max_message_bytes, rsv1)?;
+        if let (Some(header), Some(message)) = (&header, &self.message)
+            && message.phase == Phase::Receiving
             && header.opcode == OpCode::Continuation
         {
-            self.check_total(reassembly.payload.len() as u64 + header.payload_len)?;
+            // The wire size of a message is limited like its (inflated) size.
+            self.check_total(message.wire_bytes + header.payload_len)?;
         }
         Ok(header)
     }
 
     /// Decodes the frame at the start of `input`, unmasking its payload in place.
     pub fn decode<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Decoded<'a>, ProtocolError> {
-        self.completed = Vec::new();
+        if self
+            .message
+            .as_ref()
+            .is_some_and(|message| message.phase == Phase::Complete)
+        {
+            self.message = None;
+        }
         let Some(header) = self.peek_header(input)? else {
             return Ok(Decoded::Incomplete);
         };
@@ -144,7 +208,7 @@ impl MessageDecoder {
             OpCode::Pong => Event::Pong(payload),
             OpCode::Close => Event::Close(parse_close_payload(payload)?),
             OpCode::Text | OpCode::Binary => {
-                if self.reassembly.is_some() {
+                if self.message.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
                 let kind = if header.opcode == OpCode::Text {
@@ -152,47 +216,80 @@ impl MessageDecoder {
                 } else {
                     DataKind::Binary
                 };
-                if header.fin {
+                if header.fin && header.compression == MessageCompression::Uncompressed {
                     if kind == DataKind::Text && std::str::from_utf8(payload).is_err() {
                         return Err(ProtocolError::InvalidUtf8);
                     }
                     Event::Message { kind, payload }
                 } else {
-                    let mut reassembly = Box::new(Reassembly {
+                    self.message = Some(Box::new(Reassembly {
                         kind,
-                        fragments: 1,
+                        compression: header.compression,
+                        phase: Phase::Receiving,
                         payload: Vec::new(),
                         utf8_valid_bytes: 0,
-                    });
-                    append_fragment(&mut reassembly, payload, false)?;
-                    self.reassembly = Some(reassembly);
-                    return Ok(Decoded::Fragment { consumed });
+                        wire_bytes: 0,
+                        fragments: 0,
+                    }));
+                    return self.continue_message(payload, header.fin, consumed);
                 }
             }
             OpCode::Continuation => {
-                let max_fragments = self.max_fragments;
-                let Some(reassembly) = self.reassembly.as_mut() else {
+                if self.message.is_none() {
                     return Err(ProtocolError::UnexpectedContinuation);
-                };
-                reassembly.fragments += 1;
-                if reassembly.fragments > max_fragments {
-                    return Err(ProtocolError::TooManyFragments {
-                        limit: max_fragments,
-                    });
                 }
-                append_fragment(reassembly, payload, header.fin)?;
-                if !header.fin {
-                    return Ok(Decoded::Fragment { consumed });
-                }
-                let reassembly = self.reassembly.take().expect("checked above");
-                self.completed = reassembly.payload;
-                Event::Message {
-                    kind: reassembly.kind,
-                    payload: &self.completed,
-                }
+                return self.continue_message(payload, header.fin, consumed);
             }
         };
         Ok(Decoded::Event { consumed, event })
+    }
+
+    /// Adds a frame's payload to the message being built (inflating it if compressed); on the
+    /// final frame, completes the message and lends it to the event.
+    fn continue_message(
+        &mut self,
+        fragment: &[u8],
+        fin: bool,
+        consumed: usize,
+    ) -> Result<Decoded<'_>, ProtocolError> {
+        let max_message_bytes = self.max_message_bytes;
+        let max_fragments = self.max_fragments;
+        let message = self.message.as_mut().expect("the caller checked or set it");
+        // RFC 6455 §10.4: "implementations SHOULD impose a limit on frame sizes and the total
+        // message size after reassembly from multiple frames": the number of frames too, or
+        // empty continuation frames would cost nothing against the size limit.
+        message.fragments += 1;
+        if message.fragments > max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                limit: max_fragments,
+            });
+        }
+        message.wire_bytes += fragment.len() as u64;
+        match message.compression {
+            MessageCompression::Uncompressed => message.payload.extend_from_slice(fragment),
+            MessageCompression::Compressed => {
+                let inflater = self.inflater.get_or_insert_with(Box::default);
+                inflater.inflate(fragment, &mut message.payload, max_message_bytes)?;
+                if fin {
+                    inflater.finish_message(&mut message.payload, max_message_bytes)?;
+                    if self.compression == InboundCompression::Deflate(ContextTakeover::Reset) {
+                        self.inflater = None;
+                    }
+                }
+            }
+        }
+        check_utf8(message, fin)?;
+        if !fin {
+            return Ok(Decoded::Fragment { consumed });
+        }
+        message.phase = Phase::Complete;
+        Ok(Decoded::Event {
+            consumed,
+            event: Event::Message {
+                kind: message.kind,
+                payload: &message.payload,
+            },
+        })
     }
 
     fn check_total(&self, total_bytes: u64) -> Result<(), ProtocolError> {
@@ -206,26 +303,21 @@ impl MessageDecoder {
     }
 }
 
-/// Appends a fragment and checks the UTF-8 of text so far: an invalid sequence fails at once,
-/// an incomplete one at the end is allowed until the final fragment.
-fn append_fragment(
-    reassembly: &mut Reassembly,
-    fragment: &[u8],
-    fin: bool,
-) -> Result<(), ProtocolError> {
-    reassembly.payload.extend_from_slice(fragment);
-    if reassembly.kind == DataKind::Binary {
+/// Checks the UTF-8 of the text added so far: an invalid sequence fails at once, an incomplete
+/// one at the end is allowed until the final fragment.
+fn check_utf8(message: &mut Reassembly, fin: bool) -> Result<(), ProtocolError> {
+    if message.kind == DataKind::Binary {
         return Ok(());
     }
-    let unchecked = &reassembly.payload[reassembly.utf8_valid_bytes..];
+    let unchecked = &message.payload[message.utf8_valid_bytes..];
     match std::str::from_utf8(unchecked) {
-        Ok(_) => reassembly.utf8_valid_bytes = reassembly.payload.len(),
+        Ok(_) => message.utf8_valid_bytes = message.payload.len(),
         Err(error) => {
             // `error_len() == None` means the input ended inside a code point: more may follow.
             if error.error_len().is_some() || fin {
                 return Err(ProtocolError::InvalidUtf8);
             }
-            reassembly.utf8_valid_bytes += error.valid_up_to();
+            message.utf8_valid_bytes += error.valid_up_to();
         }
     }
     Ok(())
@@ -314,18 +406,16 @@ mod tests {
 
     #[test]
     fn more_fragments_than_the_limit_fail_with_1009() {
-        let mut stream = client_frame(false, 0x1, KEY, b"a");
-        for _ in 0..2 {
-            stream.extend(client_frame(false, 0x0, KEY, b""));
-        }
         let mut decoder = MessageDecoder::new(1 << 20).limit_fragments(3);
-        let mut buffer = stream.clone();
-        let mut offset = 0;
-        for _ in 0..3 {
-            match decoder.decode(&mut buffer[offset..]).unwrap() {
-                Decoded::Fragment { consumed } => offset += consumed,
-                other => panic!("{other:?}"),
-            }
+        let mut frames = vec![client_frame(false, 0x1, KEY, b"a")];
+        for _ in 0..2 {
+            frames.push(client_frame(false, 0x0, KEY, b""));
+        }
+        for frame in &mut frames {
+            assert!(matches!(
+                decoder.decode(frame).unwrap(),
+                Decoded::Fragment { .. }
+            ));
         }
         let mut more = client_frame(false, 0x0, KEY, b"");
         let error = decoder.decode(&mut more).unwrap_err();
@@ -333,12 +423,12 @@ mod tests {
         assert_eq!(error.close_code(), 1009);
         // Exactly at the limit, a final fragment completes the message.
         let mut decoder = MessageDecoder::new(1 << 20).limit_fragments(2);
-        let mut stream = client_frame(false, 0x1, KEY, b"a");
-        stream.extend(client_frame(true, 0x0, KEY, b"b"));
-        assert!(matches!(
-            decoder.decode(&mut stream).unwrap(),
-            Decoded::Fragment { .. }
-        ));
+        let mut first = client_frame(false, 0x1, KEY, b"a");
+        assert!(!matches!(decoder.decode(&mut first).unwrap(), Decoded::Event { .. }));
+        assert!(!decoder.is_idle());
+        let mut last = client_frame(true, 0x0, KEY, b"b");
+        assert!(matches!(decoder.decode(&mut last).unwrap(), Decoded::Event { .. }));
+        assert!(decoder.is_idle(), "a completed message is not in progress");
     }
 
     #[test]
@@ -511,6 +601,249 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_all(&bytes);
+        }
+    }
+
+    mod compressed {
+        use super::*;
+        use crate::protocol::deflate::{CompressionLevel, MessageCompressor};
+        use crate::protocol::frame::encode_client_frame;
+
+        /// RFC 7692 §7.2.3.1: "Hello" compressed.
+        const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        const RESET: InboundCompression = InboundCompression::Deflate(ContextTakeover::Reset);
+        const KEPT: InboundCompression = InboundCompression::Deflate(ContextTakeover::Kept);
+
+        /// Decodes `stream` to the end with a decoder for `compression`.
+        fn decode_with(
+            decoder: &mut MessageDecoder,
+            stream: &[u8],
+        ) -> Result<Vec<Owned>, ProtocolError> {
+            let mut buffer = stream.to_vec();
+            let mut events = Vec::new();
+            // Bounded: each pass consumes a frame or stops.
+            loop {
+                match decoder.decode(&mut buffer)? {
+                    Decoded::Incomplete => return Ok(events),
+                    Decoded::Fragment { consumed } => {
+                        buffer.drain(..consumed);
+                    }
+                    Decoded::Event { consumed, event } => {
+                        events.push(own(event));
+                        buffer.drain(..consumed);
+                    }
+                }
+            }
+        }
+
+        fn hello() -> Vec<Owned> {
+            vec![Owned::Message(DataKind::Text, b"Hello".to_vec())]
+        }
+
+        #[test]
+        fn rfc_7692_7_2_3_1_hello_single_and_fragmented() {
+            let mut decoder = MessageDecoder::with_compression(1024, RESET);
+            let single = encode_client_frame(0xC1, KEY, &HELLO);
+            assert_eq!(decode_with(&mut decoder, &single).unwrap(), hello());
+            assert!(!decoder.holds_inflater(), "dropped after the message");
+            // "0x41 0x03 0xf2 0x48 0xcd" then "0x80 0x04 0xc9 0xc9 0x07 0x00".
+            let mut fragmented = encode_client_frame(0x41, KEY, &HELLO[..3]);
+            fragmented.extend(encode_client_frame(0x89, KEY, b"between"));
+            fragmented.extend(encode_client_frame(0x80, KEY, &HELLO[3..]));
+            assert_eq!(
+                decode_with(&mut decoder, &fragmented).unwrap(),
+                vec![
+                    Owned::Ping(b"between".to_vec()),
+                    Owned::Message(DataKind::Text, b"Hello".to_vec())
+                ]
+            );
+            // Uncompressed messages still pass as they are.
+            let plain = client_frame(true, 0x1, KEY, b"Hello");
+            assert_eq!(decode_with(&mut decoder, &plain).unwrap(), hello());
+        }
+
+        #[test]
+        fn rfc_7692_7_2_3_2_context_is_kept_only_when_negotiated() {
+            let mut stream = encode_client_frame(0xC1, KEY, &HELLO);
+            stream.extend(encode_client_frame(
+                0xC1,
+                KEY,
+                &[0xf2, 0x00, 0x11, 0x00, 0x00],
+            ));
+            let mut kept = MessageDecoder::with_compression(1024, KEPT);
+            assert!(
+                !kept.holds_inflater(),
+                "nothing before the first compressed frame"
+            );
+            let mut twice = hello();
+            twice.extend(hello());
+            assert_eq!(decode_with(&mut kept, &stream).unwrap(), twice);
+            assert!(kept.holds_inflater(), "the window is the client's context");
+            let mut reset = MessageDecoder::with_compression(1024, RESET);
+            assert_eq!(
+                decode_with(&mut reset, &stream),
+                Err(ProtocolError::InvalidCompressedData)
+            );
+        }
+
+        #[test]
+        fn rfc_7692_7_2_3_3_and_4_stored_and_final_blocks() {
+            let mut decoder = MessageDecoder::with_compression(1024, KEPT);
+            let stored = [
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ];
+            let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+            for payload in [&stored[..], &bfinal, &bfinal, &stored] {
+                let frame = encode_client_frame(0xC2, KEY, payload);
+                assert_eq!(
+                    decode_with(&mut decoder, &frame).unwrap(),
+                    vec![Owned::Message(DataKind::Binary, b"Hello".to_vec())]
+                );
+            }
+        }
+
+        #[test]
+        fn compressed_control_frames_and_continuations_are_protocol_errors() {
+            let mut decoder = MessageDecoder::with_compression(1024, RESET);
+            let ping = encode_client_frame(0xC9, KEY, b"");
+            assert_eq!(
+                decode_with(&mut decoder, &ping),
+                Err(ProtocolError::CompressedControlFrame)
+            );
+            let close = encode_client_frame(0xC8, KEY, &[0x03, 0xe8]);
+            let error = decode_with(&mut decoder, &close).unwrap_err();
+            assert_eq!(
+                (error.clone(), error.close_code()),
+                (ProtocolError::CompressedControlFrame, 1002)
+            );
+            let mut stream = encode_client_frame(0x41, KEY, &HELLO[..3]);
+            stream.extend(encode_client_frame(0xC0, KEY, &HELLO[3..]));
+            let mut decoder = MessageDecoder::with_compression(1024, RESET);
+            assert_eq!(
+                decode_with(&mut decoder, &stream),
+                Err(ProtocolError::CompressedContinuation)
+            );
+        }
+
+        #[test]
+        fn rsv1_without_negotiation_is_refused_as_before() {
+            let frame = encode_client_frame(0xC1, KEY, &HELLO);
+            assert_eq!(
+                decode_with(&mut MessageDecoder::new(1024), &frame),
+                Err(ProtocolError::ReservedBitsSet)
+            );
+        }
+
+        #[test]
+        fn utf8_is_checked_on_the_inflated_text() {
+            // A stored block holding the single byte 0xff, then the empty block's header.
+            let payload = [0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x00];
+            let mut decoder = MessageDecoder::with_compression(1024, RESET);
+            assert_eq!(
+                decode_with(&mut decoder, &encode_client_frame(0xC1, KEY, &payload)),
+                Err(ProtocolError::InvalidUtf8)
+            );
+            let mut decoder = MessageDecoder::with_compression(1024, RESET);
+            let binary = decode_with(&mut decoder, &encode_client_frame(0xC2, KEY, &payload));
+            assert_eq!(
+                binary.unwrap(),
+                vec![Owned::Message(DataKind::Binary, vec![0xff])]
+            );
+        }
+
+        #[test]
+        fn zip_bomb_gets_1009_with_bounded_buffers() {
+            let mut compressor = MessageCompressor::new(CompressionLevel::SMALLEST);
+            let bomb = compressor.compress_message(&vec![0u8; 10 << 20]).unwrap();
+            let limit_bytes = 64 << 10;
+            let mut decoder = MessageDecoder::with_compression(limit_bytes, RESET);
+            let mut buffer = encode_client_frame(0x42, KEY, &bomb[..bomb.len() / 2]);
+            // The first half alone inflates to more than the limit.
+            let error = decoder.decode(&mut buffer).unwrap_err();
+            assert_eq!(error.close_code(), 1009);
+            // Fed in small fragments, the buffer never passes the limit before the error.
+            let mut decoder = MessageDecoder::with_compression(limit_bytes, RESET);
+            let mut chunks = bomb.chunks(64);
+            let mut first = encode_client_frame(0x42, KEY, chunks.next().unwrap());
+            assert!(matches!(
+                decoder.decode(&mut first),
+                Ok(Decoded::Fragment { .. })
+            ));
+            let error = chunks
+                .try_for_each(|chunk| {
+                    let mut frame = encode_client_frame(0x00, KEY, chunk);
+                    decoder.decode(&mut frame).map(|_| ())?;
+                    assert!(decoder.buffered_bytes() as u64 <= limit_bytes + 1);
+                    Ok::<(), ProtocolError>(())
+                })
+                .unwrap_err();
+            assert_eq!(
+                error,
+                ProtocolError::MessageTooBig {
+                    length_bytes: limit_bytes + 1,
+                    limit_bytes
+                }
+            );
+        }
+
+        #[test]
+        fn the_wire_size_of_a_compressed_message_is_limited_too() {
+            let mut decoder = MessageDecoder::with_compression(10, RESET);
+            let mut first = encode_client_frame(0x42, KEY, &[0x00, 0x05, 0x00, 0xfa, 0xff, 1]);
+            assert!(matches!(
+                decoder.decode(&mut first),
+                Ok(Decoded::Fragment { .. })
+            ));
+            let next = encode_client_frame(0x00, KEY, &[2, 3, 4, 5, 0x00]);
+            assert_eq!(
+                decoder.peek_header(&next),
+                Err(ProtocolError::MessageTooBig {
+                    length_bytes: 11,
+                    limit_bytes: 10
+                })
+            );
+        }
+
+        #[test]
+        fn idle_decoder_costs_the_same_with_the_extension() {
+            // The extension adds no field an idle connection pays for beyond the enum and the
+            // empty `Option<Box<Inflater>>`, which every decoder has: 32 bytes, was 40.
+            assert!(std::mem::size_of::<MessageDecoder>() <= 32);
+            let decoder = MessageDecoder::with_compression(1 << 20, KEPT);
+            assert_eq!(decoder.buffered_bytes(), 0);
+            assert!(!decoder.holds_inflater());
+        }
+
+        proptest! {
+            #[test]
+            fn compressed_messages_decode_to_what_was_sent(
+                message in proptest::collection::vec(any::<u8>(), 0..3000),
+                alphabet in 1u8..=255,
+                pieces in 1usize..5,
+                key in any::<[u8; 4]>(),
+                kept in any::<bool>(),
+            ) {
+                let message: Vec<u8> = message.iter().map(|byte| byte % alphabet).collect();
+                let mut compressor = MessageCompressor::new(CompressionLevel::FASTEST);
+                let Some(payload) = compressor.compress_message(&message) else {
+                    return Ok(());
+                };
+                let piece_bytes = payload.len().div_ceil(pieces).max(1);
+                let mut stream = Vec::new();
+                let chunks: Vec<&[u8]> = payload.chunks(piece_bytes).collect();
+                for (index, chunk) in chunks.iter().enumerate() {
+                    let fin = if index + 1 == chunks.len() { 0x80 } else { 0 };
+                    let first_bits = if index == 0 { 0x42 } else { 0x00 };
+                    stream.extend(encode_client_frame(fin | first_bits, key, chunk));
+                }
+                let compression = if kept { KEPT } else { RESET };
+                let mut decoder = MessageDecoder::with_compression(1 << 20, compression);
+                // Twice: a kept context must not disturb the next message.
+                stream.extend_from_slice(&stream.clone());
+                let events = decode_with(&mut decoder, &stream).unwrap();
+                let expected = Owned::Message(DataKind::Binary, message);
+                prop_assert_eq!(events, vec![expected.clone(), expected]);
+            }
         }
     }
 }
