@@ -16,7 +16,9 @@ cargo build --release -p ringcast -p ringcast-bench
 bench=target/release/ringcast-bench
 server="target/release/ringcast"
 pin=(--server-cores 0 --client-cores 1)
-spawn=(--spawn "$server" -- --listen 127.0.0.1:9050 --shards 1 --cores 0 --log warn)
+# Publishes go to ringcast's API listener.
+api=(--publish-host 127.0.0.1:9051)
+spawn=(--spawn "$server" -- --listen 127.0.0.1:9050 --api-listen 127.0.0.1:9051 --shards 1 --cores 0 --log warn)
 mkdir -p "$run"
 step() { printf '\n=== %s\n' "$1"; }
 
@@ -34,21 +36,21 @@ $bench idle --connections 15000 --source-ips 127.0.0.1-127.0.0.4 --duration 20s 
     --output-dir "$run/idle-15000" "${spawn[@]}"
 step "fanout: 10000 subscribers, 10 msg/s, no coalescing window"
 $bench fanout --connections 10000 --source-ips 127.0.0.1-127.0.0.4 --rate 10 --payload-bytes 64 \
-    --duration 20s "${pin[@]}" --compare-floor "$run/floor-9000" --output-dir "$run/fanout-10000" "${spawn[@]}"
+    --duration 20s "${pin[@]}" --compare-floor "$run/floor-9000" --output-dir "$run/fanout-10000" "${api[@]}" "${spawn[@]}"
 step "fanout: 10000 subscribers, 10 msg/s, --write-coalesce 1ms"
 $bench fanout --connections 10000 --source-ips 127.0.0.1-127.0.0.4 --rate 10 --payload-bytes 64 \
     --duration 20s "${pin[@]}" --compare-floor "$run/floor-9000" --output-dir "$run/fanout-10000-coalesce-1ms" \
-    "${spawn[@]}" --write-coalesce 1ms
+    "${api[@]}" "${spawn[@]}" --write-coalesce 1ms
 step "throughput: 4000 subscribers, 64-byte messages, 4 HTTP publishers"
 $bench throughput --connections 4000 --payload-bytes 64 --publishers 4 --rate 100 --rate-factor 1.3 \
     --steps-max 12 --duration 5s --p99-budget-ms 250 "${pin[@]}" "${floors[@]}" \
-    --output-dir "$run/throughput-4000" "${spawn[@]}"
+    --output-dir "$run/throughput-4000" "${api[@]}" "${spawn[@]}"
 step "channels: 10000 subscribers over 1000 channels, 5000 msg/s"
 $bench channels --connections 10000 --source-ips 127.0.0.1-127.0.0.4 --channels 1000 --rate 5000 \
-    --publishers 8 --payload-bytes 64 --duration 20s "${pin[@]}" --output-dir "$run/channels-10000" "${spawn[@]}"
+    --publishers 8 --payload-bytes 64 --duration 20s "${pin[@]}" --output-dir "$run/channels-10000" "${api[@]}" "${spawn[@]}"
 step "churn: 10000 connections, 100000 connect/disconnect cycles under 10 msg/s"
 $bench churn --connections 10000 --source-ips 127.0.0.1-127.0.0.4 --churn-rate 2000 --cycles 100000 \
-    --rate 10 --duration 60s "${pin[@]}" --output-dir "$run/churn-10000" "${spawn[@]}"
+    --rate 10 --duration 60s "${pin[@]}" --output-dir "$run/churn-10000" "${api[@]}" "${spawn[@]}"
 
 step "results/README.md"
 python3 bench/results_table.py "$run" > results/README.md

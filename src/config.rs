@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::Secret;
 use crate::channel::ChannelPolicy;
 use crate::protocol::frame::MAX_SERVER_HEADER_BYTES;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{error} (write e.g. 10s, 500ms, 2m)"))
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 fn parse_bytes(text: &str) -> Result<usize, String> {
@@ -56,9 +61,50 @@ pub enum WritePath {
 #[derive(Debug, Clone, Parser)]
 #[command(version, about, long_about = None, max_term_width = 100)]
 pub struct Config {
-    /// Address to listen on (every shard binds it with SO_REUSEPORT).
+    /// Public address: WebSocket upgrades, `/healthz`, `/readyz` (every shard binds it with
+    /// SO_REUSEPORT). Safe to expose: nothing here changes or reveals state without a
+    /// credential.
     #[arg(long, env = "RINGCAST_LISTEN", default_value = "0.0.0.0:9050")]
     pub listen: SocketAddr,
+
+    /// API address: `POST /publish/{channel}`, `/stat`, `/metrics`. Without `--api-key` it must
+    /// be a loopback address (ringcast refuses to start otherwise).
+    #[arg(long, env = "RINGCAST_API_LISTEN", default_value = "127.0.0.1:9051")]
+    pub api_listen: SocketAddr,
+
+    /// Key every API-listener request must carry (`Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`); compared in constant time, never logged.
+    #[arg(long, env = "RINGCAST_API_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub api_key: Option<Secret>,
+
+    /// Serve `/echo` (a WebSocket endpoint that sends every message back; for conformance
+    /// tests such as Autobahn).
+    #[arg(long, env = "RINGCAST_ECHO", default_value_t = false)]
+    pub echo: bool,
+
+    /// Secret of the HS256 tokens that sign subscriptions (`?token=` on the upgrade URL);
+    /// `private-` channels need a token listing them.
+    #[arg(long, env = "RINGCAST_TOKEN_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub token_secret: Option<Secret>,
+
+    /// Every channel needs a token that lists it (not only `private-` ones).
+    #[arg(long, env = "RINGCAST_REQUIRE_TOKEN", default_value_t = false)]
+    pub require_token: bool,
+
+    /// Origins allowed to open WebSockets (comma-separated, exact, e.g.
+    /// `https://app.example.com`). An upgrade with another `Origin` gets 403; one without an
+    /// `Origin` (not a browser) is allowed. Empty: every origin.
+    #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// WebSocket connections one client IP address may hold on this node; beyond it, 503.
+    /// 0 = no limit. Behind a NAT or a proxy many users share an address: size it for that.
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
+    /// Frames one fragmented message may have; more get close 1009.
+    #[arg(long, env = "RINGCAST_MAX_FRAGMENTS", default_value_t = 1024)]
+    pub max_fragments: u32,
 
     /// Number of shards (one thread pinned per core); 0 = one per online core.
     #[arg(long, env = "RINGCAST_SHARDS", default_value_t = 0)]
@@ -197,6 +243,7 @@ pub const FRAME_OVERHEAD_BYTES: usize = std::mem::size_of::<bytes::Bytes>();
 impl Config {
     /// Checks the relations between settings; the error says which flag to change.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_security()?;
         if self.max_message_bytes == 0 {
             return Err("--max-message-bytes must be at least 1".into());
         }
@@ -265,6 +312,50 @@ impl Config {
         Ok(())
     }
 
+    /// The security settings: who may reach the API, with what.
+    fn validate_security(&self) -> Result<(), String> {
+        if self.api_key.is_none() && !self.api_listen.ip().is_loopback() {
+            return Err(format!(
+                "--api-listen {} is not a loopback address and no --api-key is set: anyone who reaches it could publish. Set --api-key (or RINGCAST_API_KEY), or listen on 127.0.0.1",
+                self.api_listen
+            ));
+        }
+        if self
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.expose().len() < 16)
+        {
+            return Err("--api-key must be at least 16 characters".into());
+        }
+        if self
+            .token_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < 32)
+        {
+            return Err(
+                "--token-secret must be at least 32 characters (HS256 wants 256 bits)".into(),
+            );
+        }
+        if self.require_token && self.token_secret.is_none() {
+            return Err("--require-token needs --token-secret".into());
+        }
+        if self.api_listen == self.listen && self.listen.port() != 0 {
+            return Err("--api-listen must differ from --listen".into());
+        }
+        if let Some(origin) = self.allowed_origins.iter().find(|origin| {
+            !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+        }) {
+            return Err(format!(
+                "--allowed-origins {origin:?}: write origins as scheme://host[:port], without a path"
+            ));
+        }
+        if self.max_fragments == 0 {
+            return Err("--max-fragments must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The channel policy `--strict`/`--channels` describe.
     pub fn channel_policy(&self) -> ChannelPolicy {
         if self.strict {
@@ -299,6 +390,43 @@ mod tests {
         assert_eq!(config.write_coalesce, Duration::from_micros(500));
         assert_eq!(parse_bytes("1024"), Ok(1024));
         assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_api_needs_a_key_off_loopback() {
+        let config = parse(&["--api-listen", "0.0.0.0:9051"]);
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("--api-key"), "{error}");
+        let config = parse(&[
+            "--api-listen",
+            "0.0.0.0:9051",
+            "--api-key",
+            "0123456789abcdef",
+        ]);
+        config.validate().unwrap();
+        let config = parse(&["--api-key", "short"]);
+        assert!(config.validate().unwrap_err().contains("16"));
+        let config = parse(&["--require-token"]);
+        assert!(config.validate().unwrap_err().contains("--token-secret"));
+        let config = parse(&["--allowed-origins", "https://a.example/"]);
+        assert!(config.validate().is_err());
+        let config = parse(&[
+            "--allowed-origins",
+            "https://a.example,http://b.example:8080",
+        ]);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = parse(&[
+            "--api-key",
+            "key-0123456789abcdef",
+            "--token-secret",
+            "secret-0123456789abcdef0123456789abcdef",
+        ]);
+        let text = format!("{config:?}");
+        assert!(!text.contains("0123456789abcdef"), "{text}");
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   reports an error after submitting, so the ring must be retired.
 //! - `panic-shard=ID`: shard ID's ticker panics once the shard has run for 300 ms.
 //! - `panic-redis-forwarder=TEXT`: the Redis forwarder panics on a message whose value is TEXT.
+//! - `stall-fanout=ID`: shard ID's fan-out waits 2 s before taking each batch of messages (its
+//!   inbox fills up, as a stalled shard's would).
 
 #[cfg(feature = "test-hooks")]
 mod enabled {
@@ -32,6 +34,7 @@ mod enabled {
         uring_ring_dead: Option<u64>,
         panic_shard: Option<usize>,
         panic_redis_forwarder: Option<Vec<u8>>,
+        stall_fanout: Option<usize>,
         /// io_uring write submissions so far (all shards).
         uring_submissions: AtomicU64,
     }
@@ -59,6 +62,7 @@ mod enabled {
                 "panic-redis-forwarder" => {
                     plan.panic_redis_forwarder = Some(value.as_bytes().to_vec())
                 }
+                "stall-fanout" => plan.stall_fanout = Some(number()? as usize),
                 _ => return Err(format!("--test-fault {spec:?}: unknown fault")),
             }
         }
@@ -109,6 +113,11 @@ mod enabled {
             panic!("test fault: panic-redis-forwarder");
         }
     }
+
+    pub fn fanout_stall(shard: usize) -> Option<std::time::Duration> {
+        (plan().and_then(|p| p.stall_fanout) == Some(shard))
+            .then(|| std::time::Duration::from_secs(2))
+    }
 }
 
 #[cfg(feature = "test-hooks")]
@@ -145,6 +154,12 @@ mod disabled {
     /// The Redis forwarder received a message.
     #[inline(always)]
     pub fn on_redis_payload(_payload: &[u8]) {}
+
+    /// How long shard `shard`'s fan-out waits before taking a batch.
+    #[inline(always)]
+    pub fn fanout_stall(_shard: usize) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[cfg(not(feature = "test-hooks"))]

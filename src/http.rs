@@ -5,6 +5,8 @@
 //! and nowhere else. It deliberately does not support chunked request bodies (411 instead):
 //! publishers send `Content-Length`, as curl and every HTTP client library do.
 
+use crate::auth::api_key::{ApiKeyError, Presented};
+use crate::auth::token::TokenError;
 use crate::channel::{ChannelError, ChannelName, ChannelPolicy};
 
 /// Why a request was refused; each variant maps to one status code.
@@ -13,9 +15,18 @@ pub enum HttpError {
     /// 400: the request is malformed or breaks RFC 6455 §4.2.1.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// 401: the API listener's key is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(ApiKeyError),
     /// 403: `--strict` is on and the channel is not in `--channels`.
     #[error("channel not allowed")]
     ChannelForbidden,
+    /// 403: the subscription's token is missing, forged, expired or does not grant the channel.
+    #[error("{0}")]
+    SubscriptionRefused(TokenError),
+    /// 403: the upgrade's `Origin` is not in `--allowed-origins`.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
     /// 404: no such endpoint.
     #[error("not found")]
     NotFound,
@@ -46,6 +57,9 @@ pub enum HttpError {
     /// 503: this shard is at `--max-connections`.
     #[error("connection limit reached")]
     ConnectionLimit,
+    /// 503: this client address holds `--max-connections-per-ip` connections already.
+    #[error("too many connections from this address")]
+    AddressLimit,
     /// 503: the server is draining.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -62,7 +76,10 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
             HttpError::BadRequest(_) => 400,
-            HttpError::ChannelForbidden => 403,
+            HttpError::Unauthorized(_) => 401,
+            HttpError::ChannelForbidden
+            | HttpError::SubscriptionRefused(_)
+            | HttpError::OriginNotAllowed => 403,
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed { .. } => 405,
             HttpError::LengthRequired => 411,
@@ -70,6 +87,7 @@ impl HttpError {
             HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => 426,
             HttpError::HeaderTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::ConnectionLimit
+            | HttpError::AddressLimit
             | HttpError::ShuttingDown
             | HttpError::Overloaded(_)
             | HttpError::Unavailable(_) => 503,
@@ -83,9 +101,11 @@ impl HttpError {
             HttpError::UpgradeRequired | HttpError::UnsupportedWebSocketVersion => {
                 &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
             }
-            HttpError::ConnectionLimit | HttpError::Overloaded(_) | HttpError::Unavailable(_) => {
-                &[("Retry-After", "1")]
-            }
+            HttpError::ConnectionLimit
+            | HttpError::AddressLimit
+            | HttpError::Overloaded(_)
+            | HttpError::Unavailable(_) => &[("Retry-After", "1")],
+            HttpError::Unauthorized(_) => &[("WWW-Authenticate", "Bearer")],
             _ => &[],
         };
         let body = Response::json_body(&serde_json::json!({ "error": self.to_string() }));
@@ -210,6 +230,10 @@ pub struct RequestHead {
     /// ", " into one list (RFC 7230 §3.2.2 allows combining them so; RFC 6455 §9.1 lets the
     /// header appear several times). Bounded by `max_header_bytes`, like the head.
     pub websocket_extensions: Option<Vec<u8>>,
+    /// `Origin`, if present (browsers send it with every WebSocket upgrade).
+    pub origin: Option<Vec<u8>>,
+    /// The API credential sent (`Authorization: Bearer`, `X-API-Key`); redacted in `Debug`.
+    pub credentials: Presented,
     /// `Content-Length`, if present.
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` is present (not supported: 411).
@@ -272,6 +296,8 @@ pub fn parse_request_head(
         websocket_version: None,
         websocket_key: None,
         websocket_extensions: None,
+        origin: None,
+        credentials: Presented::default(),
         content_length: None,
         has_transfer_encoding: false,
         expect_continue: false,
@@ -279,6 +305,13 @@ pub fn parse_request_head(
     };
     for header in request.headers.iter() {
         apply_header(&mut head, header.name, header.value)?;
+    }
+    // RFC 7230 §3.3.3: a message with both is a request-smuggling attempt ("ought to be
+    // handled as an error"): a proxy and ringcast could disagree on where the body ends.
+    if head.content_length.is_some() && head.has_transfer_encoding {
+        return Err(HttpError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     Ok(Some(head))
 }
@@ -330,6 +363,9 @@ fn apply_header(head: &mut RequestHead, name: &str, value: &[u8]) -> Result<(), 
             head.content_length = Some(length);
         }
         "transfer-encoding" => head.has_transfer_encoding = true,
+        "origin" => head.origin = Some(trim(value).to_vec()),
+        "authorization" => head.credentials.read_authorization(value),
+        "x-api-key" => head.credentials.api_key = Some(trim(value).to_vec()),
         "expect" => head.expect_continue = has_token(value, "100-continue"),
         _ => {}
     }
@@ -384,24 +420,62 @@ impl Route {
     }
 }
 
-/// Maps method and path to a route, checking channel names against `policy`.
-pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpError> {
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: WebSocket upgrades, `/healthz`, `/readyz`.
+    Public,
+    /// `--api-listen`: `/publish`, `/stat`, `/metrics` (and the probes), behind `--api-key`.
+    Api,
+}
+
+/// What routing needs to know besides the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRules<'a> {
+    /// The listener the request came in on.
+    pub listener: Listener,
+    /// Which channel names are allowed.
+    pub policy: &'a ChannelPolicy,
+    /// `--echo`: `/echo` exists.
+    pub echo: bool,
+}
+
+/// Maps listener, method and path to a route, checking channel names against the policy.
+/// A route of the other listener is answered 404, as if it did not exist.
+pub fn route(head: &RequestHead, rules: RouteRules<'_>) -> Result<Route, HttpError> {
     let path = head.path.as_str();
+    let public = rules.listener == Listener::Public;
     let (route, allowed_method, allow) = if let Some(name) = path.strip_prefix("/ws/") {
-        (Route::Subscribe(policy.check(name)?), Method::Get, "GET")
+        if !public {
+            return Err(HttpError::NotFound);
+        }
+        (
+            Route::Subscribe(rules.policy.check(name)?),
+            Method::Get,
+            "GET",
+        )
     } else if let Some(name) = path.strip_prefix("/publish/") {
-        (Route::Publish(policy.check(name)?), Method::Post, "POST")
+        if public {
+            return Err(HttpError::NotFound);
+        }
+        (
+            Route::Publish(rules.policy.check(name)?),
+            Method::Post,
+            "POST",
+        )
     } else {
-        match path {
-            "/echo" => (Route::Echo, Method::Get, "GET"),
-            "/healthz" => (Route::Health, Method::Get, "GET"),
-            "/readyz" => (Route::Ready, Method::Get, "GET"),
-            "/stat" => {
+        match (path, rules.listener) {
+            ("/echo", Listener::Public) if rules.echo => (Route::Echo, Method::Get, "GET"),
+            ("/healthz", _) => (Route::Health, Method::Get, "GET"),
+            ("/readyz", _) => (Route::Ready, Method::Get, "GET"),
+            ("/stat", Listener::Api) => {
                 let json = head.query.split('&').any(|pair| pair == "format=json");
                 (Route::Stat { json }, Method::Get, "GET")
             }
-            "/metrics" => (Route::Metrics, Method::Get, "GET"),
-            "/ws" | "/publish" => return Err(HttpError::BadRequest("missing channel name")),
+            ("/metrics", Listener::Api) => (Route::Metrics, Method::Get, "GET"),
+            ("/ws", Listener::Public) | ("/publish", Listener::Api) => {
+                return Err(HttpError::BadRequest("missing channel name"));
+            }
             _ => return Err(HttpError::NotFound),
         }
     };
@@ -409,6 +483,13 @@ pub fn route(head: &RequestHead, policy: &ChannelPolicy) -> Result<Route, HttpEr
         return Err(HttpError::MethodNotAllowed { allow });
     }
     Ok(route)
+}
+
+/// The value of query parameter `name` (percent-decoded), if present.
+pub fn query_parameter(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Builds a complete response with `Content-Length`.
@@ -545,42 +626,126 @@ mod tests {
         );
     }
 
+    fn rules(listener: Listener, policy: &ChannelPolicy, echo: bool) -> RouteRules<'_> {
+        RouteRules {
+            listener,
+            policy,
+            echo,
+        }
+    }
+
     #[test]
     fn routes_and_their_errors() {
         let open = ChannelPolicy::open();
-        let route_of = |request: &str| route(&parse(request).unwrap().unwrap(), &open);
+        let public = |request: &str| {
+            route(
+                &parse(request).unwrap().unwrap(),
+                rules(Listener::Public, &open, true),
+            )
+        };
+        let api = |request: &str| {
+            route(
+                &parse(request).unwrap().unwrap(),
+                rules(Listener::Api, &open, true),
+            )
+        };
         assert_eq!(
-            route_of("GET /ws/news HTTP/1.1\r\n\r\n"),
+            public("GET /ws/news HTTP/1.1\r\n\r\n"),
             Ok(Route::Subscribe(ChannelName::new("news").unwrap()))
         );
-        assert_eq!(route_of("GET /echo HTTP/1.1\r\n\r\n"), Ok(Route::Echo));
-        assert_eq!(route_of("GET /healthz HTTP/1.1\r\n\r\n"), Ok(Route::Health));
+        assert_eq!(public("GET /echo HTTP/1.1\r\n\r\n"), Ok(Route::Echo));
+        assert_eq!(public("GET /healthz HTTP/1.1\r\n\r\n"), Ok(Route::Health));
+        assert_eq!(api("GET /readyz HTTP/1.1\r\n\r\n"), Ok(Route::Ready));
         assert_eq!(
-            route_of("GET /nope HTTP/1.1\r\n\r\n"),
+            public("GET /nope HTTP/1.1\r\n\r\n"),
             Err(HttpError::NotFound)
         );
         assert_eq!(
-            route_of("POST /ws/news HTTP/1.1\r\n\r\n"),
+            public("POST /ws/news HTTP/1.1\r\n\r\n"),
             Err(HttpError::MethodNotAllowed { allow: "GET" })
         );
         assert_eq!(
-            route_of("GET /publish/news HTTP/1.1\r\n\r\n"),
+            api("GET /publish/news HTTP/1.1\r\n\r\n"),
             Err(HttpError::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(
-            route_of("GET /ws/bad%20name HTTP/1.1\r\n\r\n")
+            public("GET /ws/bad%20name HTTP/1.1\r\n\r\n")
                 .unwrap_err()
                 .status(),
             400
         );
         assert_eq!(
-            route_of("GET /ws/ HTTP/1.1\r\n\r\n").unwrap_err().status(),
+            public("GET /ws/ HTTP/1.1\r\n\r\n").unwrap_err().status(),
             400
         );
         assert_eq!(
-            route_of("GET /ws HTTP/1.1\r\n\r\n").unwrap_err().status(),
+            public("GET /ws HTTP/1.1\r\n\r\n").unwrap_err().status(),
             400
         );
+    }
+
+    #[test]
+    fn each_listener_serves_only_its_routes() {
+        let open = ChannelPolicy::open();
+        let public = |request: &str| {
+            route(
+                &parse(request).unwrap().unwrap(),
+                rules(Listener::Public, &open, false),
+            )
+        };
+        let api = |request: &str| {
+            route(
+                &parse(request).unwrap().unwrap(),
+                rules(Listener::Api, &open, false),
+            )
+        };
+        for request in [
+            "POST /publish/news HTTP/1.1\r\n\r\n",
+            "GET /stat HTTP/1.1\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\n\r\n",
+            "GET /echo HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(public(request), Err(HttpError::NotFound), "{request}");
+        }
+        for request in [
+            "GET /ws/news HTTP/1.1\r\n\r\n",
+            "GET /echo HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(api(request), Err(HttpError::NotFound), "{request}");
+        }
+        assert!(matches!(
+            api("POST /publish/news HTTP/1.1\r\n\r\n"),
+            Ok(Route::Publish(_))
+        ));
+        assert_eq!(
+            api("GET /stat?format=json HTTP/1.1\r\n\r\n"),
+            Ok(Route::Stat { json: true })
+        );
+    }
+
+    #[test]
+    fn smuggling_heads_are_refused() {
+        let request =
+            "POST /publish/a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(request).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn credentials_and_origin_are_read_and_the_query_decoded() {
+        let head = parse(
+            "GET /ws/a?token=a.b%2Ec&x=1 HTTP/1.1\r\nOrigin: https://app.example\r\nAuthorization: Bearer k1\r\nX-API-Key: k2\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.origin.as_deref(), Some(&b"https://app.example"[..]));
+        assert_eq!(head.credentials.bearer.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(head.credentials.api_key.as_deref(), Some(&b"k2"[..]));
+        assert_eq!(
+            query_parameter(&head.query, "token").as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(query_parameter(&head.query, "missing"), None);
+        assert!(!format!("{head:?}").contains("k1"));
     }
 
     #[test]

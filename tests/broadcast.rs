@@ -85,7 +85,7 @@ fn publish_over_the_limit_is_refused_with_413() {
 fn publish_with_expect_continue_and_keep_alive() {
     let server = Server::start(&["--shards", "1"]);
     let mut client = server.websocket("/ws/ka");
-    let mut stream = server.raw_connect();
+    let mut stream = server.raw_api_connect();
     let body = vec![b'a'; 2000];
     stream
         .write_all(

@@ -11,7 +11,12 @@ use tungstenite::Message;
 /// Sends `request` on a raw connection; asserts the status (and that a broadcast still reaches
 /// a client afterwards, so the refusal ended only that connection).
 fn assert_refused(server: &Server, request: &[u8], status: u16, must_contain: &[&str]) {
-    let (got, response) = server.raw_request(request);
+    // Publishes are refused by the API listener; everything else by the public one.
+    let (got, response) = if request.windows(9).any(|window| window == b"/publish/") {
+        server.raw_api_request(request)
+    } else {
+        server.raw_request(request)
+    };
     assert_eq!(got, status, "{response}");
     for needle in must_contain {
         assert!(

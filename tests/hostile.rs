@@ -232,7 +232,7 @@ struct Publisher {
 impl Publisher {
     fn connect(server: &Server) -> Publisher {
         Publisher {
-            reader: BufReader::new(server.raw_connect()),
+            reader: BufReader::new(server.raw_api_connect()),
         }
     }
 
@@ -1055,9 +1055,9 @@ fn stalled_readers_are_closed_with_1008_and_memory_stays_bounded() {
     watchers.assert_receive_broadcast(&server, "after the stalled readers are gone");
 }
 
-/// Writes `chunk` again and again until the server stops taking it (no progress for 500 ms);
-/// returns the bytes sent. Bounded: at most 4096 chunks.
-fn flood_until_stalled(stream: &mut TcpStream, chunk: &[u8]) -> usize {
+/// Writes `chunk` again and again until the server stops taking it (no progress for 500 ms, or
+/// the connection is closed); returns the bytes sent. Bounded: at most 4096 chunks.
+fn flood_until_refused(stream: &mut TcpStream, chunk: &[u8]) -> usize {
     stream
         .set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -1066,11 +1066,13 @@ fn flood_until_stalled(stream: &mut TcpStream, chunk: &[u8]) -> usize {
         match stream.write_all(chunk) {
             Ok(()) => sent_bytes += chunk.len(),
             Err(error) => {
-                // Stalled, not closed: the server stops reading but keeps the connection.
                 assert!(
                     matches!(
                         error.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
                     ),
                     "{error} after {sent_bytes} bytes"
                 );
@@ -1082,7 +1084,7 @@ fn flood_until_stalled(stream: &mut TcpStream, chunk: &[u8]) -> usize {
 }
 
 #[test]
-fn clients_that_never_read_their_replies_are_not_read_either_and_are_closed() {
+fn clients_that_never_read_their_replies_are_closed_as_slow_consumers() {
     let server = Server::start(&[
         "--shards",
         "1",
@@ -1097,32 +1099,34 @@ fn clients_that_never_read_their_replies_are_not_read_either_and_are_closed() {
     let mut watchers = Watchers::subscribe(&server, "watch", 4);
     let rss_before = rss_bytes(pid);
     // One sends 16 KiB messages to /echo, the other floods tiny pings (a pong each, where the
-    // per-frame overhead dominates); neither reads what comes back.
+    // per-frame overhead dominates); neither reads what comes back. Their replies count
+    // against the outbound limit like broadcasts: past it, the connection is closed (1008).
     let mut echo_flooder = small_buffered_websocket(&server, "/echo");
-    let echo_sent = flood_until_stalled(&mut echo_flooder, &masked_frame(0x82, &[0xAB; 16 << 10]));
+    let echo_sent = flood_until_refused(&mut echo_flooder, &masked_frame(0x82, &[0xAB; 16 << 10]));
     let mut ping_flooder = small_buffered_websocket(&server, "/ws/victim");
-    let ping_sent = flood_until_stalled(&mut ping_flooder, &masked_frame(0x89, b"").repeat(10_000));
-    let stalled_at = Instant::now();
-    let rss_stalled = rss_bytes(pid);
-    watchers.assert_receive_broadcast(&server, "while the flooders are stalled");
-    // Not read, so idle: closed after the idle timeout (1001) and the close timeout.
+    let ping_sent = flood_until_refused(&mut ping_flooder, &masked_frame(0x89, b"").repeat(10_000));
+    let refused_at = Instant::now();
+    let rss_refused = rss_bytes(pid);
+    watchers.assert_receive_broadcast(&server, "while the flooders are refused");
     common::wait_until("the flooders to be closed", || {
         server.stat().contains("connections 4\n")
     });
     eprintln!(
         "reply floods: {:.1} MiB of echoes and {:.1} MiB of pings sent before the server \
-         stopped reading; both closed {:?} later; RSS {:.1} MiB before, {:.1} MiB stalled",
+         refused more; both gone {:?} later; RSS {:.1} MiB before, {:.1} MiB at the refusal",
         mib(echo_sent as u64),
         mib(ping_sent as u64),
-        stalled_at.elapsed(),
+        refused_at.elapsed(),
         mib(rss_before),
-        mib(rss_stalled)
+        mib(rss_refused)
     );
     assert!(
-        rss_stalled.saturating_sub(rss_before) < 32 * MIB,
+        rss_refused.saturating_sub(rss_before) < 32 * MIB,
         "RSS grew by {:.1} MiB",
-        mib(rss_stalled.saturating_sub(rss_before))
+        mib(rss_refused.saturating_sub(rss_before))
     );
+    let stat = server.stat();
+    assert!(stat.contains("closed_slow_consumer 2\n"), "{stat}");
     assert_closed(&mut echo_flooder);
     assert_closed(&mut ping_flooder);
     watchers.assert_receive_broadcast(&server, "after the flooders are gone");

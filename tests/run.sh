@@ -41,7 +41,7 @@ if [ -z "${SKIP_AUTOBAHN:-}" ]; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     log=$(mktemp)
     # 9.* sends messages up to 16 MiB: raise the message limit (and the queue that holds one).
-    target/release/ringcast --listen "127.0.0.1:$port" --shards 2 --log warn \
+    target/release/ringcast --listen "127.0.0.1:$port" --api-listen 127.0.0.1:0 --echo --shards 2 --log warn \
         --max-message-bytes 16MiB --outbound-queue-bytes 64MiB >"$log" 2>&1 &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -240,7 +240,10 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
         run["tree_processes"] = [f"{reading.name}({reading.pid})" for reading in baseline.processes]
         command = ["taskset", "-c", context["client_cores"], str(context["bench_bin"]),
                    *scenarios.harness_args(scenario, settings),
-                   "--host", f"127.0.0.1:{server.port}", "--server-pid", str(pid),
+                   "--host", f"127.0.0.1:{server.port}",
+                   *([] if scenario == "idle"
+                     else ["--publish-host", f"127.0.0.1:{servers.publish_port(name)}"]),
+                   "--server-pid", str(pid),
                    "--server-git-dir", str(REPO), "--client-cores", context["client_cores"],
                    "--output-dir", str(run_dir)]
         run["command"] = shlex.join(command)

@@ -31,6 +31,16 @@ PORTS = {
 }
 #: How long a server may take to listen and answer a publish (Pushpin starts 6 processes).
 READY_TIMEOUT_S = 30.0
+#: Where each server takes `POST /publish` when not on its WebSocket port: ringcast's API
+#: listener (its public port has no publish route).
+PUBLISH_PORTS = {"ringcast": 18200}
+
+
+def publish_port(name: str) -> int:
+    """The port `POST /publish` goes to for server `name`."""
+    return PUBLISH_PORTS.get(name, PORTS[name])
+
+
 #: How long a server may take to exit after SIGTERM (ringcast drains up to 10 s by default).
 STOP_TIMEOUT_S = 15.0
 #: Channel the readiness probe publishes to (no subscriber ever listens on it).
@@ -64,7 +74,7 @@ def start_command(name: str, layout: Layout, binaries: Binaries) -> tuple[list[s
         cores = procfs.expand_cpu_list(layout.server_cores)
         return [
             "taskset", "-c", layout.server_cores, str(binaries.ringcast),
-            "--listen", f"127.0.0.1:{port}",
+            "--listen", f"127.0.0.1:{port}", "--api-listen", f"127.0.0.1:{publish_port(name)}",
             "--shards", str(len(cores)), "--cores", ",".join(map(str, cores)),
         ], {}
     return [str(binaries.repo / "bench" / "peers" / name / "start.sh")], {
@@ -157,7 +167,7 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.process.returncode} while starting; see {self.log_path}")
             if self.port in procfs.listening_ports():
-                status = publish_status(self.port)
+                status = publish_status(publish_port(self.name))
                 if status is not None and 200 <= status < 300:
                     self.probe_status = status
                     # Multi-process servers (Pushpin) may still be wiring up; let them finish.

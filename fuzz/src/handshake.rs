@@ -11,7 +11,9 @@
 //! `max_headers`), then the request bytes.
 
 use ringcast::channel::ChannelPolicy;
-use ringcast::http::{HttpError, Method, RequestHead, Route, parse_request_head, route};
+use ringcast::http::{
+    HttpError, Listener, Method, RequestHead, Route, RouteRules, parse_request_head, route,
+};
 use ringcast::protocol::handshake::{accept_key, switching_protocols_response, validate_upgrade};
 
 use super::input::Reader;
@@ -114,12 +116,35 @@ fn check_complete_head(input: &HandshakeInput<'_>, head: &RequestHead) {
     check_upgrade(head);
 }
 
-/// A route must agree with the path and method it came from; a refusal has a routing status.
+/// A route must agree with the path and method it came from, on either listener; a refusal
+/// has a routing status.
 fn check_route(head: &RequestHead, policy: &ChannelPolicy, only_channel: Option<&str>) {
-    let routed = match route(head, policy) {
+    for listener in [Listener::Public, Listener::Api] {
+        let rules = RouteRules {
+            listener,
+            policy,
+            echo: true,
+        };
+        check_route_on(head, rules, only_channel);
+    }
+}
+
+fn check_route_on(head: &RequestHead, rules: RouteRules<'_>, only_channel: Option<&str>) {
+    let routed = match route(head, rules) {
         Ok(routed) => routed,
         Err(error) => return check_error(&error, &[400, 403, 404, 405]),
     };
+    let public_route = matches!(
+        routed,
+        Route::Subscribe(_) | Route::Echo | Route::Health | Route::Ready
+    );
+    let api_route = !matches!(routed, Route::Subscribe(_) | Route::Echo);
+    assert!(
+        (rules.listener == Listener::Public && public_route)
+            || (rules.listener == Listener::Api && api_route),
+        "{routed:?} served on the {:?} listener",
+        rules.listener
+    );
     let (path, method) = match &routed {
         Route::Subscribe(name) | Route::Publish(name) => {
             if let Some(only) = only_channel {

@@ -78,14 +78,20 @@ mod tests {
     fn bearer_or_header_key_is_accepted() {
         let key = Secret::new("s3cret");
         assert_eq!(check(&presented(Some("Bearer s3cret"), None), &key), Ok(()));
-        assert_eq!(check(&presented(Some("bearer  s3cret "), None), &key), Ok(()));
+        assert_eq!(
+            check(&presented(Some("bearer  s3cret "), None), &key),
+            Ok(())
+        );
         assert_eq!(check(&presented(None, Some("s3cret")), &key), Ok(()));
     }
 
     #[test]
     fn missing_and_wrong_keys_are_refused() {
         let key = Secret::new("s3cret");
-        assert_eq!(check(&presented(None, None), &key), Err(ApiKeyError::Missing));
+        assert_eq!(
+            check(&presented(None, None), &key),
+            Err(ApiKeyError::Missing)
+        );
         assert_eq!(
             check(&presented(Some("Basic czNjcmV0"), None), &key),
             Err(ApiKeyError::Missing)

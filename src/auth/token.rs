@@ -64,10 +64,12 @@ pub struct Grant {
 impl Grant {
     /// Does the token list `channel` (exactly, or by a `prefix*` entry)?
     pub fn allows(&self, channel: &str) -> bool {
-        self.channels.iter().any(|entry| match entry.strip_suffix('*') {
-            Some(prefix) => channel.starts_with(prefix),
-            None => entry == channel,
-        })
+        self.channels
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => entry == channel,
+            })
     }
 }
 
@@ -245,7 +247,8 @@ mod tests {
     #[test]
     fn a_token_with_the_none_algorithm_is_forged() {
         // header {"alg":"none","typ":"JWT"}, payload {"exp": far future, "channels": ["*"]}
-        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsImNoYW5uZWxzIjpbIioiXX0.";
+        let token =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDAsImNoYW5uZWxzIjpbIioiXX0.";
         assert!(matches!(
             authorize("private-a", Some(token), Some(&verifier()), false),
             Err(TokenError::Forged | TokenError::Malformed)

@@ -119,6 +119,9 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A message too big to process.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Application range (RFC 6455 §7.4.2, 4000-4999): the subscription token expired
+    /// (the code Pusher and Centrifugo use for "unauthorized").
+    pub const TOKEN_EXPIRED: u16 = 4009;
 }
 
 #[cfg(test)]

@@ -424,10 +424,16 @@ mod tests {
         // Exactly at the limit, a final fragment completes the message.
         let mut decoder = MessageDecoder::new(1 << 20).limit_fragments(2);
         let mut first = client_frame(false, 0x1, KEY, b"a");
-        assert!(!matches!(decoder.decode(&mut first).unwrap(), Decoded::Event { .. }));
+        assert!(!matches!(
+            decoder.decode(&mut first).unwrap(),
+            Decoded::Event { .. }
+        ));
         assert!(!decoder.is_idle());
         let mut last = client_frame(true, 0x0, KEY, b"b");
-        assert!(matches!(decoder.decode(&mut last).unwrap(), Decoded::Event { .. }));
+        assert!(matches!(
+            decoder.decode(&mut last).unwrap(),
+            Decoded::Event { .. }
+        ));
         assert!(decoder.is_idle(), "a completed message is not in progress");
     }
 

@@ -25,9 +25,14 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
 use serde_json::json;
 
-use super::registry::ConnectionKey;
+use super::registry::{Admission, ConnectionKey, TokenExpiry};
 use super::shard::Shard;
-use crate::http::{self, ContentType, HttpError, RequestHead, Response, Route, parse_request_head};
+use super::shared::AddressLimit;
+use crate::auth;
+use crate::http::{
+    self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
+    parse_request_head,
+};
 use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
 use crate::publication::Publication;
 use crate::telemetry::counters::Counter;
@@ -65,7 +70,12 @@ impl Drop for SocketGuard {
 
 /// The accept loop of one shard. Ends when the shard drains (dropping the listener, so the
 /// kernel stops routing new connections here).
-pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: TaskQueueHandle) {
+pub async fn run_accept(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    kind: Listener,
+    connections: TaskQueueHandle,
+) {
     let refusals = Rc::new(Cell::new(0usize));
     let mut last_error_log: Option<Instant> = None;
     loop {
@@ -78,7 +88,7 @@ pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: Ta
             break;
         };
         match result {
-            Ok(stream) => admit(&shard, stream, connections, &refusals),
+            Ok(stream) => admit(&shard, stream, kind, connections, &refusals),
             Err(error) => {
                 shard
                     .registry
@@ -104,7 +114,13 @@ pub async fn run_accept(shard: Rc<Shard>, listener: TcpListener, connections: Ta
     log::debug!("shard {}: stopped accepting", shard.id);
 }
 
-fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals: &Rc<Cell<usize>>) {
+fn admit(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    kind: Listener,
+    queue: TaskQueueHandle,
+    refusals: &Rc<Cell<usize>>,
+) {
     if shard.open_sockets() >= shard.shared.max_sockets_per_shard {
         let mut registry = shard.registry.borrow_mut();
         registry.stats.count(Counter::ConnectionsOverLimit);
@@ -121,7 +137,7 @@ fn admit(shard: &Rc<Shard>, stream: TcpStream, queue: TaskQueueHandle, refusals:
         });
         return;
     }
-    spawn_connection_task(shard, queue, handle_connection(shard.clone(), stream));
+    spawn_connection_task(shard, queue, handle_connection(shard.clone(), stream, kind));
 }
 
 /// Spawns one socket's task; a panic inside it ends that task only (logged and counted).
@@ -160,7 +176,7 @@ enum HeadError {
 }
 
 /// Serves one connection: HTTP requests until it upgrades or closes.
-async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream, kind: Listener) {
     let socket = SocketGuard::new(&shard);
     shard
         .registry
@@ -189,7 +205,13 @@ async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 return Box::pin(refuse(&shard, &mut stream, error)).await;
             }
         };
-        let route = match http::route(&head, &shard.policy) {
+        let rules = RouteRules {
+            listener: kind,
+            policy: &shard.policy,
+            echo: shard.config.echo,
+        };
+        let route = match authenticate(&shard, kind, &head).and_then(|()| http::route(&head, rules))
+        {
             Ok(route) => route,
             Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
         };
@@ -213,6 +235,17 @@ async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream) {
         if buffer.is_empty() {
             buffer = Vec::new();
         }
+    }
+}
+
+/// On the API listener with `--api-key`: every request carries the key (checked in constant
+/// time), whatever it asks for.
+fn authenticate(shard: &Shard, kind: Listener, head: &RequestHead) -> Result<(), HttpError> {
+    match (kind, &shard.config.api_key) {
+        (Listener::Api, Some(key)) => {
+            auth::api_key::check(&head.credentials, key).map_err(HttpError::Unauthorized)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -441,12 +474,12 @@ async fn publish(
             }),
         ));
     }
-    let refused = shard
+    let published = shard
         .publish(Publication::new(channel.clone(), payload))
         .await;
-    if !refused.is_empty() {
+    if let Err(refused) = published {
         return Err(HttpError::Overloaded(format!(
-            "{} of {} shards did not take the message within {}",
+            "{} of {} shards could not take the message within {}; it was sent nowhere",
             refused.len(),
             shard.shared.shards.len(),
             humantime::format_duration(shard.config.publish_timeout)
@@ -534,6 +567,10 @@ async fn upgrade(
             .count(Counter::ConnectionsOverLimit);
         return Box::pin(refuse(&shard, &mut stream, HttpError::ConnectionLimit)).await;
     }
+    let admission = match admit_upgrade(&shard, &stream, &head, &route) {
+        Ok(admission) => admission,
+        Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
+    };
     // The registry owns the socket from here on. glommio's stream keeps its own descriptor
     // (and may have a read poll pending on it), so the registry takes a duplicate and the
     // stream is dropped, closing the original.
@@ -551,15 +588,18 @@ async fn upgrade(
             .await;
         }
     };
-    let role = match route {
-        Route::Echo => RawRole::Echo,
-        _ => RawRole::Subscriber,
-    };
     let channel = match route {
         Route::Subscribe(channel) => Some(channel),
         _ => None,
     };
-    let key = match register(&shard, owned, role, channel.as_ref(), &accept, leftover) {
+    let key = match register(
+        &shard,
+        owned,
+        admission,
+        channel.as_ref(),
+        &accept,
+        leftover,
+    ) {
         Ok(key) => key,
         // Nothing of the connection is left in the registry: refuse on the original stream.
         Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
@@ -578,20 +618,71 @@ async fn upgrade(
     drop(socket);
 }
 
+/// The checks an upgrade passes before its socket is taken over: its `Origin`, its token (for
+/// a channel that needs one), and its address's connection count. Returns what the registry
+/// keeps of them.
+fn admit_upgrade(
+    shard: &Shard,
+    stream: &TcpStream,
+    head: &RequestHead,
+    route: &Route,
+) -> Result<Admission, HttpError> {
+    let config = &shard.config;
+    if let Some(origin) = &head.origin
+        && !config.allowed_origins.is_empty()
+        && !config
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(origin))
+    {
+        return Err(HttpError::OriginNotAllowed);
+    }
+    let role = match route {
+        Route::Echo => RawRole::Echo,
+        _ => RawRole::Subscriber,
+    };
+    let mut expiry = None;
+    if let Route::Subscribe(channel) = route {
+        let token = http::query_parameter(&head.query, "token");
+        let grant = auth::token::authorize(
+            channel.as_str(),
+            token.as_deref(),
+            shard.tokens.as_ref(),
+            config.require_token,
+        )
+        .map_err(HttpError::SubscriptionRefused)?;
+        expiry = grant.map(|grant| TokenExpiry::at_unix_s(grant.expires_at_s));
+    }
+    let ticket = match &shard.shared.address_limit {
+        Some(limit) => {
+            let address = stream
+                .peer_addr()
+                .map_err(|_| HttpError::BadRequest("no peer address"))?;
+            Some(AddressLimit::acquire(limit, address.ip()).ok_or(HttpError::AddressLimit)?)
+        }
+        None => None,
+    };
+    Ok(Admission {
+        role,
+        expiry,
+        ticket,
+    })
+}
+
 /// Registers an upgraded socket, subscribes it, queues and writes the 101, and handles the
 /// bytes pipelined behind the request. On an error nothing of it is left in the registry (its
 /// descriptor is closed with the failed entry) and the caller answers with the error.
 fn register(
     shard: &Rc<Shard>,
     owned: OwnedFd,
-    role: RawRole,
+    admission: Admission,
     channel: Option<&crate::channel::ChannelName>,
     accept: &str,
     leftover: Vec<u8>,
 ) -> Result<ConnectionKey, HttpError> {
     let now_ms = shard.now_ms();
     let mut registry = shard.registry.borrow_mut();
-    let key = registry.insert(owned, role, now_ms).map_err(|error| {
+    let key = registry.insert(owned, admission, now_ms).map_err(|error| {
         log::warn!("shard {}: cannot register a connection: {error}", shard.id);
         HttpError::Overloaded("cannot register the connection".into())
     })?;

@@ -15,6 +15,7 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use super::shard::{Shard, ShardMessage};
 use crate::config::{FLUSHES_PER_YIELD, MAX_MESSAGES_PER_PASS};
 use crate::publication::Publication;
+use crate::telemetry::ShardId;
 use crate::telemetry::counters::Counter;
 
 /// Most publications a shard holds between taking them from its sources and fanning them out.
@@ -22,8 +23,8 @@ const STAGED_MAX: usize = 4 * MAX_MESSAGES_PER_PASS;
 
 /// Where a shard's fan-out takes messages from, besides its own inbox.
 pub struct Sources {
-    /// One receiver per other shard.
-    pub mesh: Vec<ConnectedReceiver<ShardMessage>>,
+    /// One receiver per other shard, with the sending shard's id.
+    pub mesh: Vec<(ShardId, ConnectedReceiver<ShardMessage>)>,
     /// Messages from the Redis subscriber core.
     pub redis: Option<mpsc::Receiver<Publication>>,
 }
@@ -53,6 +54,9 @@ pub async fn run_fanout(shard: Rc<Shard>, sources: Sources) {
         pass: 0,
     };
     loop {
+        if let Some(stall) = crate::faults::fanout_stall(shard.id.0) {
+            glommio::timer::sleep(stall).await;
+        }
         // Wait for a message only when nothing is left to write.
         let idle = shard.registry.borrow().flush_list_is_empty();
         let mut taken = take_messages(&shard, &mut state, idle, MAX_MESSAGES_PER_PASS).await;
@@ -193,14 +197,28 @@ fn take_available(
         .drain_into(&mut messages, STAGED_MAX.saturating_sub(staged.len()));
     let receivers = &mut sources.mesh;
     let mut index = 0;
+    let mut taken_from_peer = 0;
     while index < receivers.len() && staged.len() + messages.len() < STAGED_MAX {
-        match receivers[index].poll_next_unpin(context) {
-            Poll::Ready(Some(message)) => messages.push(message),
+        let (peer, receiver) = &mut receivers[index];
+        match receiver.poll_next_unpin(context) {
+            Poll::Ready(Some(message)) => {
+                messages.push(message);
+                taken_from_peer += 1;
+                continue;
+            }
             Poll::Ready(None) => {
+                shard.mesh_consumed(*peer, taken_from_peer);
                 receivers.swap_remove(index);
             }
-            Poll::Pending => index += 1,
+            Poll::Pending => {
+                shard.mesh_consumed(*peer, taken_from_peer);
+                index += 1;
+            }
         }
+        taken_from_peer = 0;
+    }
+    if let Some((peer, _)) = receivers.get(index) {
+        shard.mesh_consumed(*peer, taken_from_peer);
     }
     for message in messages {
         match message {

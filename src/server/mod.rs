@@ -1,10 +1,11 @@
 //! The runtime: starting the shards, and stopping them on SIGTERM/SIGINT.
 //!
-//! The main thread raises the open-file limit, binds one SO_REUSEPORT listener per shard (the
-//! first resolves port 0, the others bind the same port), starts one glommio executor per shard
-//! pinned to its core, waits until every shard is ready, logs `listening on ADDR`, and then only
-//! waits: for a signal (which sets the shared shutdown flag that every shard's ticker watches)
-//! and for the shards to finish draining.
+//! The main thread raises the open-file limit, binds two SO_REUSEPORT listeners per shard (the
+//! public one and the API one; the first of each resolves port 0, the others bind the same
+//! port), starts one glommio executor per shard pinned to its core, waits until every shard is
+//! ready, logs `listening on ADDR (api on ADDR; ...)`, and then only waits: for a signal (which
+//! sets the shared shutdown flag that every shard's ticker watches) and for the shards to finish
+//! draining.
 //!
 //! Inside a shard (see `shard.rs`): `accept` serves sockets until they upgrade, the `registry`
 //! owns every WebSocket connection's state (`state` holds its machines), the `reactor` reads
@@ -43,6 +44,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
 use crate::broker::redis::{self, RedisLink, RedisSettings};
 use crate::config::Config;
+use crate::http::Listener;
 use crate::publication::Publication;
 use crate::telemetry::ShardId;
 pub use shard::ShardMessage;
@@ -89,23 +91,35 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         "open-file limit {open_files}: up to {max_connections} WebSocket connections per shard, {} in all",
         max_connections * shard_count
     );
-    let (address, listeners) = listen::bind_listeners(config.listen, shard_count)?;
+    let (address, public_listeners) = listen::bind_listeners(config.listen, shard_count)?;
+    let (api_address, api_listeners) = listen::bind_listeners(config.api_listen, shard_count)?;
     let RedisStart { link, mut inboxes } = start_redis(&config, &cores)?;
-    let mut shared = Shared::new(shard_count, max_connections, max_sockets);
+    let mut shared = Shared::new(
+        shard_count,
+        max_connections,
+        max_sockets,
+        config.mesh_capacity,
+    );
     shared.redis = link.as_ref().map(|link| link.status.clone());
+    if config.max_connections_per_ip > 0 {
+        shared.address_limit = Some(Arc::new(shared::AddressLimit::new(
+            config.max_connections_per_ip,
+        )));
+    }
     let shared = Arc::new(shared);
     let config = Arc::new(config);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
     let (ready_sender, ready) = mpsc::channel::<ReadyReport>();
 
     let mut handles = Vec::with_capacity(shard_count);
-    for (index, (core, listener)) in cores.iter().copied().zip(listeners).enumerate() {
+    let listeners = public_listeners.into_iter().zip(api_listeners);
+    for (index, (core, (public, api))) in cores.iter().copied().zip(listeners).enumerate() {
         let start = ShardStart {
             shard_id: ShardId(index),
             core,
             config: config.clone(),
             shared: shared.clone(),
-            listener,
+            listeners: Listeners { public, api },
             mesh: mesh.clone(),
             redis: link.clone(),
             from_redis: inboxes.get_mut(index).and_then(Option::take),
@@ -137,7 +151,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     install_signal_handlers(shared.clone())?;
     // Printed whatever the log level: scripts and the harness wait for this line.
     eprintln!(
-        "ringcast: listening on {address} ({shard_count} shards on cores {cores:?}, write path {:?})",
+        "ringcast: listening on {address} (api on {api_address}; {shard_count} shards on cores {cores:?}, write path {:?})",
         config.write_path
     );
     let mut died = None;
@@ -201,13 +215,21 @@ fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerErr
     })
 }
 
+/// A shard's two listeners.
+struct Listeners {
+    /// `--listen`.
+    public: OwnedFd,
+    /// `--api-listen`.
+    api: OwnedFd,
+}
+
 /// What a shard starts with.
 struct ShardStart {
     shard_id: ShardId,
     core: usize,
     config: Arc<Config>,
     shared: Arc<Shared>,
-    listener: OwnedFd,
+    listeners: Listeners,
     mesh: Option<MeshBuilder<ShardMessage, Full>>,
     redis: Option<RedisLink>,
     from_redis: Option<bounded::Receiver<Publication>>,
@@ -219,8 +241,8 @@ struct ShardStart {
 struct DeathGuard {
     id: ShardId,
     shared: Arc<Shared>,
-    /// A duplicate of the shard's listener.
-    listener: Option<OwnedFd>,
+    /// Duplicates of the shard's listeners.
+    listeners: Vec<OwnedFd>,
     /// The shard, to shut its clients' sockets down.
     shard: Option<Rc<shard::Shard>>,
     /// Cleared by a clean stop.
@@ -237,7 +259,7 @@ impl Drop for DeathGuard {
             self.id
         );
         self.shared.shards[self.id.0].set_life(ShardLife::Dead);
-        if let Some(listener) = &self.listener {
+        for listener in &self.listeners {
             let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both);
         }
         if let Some(shard) = self.shard.take() {
@@ -263,7 +285,7 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
         core,
         config,
         shared,
-        listener,
+        listeners,
         mesh,
         redis,
         from_redis,
@@ -283,7 +305,7 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
                 let streams = receivers
                     .streams()
                     .into_iter()
-                    .map(|(_, stream)| stream)
+                    .map(|(peer, stream)| (ShardId(peer), stream))
                     .collect();
                 (Some(senders), streams)
             }
@@ -311,15 +333,20 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
         *guard.borrow_mut() = Some(DeathGuard {
             id: shard_id,
             shared: shared.clone(),
-            listener: listener.try_clone().ok(),
+            listeners: [&listeners.public, &listeners.api]
+                .into_iter()
+                .filter_map(|listener| listener.try_clone().ok())
+                .collect(),
             shard: Some(shard.clone()),
             armed: true,
         });
     });
-    // SAFETY: `listener` is a listening TCP socket created by `bind_listeners` and handed to
-    // this shard alone; glommio takes it over.
-    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-    if let Err(reason) = spawn_tasks(&shard, listener, receivers, from_redis, eventfd) {
+    // SAFETY: both are listening TCP sockets created by `bind_listeners` and handed to this
+    // shard alone; glommio takes them over.
+    let public = unsafe { TcpListener::from_raw_fd(listeners.public.into_raw_fd()) };
+    // SAFETY: as above.
+    let api = unsafe { TcpListener::from_raw_fd(listeners.api.into_raw_fd()) };
+    if let Err(reason) = spawn_tasks(&shard, [public, api], receivers, from_redis, eventfd) {
         return fail(reason);
     }
     shard.slot().set_life(ShardLife::Running);
@@ -349,8 +376,11 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
 /// Spawns the shard's tasks, each in its own task queue.
 fn spawn_tasks(
     shard: &Rc<shard::Shard>,
-    listener: TcpListener,
-    mesh: Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>>,
+    [public, api]: [TcpListener; 2],
+    mesh: Vec<(
+        ShardId,
+        glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>,
+    )>,
     redis: Option<bounded::Receiver<Publication>>,
     eventfd: OwnedFd,
 ) -> Result<(), String> {
@@ -383,7 +413,11 @@ fn spawn_tasks(
             connection_queue,
         ),
         glommio::spawn_local_into(
-            accept::run_accept(shard.clone(), listener, connection_queue),
+            accept::run_accept(shard.clone(), public, Listener::Public, connection_queue),
+            accept_queue,
+        ),
+        glommio::spawn_local_into(
+            accept::run_accept(shard.clone(), api, Listener::Api, connection_queue),
             accept_queue,
         ),
     ];

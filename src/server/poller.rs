@@ -11,8 +11,7 @@
 //! ```
 //!
 //! One wake-up covers every socket that became ready meanwhile. The reactor then takes the
-//! events with `epoll_wait(0)` and re-arms the POLL_ADD. Anything on the shard can also wake the
-//! reactor directly by writing to the eventfd ([`Poller::wake`]).
+//! events with `epoll_wait(0)` and re-arms the POLL_ADD.
 //!
 //! Invariant: a socket is registered while its owner (the registry entry or the lingering
 //! entry) holds its `OwnedFd`; closing the descriptor removes it from the epoll set, and every
@@ -202,20 +201,6 @@ impl Poller {
             if completion.user_data() == WAKE_USER_DATA {
                 self.armed = false;
             }
-        }
-    }
-
-    /// Wakes the reactor (something on the shard made work for it).
-    pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd; a full counter (EAGAIN) means
-        // a wake-up is pending anyway.
-        unsafe {
-            libc::write(
-                self.eventfd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            );
         }
     }
 }

@@ -22,7 +22,7 @@ use glommio::io::BufferedFile;
 
 use super::registry::{ConnectionKey, PartialInput, Registry, recv};
 use super::shard::Shard;
-use super::state::{LifeEvent, Lifecycle, ReadState};
+use super::state::{CloseRequest, LifeEvent, Lifecycle, ReadState};
 use crate::protocol::close::encode_close_reply;
 use crate::protocol::message::{Decoded, Event, MessageDecoder};
 use crate::telemetry::counters::Counter;
@@ -135,11 +135,6 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
             Ok(count) => {
                 registry.touch(key, now_ms);
                 handle_input(&mut registry, key, &mut scratch[..count], now_ms);
-                if registry.over_queue_limit(key) {
-                    // A client that does not read its replies is not read either.
-                    registry.set_read(key, ReadState::Paused);
-                    return;
-                }
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 registry.set_read(key, ReadState::Waiting);
@@ -160,11 +155,10 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
 /// Decodes and handles `fresh` bytes (after any unfinished frame kept from earlier reads). Only
 /// the bytes of an unfinished frame are kept, in a buffer that grows with what was received.
 fn handle_input(registry: &mut Registry, key: ConnectionKey, fresh: &mut [u8], now_ms: u64) {
-    let limit = registry.max_message_bytes();
     match registry.take_input(key) {
         None => {
             // Common case: whole frames straight from the scratch buffer, no copy.
-            let mut decoder = MessageDecoder::new(limit);
+            let mut decoder = registry.new_decoder();
             let consumed = handle_frames(registry, key, &mut decoder, fresh, now_ms);
             keep_rest(registry, key, decoder, &fresh[consumed..]);
         }
@@ -228,6 +222,12 @@ fn handle_frames(
             Ok(Decoded::Event { consumed, event }) => {
                 offset += consumed;
                 handle_event(registry, key, event, now_ms);
+                // The replies to what a client sends count against its outbound limit as
+                // broadcasts do: one read full of pings must not queue thousands of pongs.
+                if registry.over_queue_limit(key) {
+                    registry.life(key, LifeEvent::Request(CloseRequest::SlowConsumer), now_ms);
+                    break;
+                }
             }
         }
     }

@@ -33,9 +33,10 @@ use smallvec::SmallVec;
 use super::event::LocalNotify;
 use super::outbound::{Outbound, WriteOutcome, WriteTally};
 use super::poller::{GENERATION_MASK, Poller, Readiness, Token, TokenKind};
+use super::shared::AddressTicket;
 use super::state::{
-    CloseRequest, LifeAction, LifeEvent, Lifecycle, ReadState, WriteAction, WriteEnd, WriteEvent,
-    WriteState,
+    CloseRequest, Closer, LifeAction, LifeEvent, Lifecycle, ReadState, WriteAction, WriteEnd,
+    WriteEvent, WriteState,
 };
 use crate::channel::ChannelName;
 use crate::protocol::close::encode_close_frame;
@@ -70,6 +71,8 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// `--max-channels`.
     pub max_channels: usize,
+    /// `--max-fragments`.
+    pub max_fragments: u32,
 }
 
 /// How long a closed socket is lingered on (read and discarded) before it is closed, ms: so our
@@ -84,6 +87,35 @@ pub const LINGER_BYTES_MAX: usize = 64 << 10;
 struct Tagged {
     key: ConnectionKey,
     generation: u32,
+}
+
+/// When a connection's token expires (seconds since the Unix epoch; 4 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry(std::num::NonZeroU32);
+
+impl TokenExpiry {
+    /// The expiry of a token whose `exp` claim is `unix_s` (clamped to the representable
+    /// range, which ends in 2106).
+    pub fn at_unix_s(unix_s: u64) -> TokenExpiry {
+        let clamped = unix_s.clamp(1, u64::from(u32::MAX)) as u32;
+        TokenExpiry(std::num::NonZeroU32::new(clamped).expect("clamped to at least 1"))
+    }
+
+    /// Has it passed at `now_unix_s`?
+    pub fn passed(self, now_unix_s: u64) -> bool {
+        u64::from(self.0.get()) <= now_unix_s
+    }
+}
+
+/// What an upgrade was admitted with, kept by its connection.
+#[derive(Debug)]
+pub struct Admission {
+    /// The protocol role.
+    pub role: RawRole,
+    /// When its subscription token expires (the connection is closed with 4009 then).
+    pub expiry: Option<TokenExpiry>,
+    /// Its place in its address's count (`--max-connections-per-ip`).
+    pub ticket: Option<AddressTicket>,
 }
 
 /// A subscription: which channel, and where this connection sits in its subscriber list.
@@ -128,6 +160,12 @@ pub struct Connection {
     subscriptions: SmallVec<[Subscription; 1]>,
     /// An unfinished frame or message.
     input: Option<Box<PartialInput>>,
+    /// When its subscription token expires.
+    expiry: Option<TokenExpiry>,
+    /// Its place in its address's count, given back when the connection goes (boxed: most
+    /// deployments run without the limit, and then it costs one word).
+    #[expect(dead_code, reason = "held for its Drop, which gives the place back")]
+    ticket: Option<Box<AddressTicket>>,
 }
 
 impl Connection {
@@ -279,7 +317,7 @@ impl Registry {
     pub fn insert(
         &mut self,
         socket: OwnedFd,
-        role: RawRole,
+        admission: Admission,
         now_ms: u64,
     ) -> io::Result<ConnectionKey> {
         let generation = self.next_generation();
@@ -291,12 +329,14 @@ impl Registry {
             // Bytes may have arrived before registration: look once.
             read: ReadState::Ready,
             life: Lifecycle::Open,
-            role,
+            role: admission.role,
             last_read_ms: now_ms,
             last_ping_ms: now_ms,
             outbound: Outbound::default(),
             subscriptions: SmallVec::new(),
             input: None,
+            expiry: admission.expiry,
+            ticket: admission.ticket.map(Box::new),
         }));
         let token = Token {
             kind: TokenKind::Connection,
@@ -625,8 +665,6 @@ impl Registry {
         let (state, action) = connection.write.on(WriteEvent::Ended(end));
         connection.write = state;
         let drained = connection.outbound.is_empty();
-        let resume = connection.read == ReadState::Paused
-            && connection.outbound.queued_bytes() <= self.limits.outbound_queue_bytes;
         match action {
             WriteAction::List => self.flush_list.push(key),
             WriteAction::Fail => self.life(key, LifeEvent::PeerGone, now_ms),
@@ -634,11 +672,6 @@ impl Registry {
         }
         if drained {
             self.life(key, LifeEvent::Drained, now_ms);
-        }
-        if resume {
-            // The reactor may be asleep: this is not one of its own events.
-            self.set_read(key, ReadState::Ready);
-            self.poller.wake();
         }
     }
 
@@ -734,7 +767,7 @@ impl Registry {
         }
     }
 
-    /// Is `key`'s outbound queue over the limit (stop reading it)?
+    /// Is `key`'s outbound queue over the limit?
     pub fn over_queue_limit(&self, key: ConnectionKey) -> bool {
         self.get(key).is_some_and(|connection| {
             connection.outbound.queued_bytes() > self.limits.outbound_queue_bytes
@@ -753,9 +786,10 @@ impl Registry {
         }
     }
 
-    /// `--max-message-bytes`.
-    pub fn max_message_bytes(&self) -> u64 {
-        self.limits.max_message_bytes
+    /// A message decoder with this shard's limits.
+    pub fn new_decoder(&self) -> MessageDecoder {
+        MessageDecoder::new(self.limits.max_message_bytes)
+            .limit_fragments(self.limits.max_fragments)
     }
 
     // ----- lifecycle -----
@@ -784,7 +818,13 @@ impl Registry {
                     self.stats
                         .add(Counter::DeliveriesDroppedSlow, dropped as u64);
                 }
-                if matches!(event, LifeEvent::Fault { .. }) {
+                if matches!(
+                    life,
+                    Lifecycle::Closing {
+                        by: Closer::Fault,
+                        ..
+                    }
+                ) {
                     connection.read = ReadState::Done;
                 }
                 close_frame = Some(encode_close_frame(code, reason));
@@ -864,11 +904,13 @@ impl Registry {
     pub fn sweep(
         &mut self,
         now_ms: u64,
+        now_unix_s: u64,
         ping_interval_ms: u64,
         idle_timeout_ms: u64,
         ping: &Bytes,
     ) {
         let mut idle = Vec::new();
+        let mut expired = Vec::new();
         let mut pings = 0;
         for (index, connection) in self.connections.iter_mut() {
             if !connection.life.is_open() {
@@ -876,7 +918,12 @@ impl Registry {
             }
             let key = ConnectionKey::from_index(index);
             let quiet_ms = now_ms.saturating_sub(connection.last_read_ms);
-            if quiet_ms >= idle_timeout_ms {
+            if connection
+                .expiry
+                .is_some_and(|expiry| expiry.passed(now_unix_s))
+            {
+                expired.push(key);
+            } else if quiet_ms >= idle_timeout_ms {
                 idle.push(key);
             } else if now_ms.saturating_sub(connection.last_read_ms.max(connection.last_ping_ms))
                 >= ping_interval_ms
@@ -895,6 +942,9 @@ impl Registry {
         self.stats.add(Counter::PingsSent, pings);
         for key in idle {
             self.life(key, LifeEvent::Request(CloseRequest::Idle), now_ms);
+        }
+        for key in expired {
+            self.life(key, LifeEvent::Request(CloseRequest::TokenExpired), now_ms);
         }
     }
 
@@ -1091,6 +1141,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             close_timeout_ms: 1000,
             max_channels: 10,
+            max_fragments: 1024,
         };
         Registry::new(limits, Poller::new().unwrap())
     }
@@ -1100,9 +1151,17 @@ mod tests {
         let (ours, theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         let key = registry
-            .insert(OwnedFd::from(ours), RawRole::Subscriber, 0)
+            .insert(OwnedFd::from(ours), subscriber(), 0)
             .unwrap();
         (key, theirs)
+    }
+
+    fn subscriber() -> Admission {
+        Admission {
+            role: RawRole::Subscriber,
+            expiry: None,
+            ticket: None,
+        }
     }
 
     fn publication(channel: &str, payload: &'static [u8]) -> Publication {
@@ -1198,10 +1257,10 @@ mod tests {
         let (idle, _b) = connect(&mut registry);
         registry.touch(quiet, 500);
         let ping = Bytes::from_static(b"\x89\x00");
-        registry.sweep(1000, 400, 900, &ping);
+        registry.sweep(1000, 0, 400, 900, &ping);
         assert!(!registry.get(idle).unwrap().life().is_open());
         assert_eq!(registry.get(quiet).unwrap().outbound.len(), 1);
-        registry.sweep(1100, 400, 900, &ping);
+        registry.sweep(1100, 0, 400, 900, &ping);
         assert_eq!(
             registry.get(quiet).unwrap().outbound.len(),
             1,
@@ -1214,7 +1273,7 @@ mod tests {
         let mut registry = registry(1 << 20);
         // epoll refuses regular files: the registration fails after the slab entry was made.
         let file = std::fs::File::open("/proc/self/status").unwrap();
-        let error = registry.insert(OwnedFd::from(file), RawRole::Subscriber, 0);
+        let error = registry.insert(OwnedFd::from(file), subscriber(), 0);
         assert!(error.is_err());
         assert!(registry.is_empty());
         assert!(!registry.has_ready());

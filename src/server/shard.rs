@@ -28,6 +28,7 @@ use super::registry::{ConnectionKey, Limits, Registry};
 use super::shared::{ShardSlot, Shared};
 use super::state::CloseRequest;
 use super::write::Writer;
+use crate::auth::token::TokenVerifier;
 use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::channel::{ChannelName, ChannelPolicy};
 use crate::config::{Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
@@ -43,6 +44,14 @@ pub enum ShardMessage {
     Publish(Publication),
     /// Reply with a snapshot (for `/stat`).
     Snapshot(oneshot::Sender<ShardSnapshot>),
+}
+
+/// Why a message was not sent to another shard.
+enum NotSent {
+    /// Its channel is full now; here is the message back.
+    NoRoom(ShardMessage),
+    /// The shard is gone (its receivers closed).
+    Gone,
 }
 
 /// Closed sockets, since the last trim, after which freed memory is handed back to the kernel.
@@ -82,6 +91,13 @@ impl MemoryTrim {
     }
 }
 
+/// Seconds since the Unix epoch (token expiries are in these).
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory the allocator holds; it has no preconditions.
@@ -99,6 +115,11 @@ pub struct Inbox {
 }
 
 impl Inbox {
+    /// Can it take one more message?
+    fn has_room(&self) -> bool {
+        self.queue.borrow().len() < self.capacity
+    }
+
     fn try_push(&self, message: ShardMessage) -> Result<(), ShardMessage> {
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= self.capacity {
@@ -143,6 +164,9 @@ pub struct Shard {
     pub inbox: Inbox,
     /// Senders to the other shards (`None` with one shard).
     mesh: Option<Senders<ShardMessage>>,
+    /// Messages sent to each shard's channel so far (indexed by shard; see
+    /// [`Shared::mesh_consumed`]).
+    mesh_sent: RefCell<Vec<u64>>,
     /// Sockets in their HTTP phase (handshaking, API requests) on this shard.
     pub http_sockets: Cell<usize>,
     /// Set when the shard starts draining.
@@ -155,6 +179,8 @@ pub struct Shard {
     pub redis: Option<RedisLink>,
     /// Notified when the Redis core confirms channel subscriptions.
     pub confirmations: LocalNotify,
+    /// Verifies subscription tokens, with `--token-secret`.
+    pub tokens: Option<TokenVerifier>,
 }
 
 impl Shard {
@@ -172,6 +198,7 @@ impl Shard {
             max_message_bytes: config.max_message_bytes as u64,
             close_timeout_ms: config.close_timeout.as_millis() as u64,
             max_channels: config.max_channels,
+            max_fragments: config.max_fragments,
         };
         let mut registry = Registry::new(limits, poller);
         if redis.is_some() {
@@ -187,6 +214,7 @@ impl Shard {
                 waker: RefCell::new(None),
                 capacity: config.mesh_capacity,
             },
+            mesh_sent: RefCell::new(vec![0; shared.shards.len()]),
             mesh,
             http_sockets: Cell::new(0),
             draining: LocalEvent::default(),
@@ -194,6 +222,7 @@ impl Shard {
             writer: RefCell::new(Writer::new(config.write_path, id.0)),
             redis,
             confirmations: LocalNotify::default(),
+            tokens: config.token_secret.as_ref().map(TokenVerifier::new),
             config,
             shared,
         }
@@ -215,62 +244,112 @@ impl Shard {
         self.http_sockets.get() + registry.len() + registry.lingering_count()
     }
 
-    /// Delivers `publication` to every live shard, this one included. Waits at most
-    /// `--publish-timeout` for a full inbox; returns the shards that could not take it. Shards
-    /// that died are left out (they have no subscribers any more).
-    pub async fn publish(&self, publication: Publication) -> Vec<ShardId> {
-        let mut refused = Vec::new();
+    /// Delivers `publication` to every live shard, this one included, or to none: it waits (at
+    /// most `--publish-timeout`) until every live shard's channel has room, then sends to all at
+    /// once. On `Err` nothing was sent anywhere, so a 503 never leaves a partial delivery that
+    /// a retry would duplicate. Shards that died are left out (they have no subscribers any
+    /// more).
+    pub async fn publish(&self, publication: Publication) -> Result<(), Vec<ShardId>> {
+        let deadline = Instant::now() + self.config.publish_timeout;
+        // Bounded by the deadline; each round sleeps 1 ms.
+        loop {
+            let full = self.shards_without_room();
+            if full.is_empty() {
+                self.send_everywhere(publication);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.registry
+                    .borrow_mut()
+                    .stats
+                    .count(Counter::PublishRefusals);
+                return Err(full);
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Live shards whose channel from this shard (or this shard's own inbox) is full.
+    fn shards_without_room(&self) -> Vec<ShardId> {
+        let mut full = Vec::new();
+        if !self.inbox.has_room() {
+            full.push(self.id);
+        }
+        if let Some(mesh) = &self.mesh {
+            for peer in 0..mesh.nr_consumers() {
+                if peer != mesh.peer_id()
+                    && self.shared.shards[peer].is_alive()
+                    && !self.mesh_has_room(peer)
+                {
+                    full.push(ShardId(peer));
+                }
+            }
+        }
+        full
+    }
+
+    /// Does this shard's channel to `peer` have room for one more message? Exact, not a guess:
+    /// only this shard sends on it, and the receiver only ever makes room.
+    fn mesh_has_room(&self, peer: usize) -> bool {
+        let sent = self.mesh_sent.borrow()[peer];
+        let consumed = self.shared.mesh_consumed(peer, self.id.0);
+        sent.saturating_sub(consumed) < self.shared.mesh_capacity as u64
+    }
+
+    /// Sends one message to `peer` if its channel has room (counted as sent).
+    fn try_send_to_peer(&self, peer: usize, message: ShardMessage) -> Result<(), NotSent> {
+        let Some(mesh) = &self.mesh else {
+            return Err(NotSent::Gone);
+        };
+        if !self.mesh_has_room(peer) {
+            return Err(NotSent::NoRoom(message));
+        }
+        match mesh.try_send_to(peer, message) {
+            Ok(()) => {
+                self.mesh_sent.borrow_mut()[peer] += 1;
+                Ok(())
+            }
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(message))) => {
+                Err(NotSent::NoRoom(message))
+            }
+            Err(_) => Err(NotSent::Gone),
+        }
+    }
+
+    /// Sends `publication` to every live shard; every channel was checked for room just before,
+    /// with no await in between, so none refuses.
+    fn send_everywhere(&self, publication: Publication) {
         if let Some(mesh) = &self.mesh {
             for peer in 0..mesh.nr_consumers() {
                 if peer == mesh.peer_id() || !self.shared.shards[peer].is_alive() {
                     continue;
                 }
                 let message = ShardMessage::Publish(publication.clone());
-                let sent = match mesh.try_send_to(peer, message) {
-                    Ok(()) => true,
-                    Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
-                        message,
-                    ))) => {
-                        let send = mesh.send_to(peer, message);
-                        glommio::timer::timeout(self.config.publish_timeout, async {
-                            Ok(send.await.is_ok())
-                        })
-                        .await
-                        .unwrap_or(false)
-                    }
-                    Err(_) => false,
-                };
-                if !sent {
-                    refused.push(ShardId(peer));
+                if self.try_send_to_peer(peer, message).is_err() {
+                    // Only a shard that died since the check can refuse.
+                    log::warn!(
+                        "shard {}: shard {peer} refused a publish it had room for",
+                        self.id
+                    );
                 }
             }
         }
-        if !self.push_local(ShardMessage::Publish(publication)).await {
-            refused.push(self.id);
+        if self
+            .inbox
+            .try_push(ShardMessage::Publish(publication))
+            .is_err()
+        {
+            log::warn!(
+                "shard {}: its own inbox refused a publish it had room for",
+                self.id
+            );
         }
-        if !refused.is_empty() {
-            self.registry
-                .borrow_mut()
-                .stats
-                .count(Counter::PublishRefusals);
-        }
-        refused
     }
 
-    /// Queues a message for this shard's own fan-out, waiting at most `--publish-timeout`.
-    async fn push_local(&self, message: ShardMessage) -> bool {
-        let deadline = Instant::now() + self.config.publish_timeout;
-        let mut message = message;
-        // Bounded by the deadline; each round sleeps 1 ms.
-        loop {
-            match self.inbox.try_push(message) {
-                Ok(()) => return true,
-                Err(returned) if Instant::now() < deadline => {
-                    message = returned;
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-                Err(_) => return false,
-            }
+    /// The fan-out took `count` more messages from `peer`'s channel.
+    pub fn mesh_consumed(&self, peer: ShardId, count: u64) {
+        if count > 0 {
+            self.shared.mesh_consumed_add(self.id.0, peer.0, count);
         }
     }
 
@@ -287,11 +366,21 @@ impl Shard {
             }
             let (reply, answer) = oneshot::channel();
             let asked = glommio::timer::timeout(Duration::from_secs(1), async {
-                mesh.send_to(peer, ShardMessage::Snapshot(reply))
-                    .await
-                    .map_err(|_| {
-                        glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
-                    })?;
+                let mut message = ShardMessage::Snapshot(reply);
+                // Bounded by the timeout around it; each round sleeps 1 ms. Sent like a
+                // publish (room checked, then sent), so publishes can count on their checks.
+                loop {
+                    match self.try_send_to_peer(peer, message) {
+                        Ok(()) => break,
+                        Err(NotSent::Gone) => {
+                            return Err(glommio::GlommioError::<()>::Closed(
+                                glommio::ResourceType::Channel(()),
+                            ));
+                        }
+                        Err(NotSent::NoRoom(returned)) => message = returned,
+                    }
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
                 answer.await.map_err(|_| {
                     glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
                 })
@@ -371,7 +460,13 @@ impl Shard {
                 let mut registry = self.registry.borrow_mut();
                 if !self.draining.is_set() && last_sweep.elapsed() >= sweep_interval {
                     last_sweep = Instant::now();
-                    registry.sweep(now_ms, ping_interval_ms, idle_timeout_ms, &ping);
+                    registry.sweep(
+                        now_ms,
+                        unix_now_s(),
+                        ping_interval_ms,
+                        idle_timeout_ms,
+                        &ping,
+                    );
                 }
                 registry.check_deadlines(now_ms);
                 registry.finish_ended(now_ms);

@@ -7,8 +7,10 @@
 //! shard's writes never contend with another's. Relaxed ordering is enough: readers want a
 //! recent value, not a consistent snapshot across shards.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::broker::redis::RedisStatus;
@@ -68,6 +70,98 @@ impl ShardSlot {
     }
 }
 
+/// Stripes of the per-address table (a lock each): shards upgrading connections from different
+/// addresses rarely wait on each other.
+const ADDRESS_STRIPES: usize = 64;
+
+/// `--max-connections-per-ip`: WebSocket connections per client address across the node.
+///
+/// Touched when a connection is upgraded and when it ends, never per message; a striped table
+/// of counts behind short locks (the only lock in ringcast, and off the data path).
+#[derive(Debug)]
+pub struct AddressLimit {
+    max_per_address: u32,
+    stripes: Box<[Mutex<HashMap<IpAddr, u32>>]>,
+}
+
+/// One connection's place in its address's count; released when dropped (however the
+/// connection ends).
+#[derive(Debug)]
+pub struct AddressTicket {
+    address: IpAddr,
+    limit: Arc<AddressLimit>,
+}
+
+impl AddressLimit {
+    /// A limit of `max_per_address` connections per address.
+    pub fn new(max_per_address: u32) -> AddressLimit {
+        AddressLimit {
+            max_per_address,
+            stripes: (0..ADDRESS_STRIPES)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    fn stripe(&self, address: &IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
+        use std::hash::{Hash, Hasher};
+        // A fixed hasher: the stripe of an address must not change between calls.
+        let mut hasher = std::hash::DefaultHasher::new();
+        address.hash(&mut hasher);
+        &self.stripes[hasher.finish() as usize % self.stripes.len()]
+    }
+
+    /// Takes a place for `address`, or `None` when it holds the maximum already.
+    pub fn acquire(limit: &Arc<AddressLimit>, address: IpAddr) -> Option<AddressTicket> {
+        // A poisoned stripe means a panic while counting; the counts are still plain numbers.
+        let mut counts = limit
+            .stripe(&address)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(address).or_insert(0);
+        if *count >= limit.max_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressTicket {
+            address,
+            limit: limit.clone(),
+        })
+    }
+
+    /// Connections `address` holds now.
+    pub fn count(&self, address: IpAddr) -> u32 {
+        self.stripe(&address)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&address)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for AddressTicket {
+    fn drop(&mut self) {
+        let mut counts = self
+            .limit
+            .stripe(&self.address)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                // Bounded: the table holds only addresses with connections.
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// A counter on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct PaddedCounter(pub AtomicU64);
+
 /// State shared by every shard and the main thread.
 #[derive(Debug)]
 pub struct Shared {
@@ -85,6 +179,15 @@ pub struct Shared {
     pub max_sockets_per_shard: usize,
     /// The Redis link's status, with `--redis`.
     pub redis: Option<Arc<RedisStatus>>,
+    /// `--max-connections-per-ip`, when set.
+    pub address_limit: Option<Arc<AddressLimit>>,
+    /// Messages each shard has taken from each other shard's mesh channel, indexed
+    /// `[receiver * shards + sender]`: written only by the receiver (once per batch), read by
+    /// the sender to know, before it sends anything, that every channel of a publish has room
+    /// (each mesh channel has exactly one sender, so its room can only grow meanwhile).
+    mesh_consumed: Box<[PaddedCounter]>,
+    /// Capacity of each mesh channel (`--mesh-capacity`).
+    pub mesh_capacity: usize,
 }
 
 impl Shared {
@@ -93,6 +196,7 @@ impl Shared {
         shard_count: usize,
         max_connections_per_shard: usize,
         max_sockets_per_shard: usize,
+        mesh_capacity: usize,
     ) -> Shared {
         Shared {
             shards: (0..shard_count).map(|_| ShardSlot::default()).collect(),
@@ -101,7 +205,28 @@ impl Shared {
             max_connections_per_shard,
             max_sockets_per_shard,
             redis: None,
+            address_limit: None,
+            mesh_consumed: (0..shard_count * shard_count)
+                .map(|_| PaddedCounter::default())
+                .collect(),
+            mesh_capacity,
         }
+    }
+
+    /// `receiver` took `count` more messages from `sender`'s channel.
+    pub fn mesh_consumed_add(&self, receiver: usize, sender: usize, count: u64) {
+        let shards = self.shards.len();
+        self.mesh_consumed[receiver * shards + sender]
+            .0
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Messages `receiver` has taken from `sender`'s channel so far.
+    pub fn mesh_consumed(&self, receiver: usize, sender: usize) -> u64 {
+        let shards = self.shards.len();
+        self.mesh_consumed[receiver * shards + sender]
+            .0
+            .load(Ordering::Relaxed)
     }
 
     /// Milliseconds since start, for heartbeats.
@@ -138,5 +263,26 @@ impl Shared {
     /// Has shutdown been requested?
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_at_most_its_share_and_gets_it_back() {
+        let limit = Arc::new(AddressLimit::new(2));
+        let address: IpAddr = "127.0.0.7".parse().unwrap();
+        let other: IpAddr = "::1".parse().unwrap();
+        let first = AddressLimit::acquire(&limit, address).unwrap();
+        let second = AddressLimit::acquire(&limit, address).unwrap();
+        assert!(AddressLimit::acquire(&limit, address).is_none());
+        assert!(AddressLimit::acquire(&limit, other).is_some());
+        drop(first);
+        assert_eq!(limit.count(address), 1);
+        let third = AddressLimit::acquire(&limit, address).unwrap();
+        drop((second, third));
+        assert_eq!(limit.count(address), 0);
     }
 }

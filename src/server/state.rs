@@ -122,9 +122,6 @@ pub enum ReadState {
     Waiting,
     /// Input may be waiting: the connection is on the shard's ready list.
     Ready,
-    /// Not read while its outbound queue is over the limit (a client that does not read its
-    /// replies is not read either); resumed when the queue drains.
-    Paused,
     /// Nothing more is read (the client closed, or we failed the connection).
     Done,
 }
@@ -136,8 +133,12 @@ pub enum CloseRequest {
     Idle,
     /// The server is draining (SIGTERM/SIGINT).
     Shutdown,
-    /// The outbound queue exceeded `--outbound-queue-bytes`.
+    /// The outbound queue exceeded `--outbound-queue-bytes` (broadcasts after a pass, or the
+    /// replies to what it sent within one read).
     SlowConsumer,
+    /// Its subscription token expired (close 4009, as Centrifugo and Pusher use for
+    /// authorization failures).
+    TokenExpired,
 }
 
 impl CloseRequest {
@@ -158,6 +159,11 @@ impl CloseRequest {
                 close_code::POLICY_VIOLATION,
                 "slow consumer",
                 CloseReason::SlowConsumer,
+            ),
+            CloseRequest::TokenExpired => (
+                close_code::TOKEN_EXPIRED,
+                "token expired",
+                CloseReason::TokenExpired,
             ),
         }
     }
@@ -264,8 +270,15 @@ impl Lifecycle {
             (Lifecycle::Open, LifeEvent::Request(request)) => {
                 let (code, text, reason) = request.close_frame();
                 let drop_queued = request == CloseRequest::SlowConsumer;
+                // A slow consumer is failed, not asked: it reads nothing, so waiting (and
+                // reading on) for its close would only let it keep sending.
+                let by = if drop_queued {
+                    Closer::Fault
+                } else {
+                    Closer::Us
+                };
                 (
-                    closing(Closer::Us, reason),
+                    closing(by, reason),
                     Do::SendClose {
                         code,
                         reason: text,
@@ -493,7 +506,7 @@ mod tests {
             (
                 open,
                 E::Request(CloseRequest::SlowConsumer),
-                closing(Closer::Us, R::SlowConsumer, 1100),
+                closing(Closer::Fault, R::SlowConsumer, 1100),
                 Do::SendClose {
                     code: 1008,
                     reason: "slow consumer",

@@ -105,11 +105,13 @@ pub enum CloseReason {
     /// The connection's handler panicked, or its write was lost with a retired ring: closed
     /// without a close frame.
     InternalError,
+    /// Its subscription token expired (close code 4009).
+    TokenExpired,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`ShardStats`]' close counts.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Normal,
         CloseReason::ProtocolError,
         CloseReason::InvalidPayload,
@@ -119,6 +121,7 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::ConnectionLost,
         CloseReason::InternalError,
+        CloseReason::TokenExpired,
     ];
 
     /// A stable lowercase name (for `/stat` and metrics labels).
@@ -133,6 +136,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::ConnectionLost => "connection_lost",
             CloseReason::InternalError => "internal_error",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 
@@ -146,6 +150,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => Some(1009),
             CloseReason::SlowConsumer => Some(1008),
             CloseReason::IdleTimeout | CloseReason::Shutdown => Some(1001),
+            CloseReason::TokenExpired => Some(4009),
         }
     }
 

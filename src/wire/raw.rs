@@ -34,6 +34,10 @@ const TEXT_PING: &[u8] = b"ping";
 /// RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
 /// response ... The Pong frame sent in response MUST have identical Application data".
 pub fn answer_ping(payload: &[u8]) -> Reply {
+    if payload.is_empty() {
+        // The common heartbeat: no allocation.
+        return Reply::Frame(Bytes::from_static(b"\x8a\x00"));
+    }
     Reply::Frame(encode_server_frame(OpCode::Pong, payload))
 }
 
@@ -68,6 +72,10 @@ mod tests {
 
     #[test]
     fn ping_gets_a_pong_with_the_same_payload() {
+        assert_eq!(
+            answer_ping(b""),
+            Reply::Frame(encode_server_frame(OpCode::Pong, b""))
+        );
         assert_eq!(
             answer_ping(b"abc"),
             Reply::Frame(Bytes::from_static(b"\x8a\x03abc"))

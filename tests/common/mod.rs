@@ -22,20 +22,40 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A running server.
 pub struct Server {
     child: Option<Child>,
-    /// The bound address.
+    /// The public listener's address (WebSocket, `/healthz`, `/readyz`).
     pub address: SocketAddr,
+    /// The API listener's address (`/publish`, `/stat`, `/metrics`).
+    pub api_address: SocketAddr,
+    /// `--api-key`, if the server was started with one (sent with every API request).
+    pub api_key: Option<String>,
     /// Everything the server logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    /// Starts `ringcast --listen 127.0.0.1:0 --shards 2 <args>`.
+    /// Starts `ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2 --echo <args>`.
     pub fn start(args: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
         command.args(["--listen", "127.0.0.1:0", "--log", "info"]);
+        if !args.contains(&"--api-listen") {
+            command.args(["--api-listen", "127.0.0.1:0"]);
+        }
         if !args.contains(&"--shards") {
             command.args(["--shards", "2"]);
         }
+        if !args.contains(&"--no-echo") {
+            command.arg("--echo");
+        }
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|arg| *arg != "--no-echo")
+            .collect();
+        let api_key = args
+            .iter()
+            .position(|arg| *arg == "--api-key")
+            .and_then(|index| args.get(index + 1))
+            .map(|key| key.to_string());
         command
             .args(args)
             .stdin(Stdio::null())
@@ -55,13 +75,22 @@ impl Server {
                         .next()
                         .unwrap_or_default()
                         .to_string();
-                    let _ = address_sender.send(address);
+                    let api = rest
+                        .split("api on ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(';').next())
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = address_sender.send((address, api));
                 }
                 log_writer.lock().unwrap().push(line);
             }
         });
-        let address = match address_receiver.recv_timeout(PATIENCE) {
-            Ok(address) => address.parse().expect("a socket address"),
+        let (address, api_address) = match address_receiver.recv_timeout(PATIENCE) {
+            Ok((address, api)) => (
+                address.parse().expect("a socket address"),
+                api.parse().expect("the API's socket address"),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!("server did not start: {:?}", log.lock().unwrap());
@@ -70,6 +99,8 @@ impl Server {
         Server {
             child: Some(child),
             address,
+            api_address,
+            api_key,
             log,
         }
     }
@@ -98,38 +129,45 @@ impl Server {
         stream
     }
 
-    /// A plain TCP connection with a read timeout.
+    /// A plain TCP connection to the public listener, with a read timeout.
     pub fn raw_connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.address).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        stream
+        connect_to(self.address)
     }
 
-    /// Sends raw request bytes on a new connection; returns the status and the whole response.
+    /// A plain TCP connection to the API listener, with a read timeout.
+    pub fn raw_api_connect(&self) -> TcpStream {
+        connect_to(self.api_address)
+    }
+
+    /// Sends raw request bytes on a new connection to the public listener; returns the status
+    /// and the whole response.
     pub fn raw_request(&self, request: &[u8]) -> (u16, String) {
-        let mut stream = self.raw_connect();
-        stream.write_all(request).unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response).to_string();
-        (status_of(&text), text)
+        raw_request_to(self.address, request)
     }
 
-    /// One HTTP/1.1 request (Connection: close); returns the status and the body.
+    /// The same to the API listener.
+    pub fn raw_api_request(&self, request: &[u8]) -> (u16, String) {
+        raw_request_to(self.api_address, request)
+    }
+
+    /// One HTTP/1.1 request (Connection: close) to the listener that serves `path` (the API
+    /// for `/publish`, `/stat`, `/metrics`, with the API key if any; else the public one);
+    /// returns the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
-        let (status, text) = self.raw_request(&request);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body)
-            .unwrap_or("");
-        (status, body.to_string())
+        let api = ["/publish", "/stat", "/metrics"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+        let (address, headers) = if api {
+            let headers = self
+                .api_key
+                .as_ref()
+                .map(|key| format!("Authorization: Bearer {key}\r\n"))
+                .unwrap_or_default();
+            (self.api_address, headers)
+        } else {
+            (self.address, String::new())
+        };
+        http_to(address, method, path, &headers, body)
     }
 
     /// `POST /publish/{channel}`; asserts 200.
@@ -454,6 +492,48 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A plain TCP connection to `address` with a read timeout.
+pub fn connect_to(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sends raw request bytes on a new connection to `address`; returns the status and the whole
+/// response.
+pub fn raw_request_to(address: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = connect_to(address);
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).to_string();
+    (status_of(&text), text)
+}
+
+/// One HTTP/1.1 request (Connection: close) to `address` with extra header lines (each ending
+/// in CRLF); returns the status and the body.
+pub fn http_to(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let (status, text) = raw_request_to(address, &request);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or("");
+    (status, body.to_string())
 }
 
 /// `GET path` on `server`; returns the body.
