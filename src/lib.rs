@@ -7,6 +7,7 @@
 //! - [`protocol`]: sans-IO RFC 6455 (handshake, frames, masking, messages, close codes).
 //! - [`channel`]: channel names and the whitelist policy.
 //! - [`publication`]: the one message type of the whole path.
+//! - [`history`]: channel history, stream positions and exact recovery (sans-IO).
 //! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style today).
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
 //! - [`http`]: sans-IO HTTP request heads, routes and responses.
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod faults;
+pub mod history;
 pub mod http;
 pub mod protocol;
 pub mod publication;
