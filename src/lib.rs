@@ -8,7 +8,7 @@
 //! - [`channel`]: channel names and the whitelist policy.
 //! - [`publication`]: the one message type of the whole path.
 //! - [`history`]: channel history, stream positions and exact recovery (sans-IO).
-//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style today).
+//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style; Centrifugo v2 JSON).
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
 //! - [`http`]: sans-IO HTTP request heads, routes and responses.
 //! - [`broker`]: the Redis subscriber core that joins several nodes into one.

@@ -4,6 +4,7 @@
 //! A connection speaks one protocol for its whole life; the fan-out frames each publication once
 //! per [`WireFormat`] present among a channel's subscribers, never per subscriber.
 
+pub mod centrifugo;
 pub mod raw;
 
 /// The ways a publication can be framed for subscribers. Each has an index into the fan-out's

@@ -1,0 +1,223 @@
+//! The Centrifugo bidirectional client protocol, version 2, JSON format (what centrifuge-js 5,
+//! centrifuge-python and the other Centrifugo SDKs speak over WebSocket), as a sans-IO codec.
+//!
+//! - [`command`]: a client frame (newline-separated JSON commands) to typed commands;
+//! - [`reply`]: replies and pushes to WebSocket text frames; the publication push is built once
+//!   per message for every subscriber;
+//! - [`session`]: one connection's protocol state (handshake, ping/pong, expiry,
+//!   subscriptions and their stream cursors);
+//! - [`data`]: how a payload is embedded in JSON (JSON as is, other text as a string, binary
+//!   refused);
+//! - [`codes`]: every error, unsubscribe and disconnect code, and the one map from ringcast's
+//!   typed errors to them.
+//!
+//! Specification: `centrifugal/protocol` `client.proto` (Command, Reply, Push and the request
+//! and result messages), `centrifugal/centrifuge` `client.go`, `errors.go`, `disconnect.go`,
+//! `unsubscribe.go` (the rules and codes), `centrifugal/centrifugal.dev`
+//! `docs/transports/client_protocol.md` and `docs/server/codes.md`, and
+//! `centrifugal/centrifuge-js` `src/centrifuge.ts`, `src/subscription.ts`, `src/json.ts` (what
+//! the client sends and expects).
+//!
+//! Deliberately not here: sockets, shards, tokens (JWT verification belongs to the auth
+//! layer), channel policy, the history store (see [`crate::history`]). Protobuf framing and
+//! protocol v1 are not supported.
+
+pub mod codes;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod session;
+
+/// The server's side of a reconnect with recovery, end to end through the codec: real
+/// centrifuge-js frames in, replies parsed back the way centrifuge-js reads them.
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use serde_json::Value;
+
+    use super::codes::Verdict;
+    use super::command::{DecodeLimits, Decoded, Request, decode_frame};
+    use super::reply::{ConnectResult, ReplyBatch, SubscribeResult, publication_frame};
+    use super::session::{Delivery, Expiry, Session, SessionLimits};
+    use crate::channel::ChannelName;
+    use crate::history::StreamPosition;
+    use crate::history::memory::{HistoryLimits, MemoryHistory};
+    use crate::history::policy::ChannelHistory;
+    use crate::history::recovery::HistoryRead;
+
+    const HISTORY: ChannelHistory = ChannelHistory {
+        size: 150,
+        ttl_ms: 300_000,
+    };
+
+    /// The replies of a frame, as centrifuge-js `decodeReplies` sees them (WebSocket header
+    /// skipped: these frames are short or 16-bit-length ones).
+    fn replies(frame: &[u8]) -> Vec<Value> {
+        let header = if frame[1] == 126 { 4 } else { 2 };
+        std::str::from_utf8(&frame[header..])
+            .unwrap()
+            .split('\n')
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    fn commands(frame: &str) -> Vec<Request> {
+        decode_frame(frame.as_bytes(), &DecodeLimits::default())
+            .unwrap()
+            .into_iter()
+            .map(|decoded| match decoded {
+                Decoded::Command(command) => command.request,
+                refused => panic!("{refused:?}"),
+            })
+            .collect()
+    }
+
+    /// What the server does for a `connect` then a `subscribe` (with or without recovery),
+    /// with `during` published while history is read. Returns the subscribe reply.
+    fn connect_and_subscribe(
+        history: &mut MemoryHistory,
+        subscribe_frame: &str,
+        during: u64,
+    ) -> Value {
+        let limits = SessionLimits::default();
+        let channel = ChannelName::new("news").unwrap();
+        let mut session = Session::new(0, &limits);
+        let [connect] = &commands(r#"{"connect":{"token":"t","name":"js"},"id":1}"#)[..] else {
+            panic!()
+        };
+        session.admit(connect, 0, &limits).unwrap();
+        // (The server verifies the token here.)
+        session.connected("client-1", Expiry::Never, 0, &limits);
+        let mut batch = ReplyBatch::new();
+        batch.connect(
+            1,
+            &ConnectResult {
+                client: "client-1",
+                version: "0.1.0",
+                ttl_s: None,
+                ping_s: 25,
+                pong: true,
+                data: None,
+            },
+        );
+        let connect_reply = &replies(&batch.finish().unwrap())[0];
+        assert_eq!(connect_reply["connect"]["client"], "client-1");
+
+        let [Request::Subscribe(subscribe)] = &commands(subscribe_frame)[..] else {
+            panic!()
+        };
+        session
+            .admit(&Request::Subscribe(subscribe.clone()), 0, &limits)
+            .unwrap();
+        // Live first: the session buffers while history is read.
+        session.begin_subscribe(&channel, true, &limits).unwrap();
+        for _ in 0..during {
+            let position = history.append(&channel, &HISTORY, Bytes::from_static(b"{}"), 0);
+            let delivery = session.on_publication(
+                &channel,
+                Some(&position),
+                &Bytes::from_static(b"{}"),
+                &limits,
+            );
+            assert_eq!(delivery, Delivery::Buffered);
+        }
+        let read = match &subscribe.recover {
+            Some(since) => match history.recover(&channel, since, 300, 0) {
+                Ok(recovered) => HistoryRead::Recovered(recovered),
+                Err(refused) => HistoryRead::Unrecoverable(refused),
+            },
+            None => HistoryRead::Top(history.position(&channel, 0)),
+        };
+        let synchronized = session.finish_subscribe(&channel, read).unwrap();
+        let mut batch = ReplyBatch::new();
+        batch
+            .subscribe(2, SubscribeResult::Positioned(&synchronized))
+            .unwrap();
+        for publication in &synchronized.then_push {
+            batch.publication_push(&channel, publication).unwrap();
+        }
+        replies(&batch.finish().unwrap()).remove(0)
+    }
+
+    fn publish(history: &mut MemoryHistory, count: u64) -> StreamPosition {
+        let channel = ChannelName::new("news").unwrap();
+        let mut last = history.position(&channel, 0);
+        for n in 0..count {
+            let payload = Bytes::from(format!(r#"{{"n":{n}}}"#));
+            last = history.append(&channel, &HISTORY, payload.clone(), 0);
+            // Every live subscriber gets this one frame.
+            let frame = publication_frame(&channel, &payload, Some(last.offset)).unwrap();
+            assert_eq!(replies(&frame)[0]["push"]["pub"]["offset"], last.offset);
+        }
+        last
+    }
+
+    #[test]
+    fn a_reconnecting_client_gets_exactly_what_it_missed() {
+        let mut history = MemoryHistory::new(HistoryLimits::default(), 1).unwrap();
+        let first = connect_and_subscribe(
+            &mut history,
+            r#"{"subscribe":{"channel":"news","flag":1},"id":2}"#,
+            0,
+        );
+        assert_eq!(first["subscribe"]["recoverable"], true);
+        assert_eq!(first["subscribe"]["was_recovering"], Value::Null);
+        let epoch = first["subscribe"]["epoch"].as_str().unwrap().to_string();
+        let seen = publish(&mut history, 3);
+        // The client drops; 100 messages go by; it reconnects from offset 3.
+        publish(&mut history, 100);
+        let frame = format!(
+            r#"{{"subscribe":{{"channel":"news","flag":1,"recover":true,"offset":{},"epoch":"{epoch}"}},"id":2}}"#,
+            seen.offset
+        );
+        let again = connect_and_subscribe(&mut history, &frame, 2);
+        let result = &again["subscribe"];
+        assert_eq!(result["recovered"], true);
+        assert_eq!(result["was_recovering"], true);
+        assert_eq!(result["offset"], 3);
+        let offsets: Vec<u64> = result["publications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|publication| publication["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, (4..=105).collect::<Vec<_>>());
+        assert_eq!(result["publications"][0]["data"]["n"], 0);
+    }
+
+    #[test]
+    fn beyond_the_history_size_the_client_is_told() {
+        let mut history = MemoryHistory::new(HistoryLimits::default(), 1).unwrap();
+        let first = connect_and_subscribe(
+            &mut history,
+            r#"{"subscribe":{"channel":"news"},"id":2}"#,
+            0,
+        );
+        let epoch = first["subscribe"]["epoch"].as_str().unwrap().to_string();
+        publish(&mut history, 200);
+        let frame = format!(
+            r#"{{"subscribe":{{"channel":"news","recover":true,"offset":10,"epoch":"{epoch}"}},"id":2}}"#
+        );
+        let again = connect_and_subscribe(&mut history, &frame, 0);
+        let result = &again["subscribe"];
+        assert_eq!(result["recovered"], Value::Null);
+        assert_eq!(result["was_recovering"], true);
+        assert_eq!(result["offset"], 200);
+        assert_eq!(result["publications"], Value::Null);
+    }
+
+    #[test]
+    fn a_command_before_connect_closes_with_bad_request() {
+        let limits = SessionLimits::default();
+        let mut session = Session::new(0, &limits);
+        let [subscribe] = &commands(r#"{"subscribe":{"channel":"news"},"id":1}"#)[..] else {
+            panic!()
+        };
+        let error = session.admit(subscribe, 0, &limits).unwrap_err();
+        let Verdict::Disconnect(code) = error.verdict() else {
+            panic!()
+        };
+        assert_eq!(&code.close_frame()[2..4], &3501u16.to_be_bytes());
+    }
+}
