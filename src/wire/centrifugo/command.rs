@@ -16,7 +16,7 @@
 //! Deliberately not here: rules that depend on the connection's state (connect first, already
 //! subscribed: [`super::session`]), authentication, channel policy.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
@@ -121,7 +121,7 @@ pub struct ConnectRequest {
     pub token: Token,
     /// Custom JSON data, raw.
     pub data: Option<Bytes>,
-    /// Server-side subscriptions to recover.
+    /// Server-side subscriptions to recover, sorted by channel.
     pub subs: Vec<ConnectSub>,
     /// Client application name (docs: at most 16 symbols; informational).
     pub name: String,
@@ -428,7 +428,7 @@ struct WireConnect<'a> {
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
     #[serde(default)]
-    subs: Option<HashMap<String, WirePosition>>,
+    subs: Option<BTreeMap<String, WirePosition>>,
     #[serde(default)]
     name: String,
     #[serde(default)]

@@ -28,6 +28,61 @@ pub mod data;
 pub mod reply;
 pub mod session;
 
+use command::DecodeLimits;
+use session::SessionLimits;
+
+/// The protocol's limits, decoding and per connection (from the validated configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// What one client frame may hold.
+    pub decode: DecodeLimits,
+    /// What one connection may hold.
+    pub session: SessionLimits,
+}
+
+/// Why protocol limits were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    /// A frame, a frame's commands or a connection's channels limited to zero.
+    #[error("Centrifugo frame, command and channel limits must be at least 1")]
+    Zero,
+    /// After a reconnect, centrifuge-js sends one subscribe per subscription in one frame.
+    #[error("{commands} commands per frame cannot carry the subscribes of {channels} channels")]
+    FrameBelowChannels {
+        /// `commands_per_frame_max`.
+        commands: usize,
+        /// `channels_max`.
+        channels: usize,
+    },
+    /// The client is told the ping interval in whole seconds.
+    #[error("the Centrifugo ping interval must be 0 or a whole number of seconds")]
+    PingNotSeconds,
+}
+
+impl Limits {
+    /// Checks the relations between the limits.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let decode = &self.decode;
+        let session = &self.session;
+        if decode.frame_bytes_max == 0
+            || decode.commands_per_frame_max == 0
+            || session.channels_max == 0
+        {
+            return Err(LimitsError::Zero);
+        }
+        if decode.commands_per_frame_max < session.channels_max + 1 {
+            return Err(LimitsError::FrameBelowChannels {
+                commands: decode.commands_per_frame_max,
+                channels: session.channels_max,
+            });
+        }
+        if !session.ping_interval_ms.is_multiple_of(1000) {
+            return Err(LimitsError::PingNotSeconds);
+        }
+        Ok(())
+    }
+}
+
 /// The server's side of a reconnect with recovery, end to end through the codec: real
 /// centrifuge-js frames in, replies parsed back the way centrifuge-js reads them.
 #[cfg(test)]
@@ -205,6 +260,28 @@ mod tests {
         assert_eq!(result["was_recovering"], true);
         assert_eq!(result["offset"], 200);
         assert_eq!(result["publications"], Value::Null);
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        use super::{Limits, LimitsError};
+        let defaults = Limits::default();
+        assert_eq!(defaults.validate(), Ok(()));
+        let mut zero = defaults;
+        zero.session.channels_max = 0;
+        assert_eq!(zero.validate(), Err(LimitsError::Zero));
+        let mut small = defaults;
+        small.decode.commands_per_frame_max = 128;
+        assert_eq!(
+            small.validate(),
+            Err(LimitsError::FrameBelowChannels {
+                commands: 128,
+                channels: 128
+            })
+        );
+        let mut ping = defaults;
+        ping.session.ping_interval_ms = 1500;
+        assert_eq!(ping.validate(), Err(LimitsError::PingNotSeconds));
     }
 
     #[test]
