@@ -297,4 +297,84 @@ mod tests {
         };
         assert_eq!(&code.close_frame()[2..4], &3501u16.to_be_bytes());
     }
+
+    /// Per-operation costs on this machine; run with
+    /// `cargo test --release --lib wire::centrifugo::tests::timings -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing: run in release"]
+    fn timings() {
+        use std::hint::black_box;
+        use std::time::Instant;
+
+        fn per_op(label: &str, count: u64, mut op: impl FnMut(u64)) {
+            let started = Instant::now();
+            // Bounded: `count` iterations.
+            for index in 0..count {
+                op(index);
+            }
+            let ns = started.elapsed().as_nanos() as f64 / count as f64;
+            println!("{label}: {ns:.0} ns/op ({count} ops)");
+        }
+
+        let channel = ChannelName::new("news").unwrap();
+        let json = Bytes::from(format!(r#"{{"text":"{}","n":12345}}"#, "x".repeat(80)));
+        per_op("publication_frame, 100-byte JSON", 1_000_000, |offset| {
+            black_box(publication_frame(&channel, &json, Some(offset + 1)).unwrap());
+        });
+        let text = Bytes::from("y".repeat(100));
+        per_op("publication_frame, 100-byte text", 1_000_000, |offset| {
+            black_box(publication_frame(&channel, &text, Some(offset + 1)).unwrap());
+        });
+        let frame = r#"{"subscribe":{"channel":"news","flag":1,"recover":true,"offset":7,"epoch":"0000000000000001a"},"id":3}"#;
+        per_op("decode_frame, one subscribe", 1_000_000, |_| {
+            black_box(decode_frame(frame.as_bytes(), &DecodeLimits::default()).unwrap());
+        });
+
+        let mut history = MemoryHistory::new(HistoryLimits::default(), 1).unwrap();
+        let channels: Vec<ChannelName> = (0..1000)
+            .map(|n| ChannelName::new(&format!("c{n}")).unwrap())
+            .collect();
+        per_op(
+            "MemoryHistory::append, 1000 channels, size 150",
+            2_000_000,
+            |n| {
+                let channel = &channels[(n % 1000) as usize];
+                black_box(history.append(channel, &HISTORY, json.clone(), n / 1000));
+            },
+        );
+        println!("  {:?}", history.stats());
+        let busy = ChannelName::new("busy").unwrap();
+        let big = ChannelHistory {
+            size: 1000,
+            ..HISTORY
+        };
+        for _ in 0..1000 {
+            history.append(&busy, &big, json.clone(), 2000);
+        }
+        let top = history.position(&busy, 2000);
+        let since = StreamPosition {
+            offset: top.offset - 1000,
+            epoch: top.epoch.clone(),
+        };
+        per_op("MemoryHistory::recover, 1000 missed", 10_000, |_| {
+            black_box(history.recover(&busy, &since, 1000, 2000).unwrap());
+        });
+        let recovered = history.recover(&busy, &since, 1000, 2000).unwrap();
+        per_op(
+            "synchronize + subscribe reply, 1000 recovered",
+            2_000,
+            |_| {
+                let synchronized = crate::history::recovery::synchronize(
+                    HistoryRead::Recovered(recovered.clone()),
+                    &[],
+                )
+                .unwrap();
+                let mut batch = ReplyBatch::new();
+                batch
+                    .subscribe(2, SubscribeResult::Positioned(&synchronized))
+                    .unwrap();
+                black_box(batch.finish());
+            },
+        );
+    }
 }
