@@ -181,7 +181,29 @@ enum Cursor {
     /// A channel without history: every publication is delivered.
     Unpositioned,
     /// The last offset delivered in its epoch.
-    Positioned(StreamPosition),
+    Positioned {
+        /// The last publication delivered.
+        position: StreamPosition,
+        /// Position checks in a row that found the stream ahead of it.
+        checks_behind: u8,
+    },
+}
+
+/// Position checks in a row that may find a subscription behind its stream before it is in
+/// insufficient state (client.go `maxCheckPositionFailures`: "If client position is wrong
+/// maxCheckPositionFailures times in a row then client will be disconnected").
+pub const POSITION_CHECKS_BEHIND_MAX: u8 = 2;
+
+/// What a periodic position check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionCheck {
+    /// The subscription has everything up to the stream's top (or is not positioned).
+    InSync,
+    /// The stream is ahead: a publication may still be on its way; check again later.
+    Behind,
+    /// Behind too many checks in a row, or the epoch changed: the subscription was dropped;
+    /// push `unsubscribe` with [`super::codes::LIVE_GAP`] (2500).
+    Insufficient,
 }
 
 /// A subscription's phase.
@@ -360,8 +382,10 @@ impl Session {
         };
         match buffered.and_then(|buffered| synchronize(read, &buffered)) {
             Ok(synchronized) => {
-                subscription.state =
-                    SubscriptionState::Live(Cursor::Positioned(synchronized.cursor.clone()));
+                subscription.state = SubscriptionState::Live(Cursor::Positioned {
+                    position: synchronized.cursor.clone(),
+                    checks_behind: 0,
+                });
                 Ok(synchronized)
             }
             Err(error) => {
@@ -433,18 +457,48 @@ impl Session {
                 Delivery::Buffered
             }
             (SubscriptionState::Live(Cursor::Unpositioned), _)
-            | (SubscriptionState::Live(Cursor::Positioned(_)), None) => Delivery::Deliver,
-            (SubscriptionState::Live(Cursor::Positioned(cursor)), Some(position)) => {
-                match advance(cursor, position) {
-                    LiveStep::Deliver => Delivery::Deliver,
-                    LiveStep::Duplicate => Delivery::Skip,
-                    LiveStep::Gap { .. } | LiveStep::EpochChanged => {
-                        self.unsubscribe(channel);
-                        Delivery::Insufficient
-                    }
+            | (SubscriptionState::Live(Cursor::Positioned { .. }), None) => Delivery::Deliver,
+            (
+                SubscriptionState::Live(Cursor::Positioned {
+                    position: cursor, ..
+                }),
+                Some(position),
+            ) => match advance(cursor, position) {
+                LiveStep::Deliver => Delivery::Deliver,
+                LiveStep::Duplicate => Delivery::Skip,
+                LiveStep::Gap { .. } | LiveStep::EpochChanged => {
+                    self.unsubscribe(channel);
+                    Delivery::Insufficient
                 }
-            }
+            },
         }
+    }
+
+    /// The periodic position check (client.go `checkPosition`, every
+    /// `client_channel_position_check_delay`, 40 s in Centrifugo): `top` is the stream's top
+    /// from history. Catches a live publication lost when no later one came to reveal the gap.
+    pub fn check_position(&mut self, channel: &ChannelName, top: &StreamPosition) -> PositionCheck {
+        let Some(subscription) = self.subscription_mut(channel) else {
+            return PositionCheck::InSync;
+        };
+        let SubscriptionState::Live(Cursor::Positioned {
+            position,
+            checks_behind,
+        }) = &mut subscription.state
+        else {
+            return PositionCheck::InSync;
+        };
+        let epoch_changed = top.epoch != position.epoch;
+        if !epoch_changed && top.offset <= position.offset {
+            *checks_behind = 0;
+            return PositionCheck::InSync;
+        }
+        *checks_behind += 1;
+        if epoch_changed || *checks_behind >= POSITION_CHECKS_BEHIND_MAX {
+            self.unsubscribe(channel);
+            return PositionCheck::Insufficient;
+        }
+        PositionCheck::Behind
     }
 
     /// What is due at `now_ms`: the stale deadline, the expiry, a ping or a missing pong.
@@ -831,6 +885,46 @@ mod tests {
             Delivery::Insufficient
         );
         assert!(!session.is_subscribed(&a));
+    }
+
+    #[test]
+    fn position_checks_catch_a_silent_loss() {
+        let mut session = connected_session();
+        let a = channel("a");
+        session.begin_subscribe(&a, true, &LIMITS).unwrap();
+        session
+            .finish_subscribe(&a, HistoryRead::Top(at(2)))
+            .unwrap();
+        assert_eq!(session.check_position(&a, &at(2)), PositionCheck::InSync);
+        assert_eq!(session.check_position(&a, &at(3)), PositionCheck::Behind);
+        session.on_publication(&a, Some(&at(3)), &body(), &LIMITS);
+        assert_eq!(session.check_position(&a, &at(3)), PositionCheck::InSync);
+        assert_eq!(session.check_position(&a, &at(4)), PositionCheck::Behind);
+        assert_eq!(
+            session.check_position(&a, &at(4)),
+            PositionCheck::Insufficient
+        );
+        assert!(!session.is_subscribed(&a));
+        session.begin_subscribe(&a, true, &LIMITS).unwrap();
+        assert_eq!(session.check_position(&a, &at(9)), PositionCheck::InSync);
+        session
+            .finish_subscribe(&a, HistoryRead::Top(at(4)))
+            .unwrap();
+        let other = StreamPosition {
+            offset: 0,
+            epoch: Epoch::new("f"),
+        };
+        assert_eq!(
+            session.check_position(&a, &other),
+            PositionCheck::Insufficient
+        );
+        let b = channel("b");
+        session.begin_subscribe(&b, false, &LIMITS).unwrap();
+        assert_eq!(session.check_position(&b, &at(9)), PositionCheck::InSync);
+        assert_eq!(
+            session.check_position(&channel("z"), &at(9)),
+            PositionCheck::InSync
+        );
     }
 
     #[test]
