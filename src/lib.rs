@@ -9,7 +9,9 @@
 //! - [`publication`]: the one message type of the whole path.
 //! - [`apps`]: Pusher applications (id, key, secret, limits, webhooks).
 //! - [`auth`]: HMAC-SHA256 signatures (Pusher channel, sign-in, webhook, REST), constant time.
-//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style, Pusher Channels 7).
+//! - [`history`]: channel history, stream positions and exact recovery (sans-IO).
+//! - [`wire`]: client protocols as sans-IO codecs (raw ws4redis-style, Pusher Channels 7,
+//!   Centrifugo v2 JSON).
 //! - [`telemetry`]: the counter tables, snapshots, `/stat` and `/metrics` rendering.
 //! - [`http`]: sans-IO HTTP request heads, routes and responses.
 //! - [`api`]: HTTP API building blocks (the Pusher REST API: routes, bodies, answers).
@@ -26,6 +28,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod faults;
+pub mod history;
 pub mod http;
 pub mod protocol;
 pub mod publication;

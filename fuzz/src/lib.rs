@@ -7,6 +7,7 @@
 //! libFuzzer records as a crash. This crate deliberately uses only `ringcast` and `std`: the
 //! replay test can see nothing else without touching the root manifest.
 
+pub mod centrifugo_frame;
 pub mod close_payload;
 pub mod frames_stream;
 pub mod handshake;
@@ -21,12 +22,13 @@ use ringcast::protocol::frame::encode_client_frame;
 pub type Check = fn(&[u8]);
 
 /// Every target by name (the name of its corpus and regressions folders) with its check.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("handshake", handshake::check),
     ("frames_stream", frames_stream::check),
     ("close_payload", close_payload::check),
     ("mask", mask::check),
     ("inflate", inflate::check),
+    ("centrifugo_frame", centrifugo_frame::check),
 ];
 
 /// Builds a masked client frame the way a client library would (RFC 6455 §5.2, shortest length

@@ -21,6 +21,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "close_payload" => close_payload(),
         "mask" => mask(),
         "inflate" => inflate(),
+        "centrifugo_frame" => centrifugo_frame(),
         _ => Vec::new(),
     }
 }
@@ -332,6 +333,100 @@ fn inflate() -> Vec<Seed> {
         .into_iter()
         .map(|(name, limit, flags, pieces, payload)| {
             (name, InflateInput::encode(limit, flags, &pieces, &payload))
+        })
+        .collect()
+}
+
+/// Frames as centrifuge-js 5 sends them (`JSON.stringify` of `{<method>: request}`, the id
+/// last, commands joined by `\n`), then one per rule the decoder enforces. Default limits
+/// (four zero bytes) except where a seed is about a limit.
+fn centrifugo_frame() -> Vec<Seed> {
+    let frames: [(&str, [u8; 4], &str); 22] = [
+        (
+            "connect",
+            [0; 4],
+            r#"{"connect":{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x","name":"js"},"id":1}"#,
+        ),
+        (
+            "connect_subs",
+            [0; 4],
+            r#"{"connect":{"name":"js","subs":{"news":{"recover":true,"offset":5,"epoch":"abcd"}}},"id":1}"#,
+        ),
+        (
+            "subscribe_batch",
+            [0; 4],
+            "{\"subscribe\":{\"channel\":\"news\",\"flag\":1},\"id\":2}\n{\"subscribe\":{\"channel\":\"chat:1\",\"recoverable\":true,\"flag\":1,\"recover\":true,\"offset\":7,\"epoch\":\"xyz\"},\"id\":3}",
+        ),
+        ("pong", [0; 4], "{}"),
+        (
+            "unsubscribe",
+            [0; 4],
+            r#"{"unsubscribe":{"channel":"news"},"id":4}"#,
+        ),
+        (
+            "publish",
+            [0; 4],
+            r#"{"publish":{"channel":"news","data":{"input":"hello","n":1.50}},"id":5}"#,
+        ),
+        (
+            "history",
+            [0; 4],
+            r#"{"history":{"channel":"news","since":{"offset":3,"epoch":"e"},"limit":10,"reverse":true},"id":6}"#,
+        ),
+        (
+            "presence",
+            [0; 4],
+            r#"{"presence":{"channel":"news"},"id":7}"#,
+        ),
+        (
+            "rpc_send",
+            [0; 4],
+            "{\"rpc\":{\"method\":\"m\",\"data\":[1]},\"id\":8}\n{\"send\":{\"data\":{\"x\":1}}}",
+        ),
+        (
+            "refresh",
+            [0; 4],
+            "{\"refresh\":{\"token\":\"t\"},\"id\":9}\n{\"sub_refresh\":{\"channel\":\"news\",\"token\":\"t\"},\"id\":10}",
+        ),
+        (
+            "invalid_channel",
+            [0; 4],
+            r#"{"subscribe":{"channel":"$private"},"id":2}"#,
+        ),
+        (
+            "subscription_type",
+            [0; 4],
+            r#"{"subscribe":{"channel":"a","type":4,"tf":{}},"id":2}"#,
+        ),
+        ("too_large", [8, 0, 0, 0], r#"{"id":1,"ping":{}}"#),
+        ("too_many", [0, 0, 1, 0], "{}\n{}"),
+        ("malformed", [0; 4], "{}\nnot json"),
+        ("no_request", [0; 4], r#"{"id":1,"foo":{}}"#),
+        (
+            "two_requests",
+            [0; 4],
+            r#"{"id":1,"ping":{},"presence":{"channel":"a"}}"#,
+        ),
+        ("missing_id", [0; 4], r#"{"subscribe":{"channel":"a"}}"#),
+        ("empty_channel", [0; 4], r#"{"history":{},"id":1}"#),
+        ("empty_token", [0; 4], r#"{"refresh":{},"id":1}"#),
+        (
+            "unknown_delta",
+            [0; 4],
+            r#"{"subscribe":{"channel":"a","delta":"x"},"id":1}"#,
+        ),
+        (
+            "connect_subs_limit",
+            [0, 0, 0, 1],
+            r#"{"connect":{"subs":{"a":{},"b":{}}},"id":1}"#,
+        ),
+    ];
+    frames
+        .into_iter()
+        .map(|(name, limits, frame)| {
+            let mut seed = limits.to_vec();
+            seed.extend_from_slice(frame.as_bytes());
+            (name, seed)
         })
         .collect()
 }

@@ -10,6 +10,7 @@
 //! Deliberately not here: sockets, shards, runtimes. Imports point down: `wire` uses `apps`,
 //! `auth`, `protocol` and `publication`, never `server`.
 
+pub mod centrifugo;
 pub mod pusher;
 pub mod raw;
 
