@@ -48,6 +48,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::channel::AppSlot;
+
 use serde::Deserialize;
 
 /// Most applications one process serves (bounds the lookup maps).
@@ -415,7 +417,9 @@ pub enum AppsError {
     },
 }
 
-/// Every configured application, found by key (WebSocket) or by id (REST).
+/// Every configured application, found by key (WebSocket) or by id (REST). The first one's
+/// namespace is the default one ([`AppSlot::DEFAULT`]): raw `/ws/{channel}` clients, `POST
+/// /publish/{channel}` and ws4redis Redis messages share it.
 #[derive(Debug, Clone, Default)]
 pub struct Apps {
     /// The applications, in configuration order.
@@ -481,6 +485,25 @@ impl Apps {
             .map(AppEntry::into_app)
             .collect::<Result<Vec<App>, AppsError>>()?;
         Apps::from_apps(apps)
+    }
+
+    /// The application whose key is `key`, with its namespace.
+    pub fn slot_by_key(&self, key: &str) -> Option<(AppSlot, &Arc<App>)> {
+        self.by_key
+            .get(key)
+            .map(|&index| (AppSlot(index as u16), &self.apps[index]))
+    }
+
+    /// The application whose id is `id`, with its namespace.
+    pub fn slot_by_id(&self, id: &str) -> Option<(AppSlot, &Arc<App>)> {
+        self.by_id
+            .get(id)
+            .map(|&index| (AppSlot(index as u16), &self.apps[index]))
+    }
+
+    /// The application of namespace `slot`.
+    pub fn get(&self, slot: AppSlot) -> Option<&Arc<App>> {
+        self.apps.get(usize::from(slot.0))
     }
 
     /// The application whose key is `key` (WebSocket `/app/{key}`).

@@ -1,15 +1,32 @@
 //! Channel names and the policy that decides which names are allowed.
 //!
-//! A channel name is 1-128 bytes of `[A-Za-z0-9_.:-]` (so it is safe in a URL path, a Redis
-//! channel and a metrics label without escaping). With `--strict`, only the names listed in
-//! `--channels` are allowed (ws4redis's "facilities").
+//! A channel name is 1-164 bytes of `[A-Za-z0-9_\-=@,.;:#]`: ws4redis's names (with `:`) and
+//! Pusher's (`[A-Za-z0-9_\-=@,.;]`, up to 164 characters, and `#server-to-user-{id}`) in one
+//! namespace, all safe in a Redis channel name and a URL path without escaping (`#` only ever
+//! in names a Pusher client uses). With `--strict`, only the names listed in `--channels` are
+//! allowed (ws4redis's "facilities").
+//!
+//! Each application has a namespace of its own ([`AppSlot`]): app A's clients never see app
+//! B's channels.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-/// Longest channel name accepted, in bytes.
-pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
+/// Longest channel name accepted, in bytes (Pusher's limit: "up to 164 characters").
+pub const MAX_CHANNEL_NAME_BYTES: usize = 164;
+
+/// Which application's namespace a channel is in: the index of the app in the configuration.
+/// Slot 0 is the default namespace: the one `/ws/{channel}`, `POST /publish/{channel}` and
+/// ws4redis Redis messages use (the first or only configured app, or the raw-only namespace
+/// when no app is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct AppSlot(pub u16);
+
+impl AppSlot {
+    /// The default namespace.
+    pub const DEFAULT: AppSlot = AppSlot(0);
+}
 
 /// A validated channel name. Cheap to clone and to send to another shard.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,9 +36,10 @@ impl ChannelName {
     /// Validates `name`; `None` if it is empty, too long or has a character outside the set.
     pub fn new(name: &str) -> Option<ChannelName> {
         let valid_length = (1..=MAX_CHANNEL_NAME_BYTES).contains(&name.len());
-        let valid_bytes = name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'));
+        let valid_bytes = name.bytes().all(|byte| {
+            byte.is_ascii_alphanumeric()
+                || matches!(byte, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';' | b':' | b'#')
+        });
         (valid_length && valid_bytes).then(|| ChannelName(Arc::from(name)))
     }
 
@@ -53,7 +71,7 @@ impl std::borrow::Borrow<str> for ChannelName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
     /// Empty, too long, or a character outside the allowed set.
-    #[error("channel names are 1-128 bytes of [A-Za-z0-9_.:-]")]
+    #[error("channel names are 1-164 bytes of [A-Za-z0-9_-=@,.;:#]")]
     InvalidName,
     /// `--strict` is on and the name is not in `--channels`.
     #[error("channel not allowed")]
@@ -98,10 +116,12 @@ mod tests {
     fn names_are_validated() {
         assert!(ChannelName::new("news").is_some());
         assert!(ChannelName::new("a.b:c-d_E9").is_some());
-        assert!(ChannelName::new(&"x".repeat(128)).is_some());
-        assert!(ChannelName::new(&"x".repeat(129)).is_none());
+        assert!(ChannelName::new(&"x".repeat(164)).is_some());
+        assert!(ChannelName::new(&"x".repeat(165)).is_none());
         assert!(ChannelName::new("").is_none());
-        for bad in ["a b", "a/b", "a%20", "é", "a?b", "a\0"] {
+        assert!(ChannelName::new("presence-room=1@a,b;c").is_some());
+        assert!(ChannelName::new("#server-to-user-42").is_some());
+        for bad in ["a b", "a/b", "a%20", "é", "a?b", "a\0", "a\"b", "a&b"] {
             assert!(ChannelName::new(bad).is_none(), "{bad:?}");
         }
     }

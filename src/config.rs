@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::apps::Apps;
 use crate::auth::Secret;
 use crate::channel::ChannelPolicy;
 use crate::protocol::frame::MAX_SERVER_HEADER_BYTES;
@@ -101,6 +102,34 @@ pub struct Config {
     /// 0 = no limit. Behind a NAT or a proxy many users share an address: size it for that.
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: u32,
+
+    /// Pusher application id (with `--app-key` and `--app-secret`: one application; use
+    /// `--apps` for several).
+    #[arg(long, env = "RINGCAST_APP_ID")]
+    pub app_id: Option<String>,
+
+    /// Pusher application key (what clients connect with: `/app/{key}`).
+    #[arg(long, env = "RINGCAST_APP_KEY")]
+    pub app_key: Option<String>,
+
+    /// Pusher application secret (signs channel authorizations and REST requests).
+    #[arg(long, env = "RINGCAST_APP_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub app_secret: Option<Secret>,
+
+    /// A TOML file of Pusher applications, each with its own limits (format in
+    /// `src/apps.rs`); the first one's namespace is shared with `/ws/{channel}` and
+    /// `POST /publish`.
+    #[arg(long, env = "RINGCAST_APPS")]
+    pub apps: Option<std::path::PathBuf>,
+
+    /// `activity_timeout` told to Pusher clients: they send `pusher:ping` after this long
+    /// without a message.
+    #[arg(long, env = "RINGCAST_PUSHER_ACTIVITY_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub pusher_activity_timeout: Duration,
+
+    /// Channels one connection may be subscribed to (Pusher clients subscribe several).
+    #[arg(long, env = "RINGCAST_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub max_subscriptions: usize,
 
     /// Frames one fragmented message may have; more get close 1009.
     #[arg(long, env = "RINGCAST_MAX_FRAGMENTS", default_value_t = 1024)]
@@ -353,7 +382,37 @@ impl Config {
         if self.max_fragments == 0 {
             return Err("--max-fragments must be at least 1".into());
         }
+        let single = [
+            self.app_id.is_some(),
+            self.app_key.is_some(),
+            self.app_secret.is_some(),
+        ];
+        if single.iter().any(|set| *set) && !single.iter().all(|set| *set) {
+            return Err("--app-id, --app-key and --app-secret go together".into());
+        }
+        if single[0] && self.apps.is_some() {
+            return Err("--app-id/--app-key/--app-secret and --apps exclude each other".into());
+        }
+        if self.max_subscriptions == 0 {
+            return Err("--max-subscriptions must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The Pusher applications `--app-*` or `--apps` describe (none when neither is set).
+    pub fn load_apps(&self) -> Result<Apps, String> {
+        if let (Some(id), Some(key), Some(secret)) = (&self.app_id, &self.app_key, &self.app_secret)
+        {
+            let secret = std::str::from_utf8(secret.expose())
+                .map_err(|_| "--app-secret must be UTF-8".to_string())?;
+            return Apps::single(id, key, secret).map_err(|error| format!("--app-*: {error}"));
+        }
+        let Some(path) = &self.apps else {
+            return Ok(Apps::none());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("--apps {}: {error}", path.display()))?;
+        Apps::from_toml_str(&text).map_err(|error| format!("--apps {}: {error}", path.display()))
     }
 
     /// The channel policy `--strict`/`--channels` describe.

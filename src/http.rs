@@ -117,7 +117,7 @@ impl From<ChannelError> for HttpError {
     fn from(error: ChannelError) -> HttpError {
         match error {
             ChannelError::InvalidName => {
-                HttpError::BadRequest("channel names are 1-128 bytes of [A-Za-z0-9_.:-]")
+                HttpError::BadRequest("channel names are 1-164 bytes of [A-Za-z0-9_-=@,.;:#]")
             }
             ChannelError::Forbidden => HttpError::ChannelForbidden,
         }
@@ -411,12 +411,16 @@ pub enum Route {
     },
     /// `GET /metrics`: Prometheus/OpenMetrics exposition.
     Metrics,
+    /// `GET /app/{key}` + upgrade: a Pusher client (the path and query are the head's).
+    PusherConnect,
+    /// `/apps/{id}/...`: the Pusher HTTP API (signed; routed further by `api::pusher`).
+    PusherApi,
 }
 
 impl Route {
     /// Does this route switch to WebSocket?
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Route::Subscribe(_) | Route::Echo)
+        matches!(self, Route::Subscribe(_) | Route::Echo | Route::PusherConnect)
     }
 }
 
@@ -445,7 +449,16 @@ pub struct RouteRules<'a> {
 pub fn route(head: &RequestHead, rules: RouteRules<'_>) -> Result<Route, HttpError> {
     let path = head.path.as_str();
     let public = rules.listener == Listener::Public;
-    let (route, allowed_method, allow) = if let Some(name) = path.strip_prefix("/ws/") {
+    if path.starts_with("/apps/") {
+        // Signed by the application's secret: on both listeners (methods checked there).
+        return Ok(Route::PusherApi);
+    }
+    let (route, allowed_method, allow) = if path.starts_with("/app/") {
+        if !public {
+            return Err(HttpError::NotFound);
+        }
+        (Route::PusherConnect, Method::Get, "GET")
+    } else if let Some(name) = path.strip_prefix("/ws/") {
         if !public {
             return Err(HttpError::NotFound);
         }

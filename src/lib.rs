@@ -6,6 +6,7 @@
 //! Layers, each owning one job; imports point down the list, never up:
 //! - [`protocol`]: sans-IO RFC 6455 (handshake, frames, masking, messages, close codes).
 //! - [`channel`]: channel names and the whitelist policy.
+//! - [`socket_id`]: connection ids (`digits.digits`, Pusher's shape), for exclusion and signatures.
 //! - [`publication`]: the one message type of the whole path.
 //! - [`apps`]: Pusher applications (id, key, secret, limits, webhooks).
 //! - [`auth`]: HMAC-SHA256 signatures (Pusher channel, sign-in, webhook, REST), constant time.
@@ -33,5 +34,6 @@ pub mod http;
 pub mod protocol;
 pub mod publication;
 pub mod server;
+pub mod socket_id;
 pub mod telemetry;
 pub mod wire;

@@ -20,7 +20,14 @@ fn main() -> ExitCode {
         eprintln!("ringcast: {message}");
         return ExitCode::from(2);
     }
-    match ringcast::server::run(config) {
+    let apps = match config.load_apps() {
+        Ok(apps) => apps,
+        Err(message) => {
+            eprintln!("ringcast: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match ringcast::server::run(config, apps) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("{error}");

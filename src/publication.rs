@@ -9,14 +9,24 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::channel::ChannelName;
+use std::sync::Arc;
+
+use crate::channel::{AppSlot, ChannelName};
 use crate::protocol::message::DataKind;
+use crate::socket_id::SocketId;
 
 /// A message published to a channel.
 #[derive(Debug, Clone)]
 pub struct Publication {
+    /// The application whose namespace the channel is in.
+    pub app: AppSlot,
     /// The channel.
     pub channel: ChannelName,
+    /// The Pusher event name of a trigger (`None` for a raw publish: Pusher subscribers see it
+    /// as the event `message`).
+    pub event: Option<Arc<str>>,
+    /// A connection that must not receive it (Pusher's `socket_id` exclusion).
+    pub exclude: Option<SocketId>,
     /// The payload, shared by every shard (framed separately by each).
     pub payload: Bytes,
     /// Text if the payload is valid UTF-8, else binary (decided once, in [`Publication::new`]).
@@ -35,17 +45,130 @@ impl Publication {
             DataKind::Binary
         };
         Publication {
+            app: AppSlot::DEFAULT,
             channel,
+            event: None,
+            exclude: None,
             payload,
             kind,
             published_at: Instant::now(),
         }
+    }
+
+    /// A Pusher trigger: event `event` with `data` (a string, as the REST API defines it) on
+    /// `channel` of `app`, not sent to `exclude`. Raw subscribers of the channel receive `data`
+    /// as a text frame.
+    pub fn event(
+        app: AppSlot,
+        channel: ChannelName,
+        event: Arc<str>,
+        data: Bytes,
+        exclude: Option<SocketId>,
+    ) -> Publication {
+        let mut publication = Publication::new(channel, data);
+        publication.app = app;
+        publication.event = Some(event);
+        publication.exclude = exclude;
+        publication
+    }
+}
+
+/// The first bytes of a message ringcast PUBLISHes to Redis with metadata (a Pusher event
+/// name, an excluded socket): a NUL cannot start a ws4redis text message, and a raw payload
+/// that happens to start with these bytes is wrapped too, so reading is unambiguous.
+const REDIS_ENVELOPE_MAGIC: &[u8] = b"\0ringcast1\n";
+
+/// The metadata line of a Redis envelope.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RedisEnvelope {
+    /// The Pusher event name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    /// The excluded socket id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exclude: Option<String>,
+}
+
+impl Publication {
+    /// The bytes to PUBLISH on the channel's Redis channel: the payload itself when there is
+    /// no metadata (so ws4redis clients and `redis-cli` publishers interoperate), else the
+    /// envelope: magic, one JSON line, the payload.
+    pub fn to_redis_payload(&self) -> Bytes {
+        if self.event.is_none()
+            && self.exclude.is_none()
+            && !self.payload.starts_with(REDIS_ENVELOPE_MAGIC)
+        {
+            return self.payload.clone();
+        }
+        let header = RedisEnvelope {
+            event: self.event.as_deref().map(str::to_string),
+            exclude: self.exclude.map(|id| id.to_string()),
+        };
+        let mut out = Vec::with_capacity(64 + self.payload.len());
+        out.extend_from_slice(REDIS_ENVELOPE_MAGIC);
+        serde_json::to_writer(&mut out, &header).expect("serialising strings cannot fail");
+        out.push(b'\n');
+        out.extend_from_slice(&self.payload);
+        Bytes::from(out)
+    }
+
+    /// A publication read from Redis on `channel` of `app`: an envelope written by
+    /// [`Publication::to_redis_payload`], or a plain (ws4redis) message. `None` for an envelope
+    /// that does not parse.
+    pub fn from_redis(app: AppSlot, channel: ChannelName, payload: Bytes) -> Option<Publication> {
+        let Some(rest) = payload.strip_prefix(REDIS_ENVELOPE_MAGIC) else {
+            let mut publication = Publication::new(channel, payload);
+            publication.app = app;
+            return Some(publication);
+        };
+        let line_end = rest.iter().position(|&byte| byte == b'\n')?;
+        let header: RedisEnvelope = serde_json::from_slice(&rest[..line_end]).ok()?;
+        let start = REDIS_ENVELOPE_MAGIC.len() + line_end + 1;
+        let body = payload.slice(start..);
+        let exclude = match header.exclude {
+            Some(text) => Some(SocketId::parse(&text).ok()?),
+            None => None,
+        };
+        let mut publication = Publication::new(channel, body);
+        publication.app = app;
+        publication.event = header.event.map(|event| Arc::from(event.as_str()));
+        publication.exclude = exclude;
+        Some(publication)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_payloads_round_trip_and_plain_messages_stay_plain() {
+        let channel = ChannelName::new("news").unwrap();
+        let plain = Publication::new(channel.clone(), Bytes::from_static(b"hello"));
+        assert_eq!(&plain.to_redis_payload()[..], b"hello");
+        let read = Publication::from_redis(AppSlot::DEFAULT, channel.clone(), plain.to_redis_payload())
+            .unwrap();
+        assert_eq!((read.event, read.exclude, &read.payload[..]), (None, None, &b"hello"[..]));
+        let exclude = SocketId::parse("12.34").unwrap();
+        let event = Publication::event(
+            AppSlot::DEFAULT,
+            channel.clone(),
+            Arc::from("my-event"),
+            Bytes::from_static(b"{\"a\":1}"),
+            Some(exclude),
+        );
+        let read =
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), event.to_redis_payload()).unwrap();
+        assert_eq!(read.event.as_deref(), Some("my-event"));
+        assert_eq!(read.exclude, Some(exclude));
+        assert_eq!(&read.payload[..], b"{\"a\":1}");
+        // A raw payload that looks like an envelope is wrapped, so it reads back unchanged.
+        let tricky = Publication::new(channel.clone(), Bytes::from_static(b"\0ringcast1\nxyz"));
+        let read =
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), tricky.to_redis_payload()).unwrap();
+        assert_eq!(&read.payload[..], b"\0ringcast1\nxyz");
+        assert!(Publication::from_redis(AppSlot::DEFAULT, channel, Bytes::from_static(b"\0ringcast1\n{bad")).is_none());
+    }
 
     #[test]
     fn the_kind_follows_the_payload() {

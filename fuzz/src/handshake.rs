@@ -136,9 +136,17 @@ fn check_route_on(head: &RequestHead, rules: RouteRules<'_>, only_channel: Optio
     };
     let public_route = matches!(
         routed,
-        Route::Subscribe(_) | Route::Echo | Route::Health | Route::Ready
+        Route::Subscribe(_)
+            | Route::Echo
+            | Route::Health
+            | Route::Ready
+            | Route::PusherConnect
+            | Route::PusherApi
     );
-    let api_route = !matches!(routed, Route::Subscribe(_) | Route::Echo);
+    let api_route = !matches!(
+        routed,
+        Route::Subscribe(_) | Route::Echo | Route::PusherConnect
+    );
     assert!(
         (rules.listener == Listener::Public && public_route)
             || (rules.listener == Listener::Api && api_route),
@@ -175,6 +183,12 @@ fn check_route_on(head: &RequestHead, rules: RouteRules<'_>, only_channel: Optio
             ("/stat".to_string(), Method::Get)
         }
         Route::Metrics => ("/metrics".to_string(), Method::Get),
+        Route::PusherConnect => {
+            assert!(head.path.starts_with("/app/"), "{}", head.path);
+            return assert_eq!(head.method, Method::Get);
+        }
+        // Methods are checked by the Pusher API's own router.
+        Route::PusherApi => return assert!(head.path.starts_with("/apps/"), "{}", head.path),
     };
     assert_eq!(head.path, path, "route {routed:?} from another path");
     assert_eq!(head.method, method, "route {routed:?} for another method");

@@ -75,6 +75,9 @@ pub enum ApiRoute {
 /// status mapping.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
+    /// Every shard (or Redis) could not take the event in time: it was sent nowhere (503).
+    #[error("Service unavailable: {0}")]
+    Unavailable(String),
     /// No such route.
     #[error("Not found")]
     NotFound,
@@ -170,6 +173,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::NotFound | ApiError::UnknownApp => 404,
+            ApiError::Unavailable(_) => 503,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::AppDisabled => 403,
             ApiError::Auth(error) => error.status(),

@@ -600,7 +600,7 @@ fn to_publication(prefix: &str, message: Message) -> Option<Publication> {
         _ => return None,
     };
     crate::faults::on_redis_payload(&payload);
-    Some(Publication::new(channel, payload))
+    Publication::from_redis(crate::channel::AppSlot::DEFAULT, channel, payload)
 }
 
 /// Turns publish requests into PUBLISH commands, pipelined and answered in arrival order.

@@ -25,10 +25,12 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
 use serde_json::json;
 
-use super::registry::{Admission, ConnectionKey, TokenExpiry};
+use super::registry::{Admission, ConnectionKey, Protocol, TokenExpiry};
 use super::shard::Shard;
 use super::shared::AddressLimit;
 use crate::auth;
+use crate::channel::AppSlot;
+use crate::wire::pusher::error::ConnectError;
 use crate::http::{
     self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
     parse_request_head,
@@ -241,6 +243,10 @@ async fn handle_connection(shard: Rc<Shard>, mut stream: TcpStream, kind: Listen
 /// On the API listener with `--api-key`: every request carries the key (checked in constant
 /// time), whatever it asks for.
 fn authenticate(shard: &Shard, kind: Listener, head: &RequestHead) -> Result<(), HttpError> {
+    if head.path.starts_with("/apps/") {
+        // The Pusher HTTP API is signed with the application's secret instead.
+        return Ok(());
+    }
     match (kind, &shard.config.api_key) {
         (Listener::Api, Some(key)) => {
             auth::api_key::check(&head.credentials, key).map_err(HttpError::Unauthorized)
@@ -336,11 +342,23 @@ async fn serve_http(
 ) -> Result<usize, Option<HttpError>> {
     let (response, consumed) = match route {
         Route::Publish(channel) => {
-            let (payload, consumed) = read_body(shard, stream, head, buffer).await?;
+            let limit = shard.config.max_message_bytes;
+            let (payload, consumed) = read_body(shard, stream, head, buffer, limit).await?;
             (
                 publish(shard, channel, payload).await.map_err(Some)?,
                 consumed,
             )
+        }
+        Route::PusherApi => {
+            let (body, consumed) =
+                read_body(shard, stream, head, buffer, PUSHER_API_BODY_MAX_BYTES).await?;
+            let method = match head.method {
+                http::Method::Get => "GET",
+                http::Method::Post => "POST",
+                http::Method::Other => "OTHER",
+            };
+            let response = super::pusher::serve_api(shard, method, &head.path, &head.query, &body);
+            (response.await, consumed)
         }
         other => {
             if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
@@ -380,7 +398,11 @@ async fn answer(shard: &Rc<Shard>, route: Route) -> Response {
                 body: metrics::render(&node).into_bytes(),
             }
         }
-        Route::Publish(_) | Route::Subscribe(_) | Route::Echo => {
+        Route::Publish(_)
+        | Route::PusherApi
+        | Route::Subscribe(_)
+        | Route::Echo
+        | Route::PusherConnect => {
             unreachable!("publishes have a body; WebSocket routes are upgraded")
         }
     }
@@ -399,18 +421,23 @@ fn node_readings<'a>(shard: &Shard, snapshots: &'a [ShardSnapshot]) -> NodeReadi
     }
 }
 
-/// Reads a publish body (`Content-Length` bytes after the head).
+/// Largest Pusher HTTP API request body (a batch of 10 events of 10 KiB each, with their JSON,
+/// fits many times over).
+const PUSHER_API_BODY_MAX_BYTES: usize = 1 << 20;
+
+/// Reads a publish body (`Content-Length` bytes after the head, at most `limit_bytes`).
 async fn read_body(
     shard: &Shard,
     stream: &mut TcpStream,
     head: &RequestHead,
     buffer: &mut Vec<u8>,
+    limit_bytes: usize,
 ) -> Result<(Bytes, usize), Option<HttpError>> {
     if head.has_transfer_encoding {
         return Err(Some(HttpError::LengthRequired));
     }
     let length = head.content_length.unwrap_or(0);
-    if length > shard.config.max_message_bytes as u64 {
+    if length > limit_bytes as u64 {
         return Err(Some(HttpError::PayloadTooLarge));
     }
     let end = head.head_len + length as usize;
@@ -453,7 +480,10 @@ async fn publish(
     channel: crate::channel::ChannelName,
     payload: Bytes,
 ) -> Result<Response, HttpError> {
-    let local_subscribers = shard.registry.borrow().subscriber_count(channel.as_str());
+    let local_subscribers = shard
+        .registry
+        .borrow()
+        .subscriber_count(AppSlot::DEFAULT, &channel);
     shard
         .registry
         .borrow_mut()
@@ -567,8 +597,8 @@ async fn upgrade(
             .count(Counter::ConnectionsOverLimit);
         return Box::pin(refuse(&shard, &mut stream, HttpError::ConnectionLimit)).await;
     }
-    let admission = match admit_upgrade(&shard, &stream, &head, &route) {
-        Ok(admission) => admission,
+    let (admission, refusal) = match admit_upgrade(&shard, &stream, &head, &route) {
+        Ok(admitted) => admitted,
         Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
     };
     // The registry owns the socket from here on. glommio's stream keeps its own descriptor
@@ -596,6 +626,7 @@ async fn upgrade(
         &shard,
         owned,
         admission,
+        refusal,
         channel.as_ref(),
         &accept,
         leftover,
@@ -621,12 +652,14 @@ async fn upgrade(
 /// The checks an upgrade passes before its socket is taken over: its `Origin`, its token (for
 /// a channel that needs one), and its address's connection count. Returns what the registry
 /// keeps of them.
+/// A Pusher connection that failed its own checks is still upgraded (the protocol answers
+/// with `pusher:error` and a close code), so it comes back as the second value.
 fn admit_upgrade(
     shard: &Shard,
     stream: &TcpStream,
     head: &RequestHead,
     route: &Route,
-) -> Result<Admission, HttpError> {
+) -> Result<(Admission, Option<ConnectError>), HttpError> {
     let config = &shard.config;
     if let Some(origin) = &head.origin
         && !config.allowed_origins.is_empty()
@@ -637,9 +670,17 @@ fn admit_upgrade(
     {
         return Err(HttpError::OriginNotAllowed);
     }
-    let role = match route {
-        Route::Echo => RawRole::Echo,
-        _ => RawRole::Subscriber,
+    let mut refusal = None;
+    let protocol = match route {
+        Route::Echo => Protocol::Raw(RawRole::Echo),
+        Route::PusherConnect => match super::pusher::admit(shard, &head.path, &head.query) {
+            Ok(connection) => Protocol::Pusher(Box::new(connection)),
+            Err(error) => {
+                refusal = Some(error);
+                Protocol::Raw(RawRole::Subscriber)
+            }
+        },
+        _ => Protocol::Raw(RawRole::Subscriber),
     };
     let mut expiry = None;
     if let Route::Subscribe(channel) = route {
@@ -662,11 +703,12 @@ fn admit_upgrade(
         }
         None => None,
     };
-    Ok(Admission {
-        role,
+    let admission = Admission {
+        protocol,
         expiry,
         ticket,
-    })
+    };
+    Ok((admission, refusal))
 }
 
 /// Registers an upgraded socket, subscribes it, queues and writes the 101, and handles the
@@ -676,6 +718,7 @@ fn register(
     shard: &Rc<Shard>,
     owned: OwnedFd,
     admission: Admission,
+    refusal: Option<ConnectError>,
     channel: Option<&crate::channel::ChannelName>,
     accept: &str,
     leftover: Vec<u8>,
@@ -687,7 +730,7 @@ fn register(
         HttpError::Overloaded("cannot register the connection".into())
     })?;
     if let Some(channel) = channel
-        && registry.subscribe(key, channel).is_err()
+        && registry.subscribe(key, AppSlot::DEFAULT, channel).is_err()
     {
         registry.abort(key);
         return Err(HttpError::Overloaded(
@@ -705,13 +748,26 @@ fn register(
     // its handshake: its writes are held until then.
     if let Some(channel) = channel
         && shard.redis.is_some()
-        && !registry.channel_confirmed(channel.as_str())
+        && !registry.channel_confirmed(channel)
     {
         registry.hold(key);
     }
     // The 101 goes through the connection's queue, so nothing can overtake it.
     registry.queue(key, Bytes::from(switching_protocols_response(accept)));
     registry.stats.count(Counter::WebsocketOpened);
+    // A Pusher client hears first whether it is welcome.
+    let greeting = match registry.get(key).map(|connection| connection.protocol()) {
+        Some(Protocol::Pusher(connection)) => {
+            Some(super::pusher::connection_established(shard, connection))
+        }
+        _ => None,
+    };
+    if let Some(frame) = greeting {
+        registry.queue(key, frame);
+    }
+    if let Some(error) = refusal {
+        super::pusher::apply_reply(&mut registry, key, error.reply(), now_ms);
+    }
     drop(registry);
     shard.write_slice(&[key]);
     shard.registry.borrow_mut().release_queue_if_empty(key);

@@ -225,6 +225,10 @@ fn take_available(
             ShardMessage::Publish(publication) => staged.push(publication),
             // The asker may have given up; nothing to do then.
             ShardMessage::Snapshot(reply) => drop(reply.send(shard.snapshot())),
+            ShardMessage::Channels(request) => {
+                let answer = shard.answer_channels(request.app, &request.query);
+                drop(request.reply.send(answer));
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ mod fanout;
 mod listen;
 mod outbound;
 mod poller;
+mod pusher;
 mod reactor;
 mod registry;
 mod shard;
@@ -42,6 +43,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
+use crate::apps::Apps;
 use crate::broker::redis::{self, RedisLink, RedisSettings};
 use crate::config::Config;
 use crate::http::Listener;
@@ -81,7 +83,7 @@ pub enum ServerError {
 type ReadyReport = Result<ShardId, ServerError>;
 
 /// Runs the server until SIGTERM/SIGINT, then drains. `config` must be validated.
-pub fn run(config: Config) -> Result<(), ServerError> {
+pub fn run(config: Config, apps: Apps) -> Result<(), ServerError> {
     let open_files = listen::raise_open_file_limit();
     let cores = listen::choose_cores(&config);
     let shard_count = cores.len();
@@ -101,6 +103,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         config.mesh_capacity,
     );
     shared.redis = link.as_ref().map(|link| link.status.clone());
+    shared.count_app_connections(apps.len());
     if config.max_connections_per_ip > 0 {
         shared.address_limit = Some(Arc::new(shared::AddressLimit::new(
             config.max_connections_per_ip,
@@ -108,6 +111,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
     let shared = Arc::new(shared);
     let config = Arc::new(config);
+    let apps = Arc::new(apps);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
     let (ready_sender, ready) = mpsc::channel::<ReadyReport>();
 
@@ -123,6 +127,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             mesh: mesh.clone(),
             redis: link.clone(),
             from_redis: inboxes.get_mut(index).and_then(Option::take),
+            apps: apps.clone(),
         };
         let ready_sender = ready_sender.clone();
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
@@ -233,6 +238,7 @@ struct ShardStart {
     mesh: Option<MeshBuilder<ShardMessage, Full>>,
     redis: Option<RedisLink>,
     from_redis: Option<bounded::Receiver<Publication>>,
+    apps: Arc<Apps>,
 }
 
 /// Marks its shard dead if the shard's thread ends while it is armed (its executor died), and
@@ -289,6 +295,7 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
         mesh,
         redis,
         from_redis,
+        apps,
     } = start;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         log::warn!("shard {shard_id}: could not pin to core {core}");
@@ -328,6 +335,7 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
         senders,
         redis,
         poller,
+        apps,
     ));
     DEATH_GUARD.with(|guard| {
         *guard.borrow_mut() = Some(DeathGuard {

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use glommio::io::BufferedFile;
 
-use super::registry::{ConnectionKey, PartialInput, Registry, recv};
+use super::registry::{ConnectionKey, PartialInput, Protocol, Registry, recv};
+use crate::apps::Apps;
 use super::shard::Shard;
 use super::state::{CloseRequest, LifeEvent, Lifecycle, ReadState};
 use crate::protocol::close::encode_close_reply;
@@ -107,7 +108,7 @@ fn round(
 pub fn handle_pipelined(shard: &Shard, key: ConnectionKey, bytes: &mut [u8], now_ms: u64) {
     let handled = catch_unwind(AssertUnwindSafe(|| {
         let mut registry = shard.registry.borrow_mut();
-        handle_input(&mut registry, key, bytes, now_ms);
+        handle_input(&mut registry, &shard.apps, key, bytes, now_ms);
     }));
     if handled.is_err() {
         shard.registry.borrow_mut().discard(key);
@@ -134,7 +135,7 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
             }
             Ok(count) => {
                 registry.touch(key, now_ms);
-                handle_input(&mut registry, key, &mut scratch[..count], now_ms);
+                handle_input(&mut registry, &shard.apps, key, &mut scratch[..count], now_ms);
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 registry.set_read(key, ReadState::Waiting);
@@ -154,12 +155,18 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
 
 /// Decodes and handles `fresh` bytes (after any unfinished frame kept from earlier reads). Only
 /// the bytes of an unfinished frame are kept, in a buffer that grows with what was received.
-fn handle_input(registry: &mut Registry, key: ConnectionKey, fresh: &mut [u8], now_ms: u64) {
+fn handle_input(
+    registry: &mut Registry,
+    apps: &Apps,
+    key: ConnectionKey,
+    fresh: &mut [u8],
+    now_ms: u64,
+) {
     match registry.take_input(key) {
         None => {
             // Common case: whole frames straight from the scratch buffer, no copy.
             let mut decoder = registry.new_decoder();
-            let consumed = handle_frames(registry, key, &mut decoder, fresh, now_ms);
+            let consumed = handle_frames(registry, apps, key, &mut decoder, fresh, now_ms);
             keep_rest(registry, key, decoder, &fresh[consumed..]);
         }
         Some(mut input) => {
@@ -168,7 +175,7 @@ fn handle_input(registry: &mut Registry, key: ConnectionKey, fresh: &mut [u8], n
                 mut bytes,
                 mut decoder,
             } = *input;
-            let consumed = handle_frames(registry, key, &mut decoder, &mut bytes, now_ms);
+            let consumed = handle_frames(registry, apps, key, &mut decoder, &mut bytes, now_ms);
             bytes.drain(..consumed);
             keep_rest(registry, key, decoder, &bytes);
         }
@@ -196,6 +203,7 @@ fn keep_rest(registry: &mut Registry, key: ConnectionKey, decoder: MessageDecode
 /// more is to be read.
 fn handle_frames(
     registry: &mut Registry,
+    apps: &Apps,
     key: ConnectionKey,
     decoder: &mut MessageDecoder,
     bytes: &mut [u8],
@@ -221,7 +229,7 @@ fn handle_frames(
             Ok(Decoded::Fragment { consumed }) => offset += consumed,
             Ok(Decoded::Event { consumed, event }) => {
                 offset += consumed;
-                handle_event(registry, key, event, now_ms);
+                handle_event(registry, apps, key, event, now_ms);
                 // The replies to what a client sends count against its outbound limit as
                 // broadcasts do: one read full of pings must not queue thousands of pongs.
                 if registry.over_queue_limit(key) {
@@ -235,12 +243,21 @@ fn handle_frames(
 }
 
 /// What one client event means for the connection.
-fn handle_event(registry: &mut Registry, key: ConnectionKey, event: Event<'_>, now_ms: u64) {
+fn handle_event(
+    registry: &mut Registry,
+    apps: &Apps,
+    key: ConnectionKey,
+    event: Event<'_>,
+    now_ms: u64,
+) {
     let Some(connection) = registry.get(key) else {
         return;
     };
     let open = connection.life() == Lifecycle::Open;
-    let role = connection.role();
+    let role = match connection.protocol() {
+        Protocol::Raw(role) => Some(*role),
+        Protocol::Pusher(_) => None,
+    };
     match event {
         // RFC 6455 §5.5.3: a pong may be unsolicited; either way it proves liveness.
         Event::Pong(_) => {}
@@ -256,7 +273,10 @@ fn handle_event(registry: &mut Registry, key: ConnectionKey, event: Event<'_>, n
         Event::Ping(payload) => apply(registry, key, raw::answer_ping(payload)),
         Event::Message { kind, payload } => {
             crate::faults::on_client_message(payload);
-            apply(registry, key, raw::answer_message(role, kind, payload));
+            match role {
+                Some(role) => apply(registry, key, raw::answer_message(role, kind, payload)),
+                None => super::pusher::handle_message(registry, apps, key, kind, payload, now_ms),
+            }
         }
     }
 }

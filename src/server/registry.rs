@@ -33,18 +33,19 @@ use smallvec::SmallVec;
 use super::event::LocalNotify;
 use super::outbound::{Outbound, WriteOutcome, WriteTally};
 use super::poller::{GENERATION_MASK, Poller, Readiness, Token, TokenKind};
-use super::shared::AddressTicket;
+use super::shared::{AddressTicket, AppTicket};
 use super::state::{
     CloseRequest, Closer, LifeAction, LifeEvent, Lifecycle, ReadState, WriteAction, WriteEnd,
     WriteEvent, WriteState,
 };
-use crate::channel::ChannelName;
+use crate::channel::{AppSlot, ChannelName};
 use crate::protocol::close::encode_close_frame;
 use crate::protocol::message::MessageDecoder;
 use crate::publication::Publication;
 use crate::telemetry::counters::{CloseReason, Counter, ShardStats};
 use crate::wire::WireFormat;
-use crate::wire::raw::{self, RawRole};
+use crate::socket_id::SocketId;
+use crate::wire::raw::RawRole;
 
 /// A connection's key in its shard's slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +74,8 @@ pub struct Limits {
     pub max_channels: usize,
     /// `--max-fragments`.
     pub max_fragments: u32,
+    /// `--max-subscriptions`.
+    pub max_subscriptions: usize,
 }
 
 /// How long a closed socket is lingered on (read and discarded) before it is closed, ms: so our
@@ -80,6 +83,22 @@ pub struct Limits {
 pub const LINGER_MS: u64 = 1000;
 /// Most bytes read and discarded while lingering.
 pub const LINGER_BYTES_MAX: usize = 64 << 10;
+
+/// The frames of one publication, built lazily once per wire format and shared by every
+/// subscriber of that format.
+#[derive(Default)]
+struct FrameCache {
+    frames: [Option<Option<Bytes>>; WireFormat::COUNT],
+}
+
+impl FrameCache {
+    /// The frame for `format` (`None`: this publication cannot be sent in that format).
+    fn get(&mut self, format: WireFormat, publication: &Publication) -> Option<Bytes> {
+        self.frames[format.index()]
+            .get_or_insert_with(|| crate::wire::frame_publication(format, publication))
+            .clone()
+    }
+}
 
 /// A list entry that names one connection for good: a key reused by a later connection has
 /// another generation.
@@ -110,12 +129,41 @@ impl TokenExpiry {
 /// What an upgrade was admitted with, kept by its connection.
 #[derive(Debug)]
 pub struct Admission {
-    /// The protocol role.
-    pub role: RawRole,
+    /// The protocol it speaks.
+    pub protocol: Protocol,
     /// When its subscription token expires (the connection is closed with 4009 then).
     pub expiry: Option<TokenExpiry>,
     /// Its place in its address's count (`--max-connections-per-ip`).
     pub ticket: Option<AddressTicket>,
+}
+
+/// The protocol a connection speaks, with what that protocol keeps per connection.
+#[derive(Debug)]
+pub enum Protocol {
+    /// `/ws/{channel}` or `/echo`.
+    Raw(RawRole),
+    /// Pusher Channels protocol 7 (`/app/{key}`); boxed: a raw connection pays one word.
+    Pusher(Box<PusherConnection>),
+}
+
+/// What a Pusher connection keeps.
+#[derive(Debug)]
+pub struct PusherConnection {
+    /// Its application.
+    pub app: AppSlot,
+    /// Its socket id (sent in `pusher:connection_established`, signed into authorizations,
+    /// and given back by publishers to exclude it).
+    pub socket_id: SocketId,
+    /// Its place in its application's connection count (`max_connections`, 4004).
+    #[expect(dead_code, reason = "held for its Drop, which gives the place back")]
+    pub ticket: Option<AppTicket>,
+}
+
+/// A channel's identity: the application namespace and the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChannelKey {
+    app: AppSlot,
+    name: ChannelName,
 }
 
 /// A subscription: which channel, and where this connection sits in its subscriber list.
@@ -148,8 +196,8 @@ pub struct Connection {
     read: ReadState,
     /// Where it is in its life.
     life: Lifecycle,
-    /// What it is for (the raw protocol's roles; more protocols come as wire formats).
-    role: RawRole,
+    /// The protocol it speaks (and that protocol's per-connection state).
+    protocol: Protocol,
     /// Shard clock (ms) of the last bytes received.
     last_read_ms: u64,
     /// Shard clock (ms) of the last ping sent.
@@ -169,9 +217,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Its protocol role.
-    pub fn role(&self) -> RawRole {
-        self.role
+    /// The protocol it speaks.
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
     }
 
     /// Its lifecycle.
@@ -191,7 +239,37 @@ impl Connection {
 
     /// The wire format its broadcasts are framed in.
     fn format(&self) -> WireFormat {
-        WireFormat::Raw
+        match self.protocol {
+            Protocol::Raw(_) => WireFormat::Raw,
+            Protocol::Pusher(_) => WireFormat::Pusher,
+        }
+    }
+
+    /// The close a request means in this connection's protocol: a Pusher client that stops
+    /// answering gets 4201 ("Pong reply not received"), one the server sheds gets 4200
+    /// ("Generic reconnect immediately"), so pusher-js reconnects as its docs say.
+    fn protocol_close(&self, event: LifeEvent) -> LifeEvent {
+        let Protocol::Pusher(_) = self.protocol else {
+            return event;
+        };
+        let application = |code, reason| {
+            LifeEvent::Request(CloseRequest::Application { code, reason })
+        };
+        match event {
+            LifeEvent::Request(CloseRequest::Idle) => application(4201, "Pong reply not received"),
+            LifeEvent::Request(CloseRequest::Shutdown) => {
+                application(4200, "Generic reconnect immediately")
+            }
+            other => other,
+        }
+    }
+
+    /// Is it the connection a publication excludes?
+    fn is_excluded(&self, exclude: Option<SocketId>) -> bool {
+        match (&self.protocol, exclude) {
+            (Protocol::Pusher(pusher), Some(excluded)) => pusher.socket_id == excluded,
+            _ => false,
+        }
     }
 }
 
@@ -208,7 +286,7 @@ struct Lingering {
 /// A channel with subscribers on this shard.
 #[derive(Debug)]
 struct Channel {
-    name: ChannelName,
+    key: ChannelKey,
     subscribers: Vec<ConnectionKey>,
     /// The Redis subscriber core confirmed the channel is subscribed (always false without
     /// Redis).
@@ -225,8 +303,8 @@ pub struct Registry {
     connections: Slab<Connection>,
     /// Channels with at least one subscriber here.
     channels: Slab<Channel>,
-    /// Channel name to key in `channels`.
-    channel_keys: HashMap<ChannelName, u32>,
+    /// Channel identity to key in `channels`.
+    channel_keys: HashMap<ChannelKey, u32>,
     /// Connections with frames queued since the last flush (each `Listed` once).
     flush_list: Vec<ConnectionKey>,
     /// An emptied flush list kept for its allocation (the flush list and this one take turns).
@@ -329,7 +407,7 @@ impl Registry {
             // Bytes may have arrived before registration: look once.
             read: ReadState::Ready,
             life: Lifecycle::Open,
-            role: admission.role,
+            protocol: admission.protocol,
             last_read_ms: now_ms,
             last_ping_ms: now_ms,
             outbound: Outbound::default(),
@@ -358,25 +436,30 @@ impl Registry {
         self.connections.try_remove(key.index());
     }
 
-    /// Subscribes `key` to `name` (idempotent).
+    /// Subscribes `key` to `name` in `app`'s namespace (idempotent).
     pub fn subscribe(
         &mut self,
         key: ConnectionKey,
+        app: AppSlot,
         name: &ChannelName,
     ) -> Result<(), TooManyChannels> {
-        let channel = match self.channel_keys.get(name) {
+        let channel_key = ChannelKey {
+            app,
+            name: name.clone(),
+        };
+        let channel = match self.channel_keys.get(&channel_key) {
             Some(&channel) => channel,
             None => {
                 if self.channels.len() >= self.limits.max_channels {
                     return Err(TooManyChannels);
                 }
                 let channel = self.channels.insert(Channel {
-                    name: name.clone(),
+                    key: channel_key.clone(),
                     subscribers: Vec::new(),
                     confirmed: false,
                 }) as u32;
-                self.channel_keys.insert(name.clone(), channel);
-                self.record_interest_change(name);
+                self.channel_keys.insert(channel_key.clone(), channel);
+                self.record_interest_change(&channel_key);
                 channel
             }
         };
@@ -399,6 +482,44 @@ impl Registry {
         Ok(())
     }
 
+    /// Is `key` subscribed to `name` in `app`'s namespace?
+    pub fn is_subscribed(&self, key: ConnectionKey, app: AppSlot, name: &ChannelName) -> bool {
+        let channel_key = ChannelKey {
+            app,
+            name: name.clone(),
+        };
+        let (Some(&channel), Some(connection)) = (
+            self.channel_keys.get(&channel_key),
+            self.connections.get(key.index()),
+        ) else {
+            return false;
+        };
+        connection.subscriptions.iter().any(|s| s.channel == channel)
+    }
+
+    /// Leaves one channel (nothing if `key` is not in it).
+    pub fn unsubscribe(&mut self, key: ConnectionKey, app: AppSlot, name: &ChannelName) {
+        let channel_key = ChannelKey {
+            app,
+            name: name.clone(),
+        };
+        let Some(&channel) = self.channel_keys.get(&channel_key) else {
+            return;
+        };
+        let Some(connection) = self.connections.get_mut(key.index()) else {
+            return;
+        };
+        let Some(index) = connection
+            .subscriptions
+            .iter()
+            .position(|s| s.channel == channel)
+        else {
+            return;
+        };
+        let subscription = connection.subscriptions.swap_remove(index);
+        self.leave(key, subscription);
+    }
+
     /// Leaves every channel; channels left empty are forgotten.
     fn unsubscribe_all(&mut self, key: ConnectionKey) {
         let Some(connection) = self.connections.get_mut(key.index()) else {
@@ -406,23 +527,29 @@ impl Registry {
         };
         let subscriptions = std::mem::take(&mut connection.subscriptions);
         for subscription in subscriptions {
-            let channel = &mut self.channels[subscription.channel as usize];
-            let position = subscription.position as usize;
-            debug_assert_eq!(channel.subscribers[position], key);
-            channel.subscribers.swap_remove(position);
-            if let Some(&moved) = channel.subscribers.get(position)
-                && let Some(moved_subscription) = self.connections[moved.index()]
-                    .subscriptions
-                    .iter_mut()
-                    .find(|s| s.channel == subscription.channel)
-            {
-                moved_subscription.position = subscription.position;
-            }
-            if channel.subscribers.is_empty() {
-                let channel = self.channels.remove(subscription.channel as usize);
-                self.channel_keys.remove(&channel.name);
-                self.record_interest_change(&channel.name);
-            }
+            self.leave(key, subscription);
+        }
+    }
+
+    /// Takes `key` out of one channel's subscriber list (the connection's own record of the
+    /// subscription is already gone).
+    fn leave(&mut self, key: ConnectionKey, subscription: Subscription) {
+        let channel = &mut self.channels[subscription.channel as usize];
+        let position = subscription.position as usize;
+        debug_assert_eq!(channel.subscribers[position], key);
+        channel.subscribers.swap_remove(position);
+        if let Some(&moved) = channel.subscribers.get(position)
+            && let Some(moved_subscription) = self.connections[moved.index()]
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.channel == subscription.channel)
+        {
+            moved_subscription.position = subscription.position;
+        }
+        if channel.subscribers.is_empty() {
+            let channel = self.channels.remove(subscription.channel as usize);
+            self.channel_keys.remove(&channel.key);
+            self.record_interest_change(&channel.key);
         }
     }
 
@@ -441,37 +568,62 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    fn record_interest_change(&mut self, name: &ChannelName) {
-        if let Some(changes) = &mut self.interest_changes
-            && changes.insert(name.clone())
+    /// Only the default namespace travels through Redis (the ws4redis channel names).
+    fn record_interest_change(&mut self, key: &ChannelKey) {
+        if key.app == AppSlot::DEFAULT
+            && let Some(changes) = &mut self.interest_changes
+            && changes.insert(key.name.clone())
         {
             self.interest_changed.notify_all();
         }
     }
 
-    /// Marks `names` (those still present) as subscribed in Redis.
+    /// Marks `names` of the default namespace (those still present) as subscribed in Redis.
     pub fn confirm_channels(&mut self, names: &[ChannelName]) {
         for name in names {
-            if let Some(&channel) = self.channel_keys.get(name) {
+            let key = ChannelKey {
+                app: AppSlot::DEFAULT,
+                name: name.clone(),
+            };
+            if let Some(&channel) = self.channel_keys.get(&key) {
                 self.channels[channel as usize].confirmed = true;
             }
         }
     }
 
-    /// Is `name` confirmed as subscribed in Redis?
-    pub fn channel_confirmed(&self, name: &str) -> bool {
+    /// Is `name` of the default namespace confirmed as subscribed in Redis?
+    pub fn channel_confirmed(&self, name: &ChannelName) -> bool {
+        let key = ChannelKey {
+            app: AppSlot::DEFAULT,
+            name: name.clone(),
+        };
         self.channel_keys
-            .get(name)
+            .get(&key)
             .is_some_and(|&channel| self.channels[channel as usize].confirmed)
     }
 
     // ----- reading the state -----
 
-    /// Subscribers of `name` on this shard.
-    pub fn subscriber_count(&self, name: &str) -> usize {
-        self.channel_keys.get(name).map_or(0, |&channel| {
+    /// Subscribers of `name` in `app`'s namespace on this shard.
+    pub fn subscriber_count(&self, app: AppSlot, name: &ChannelName) -> usize {
+        let key = ChannelKey {
+            app,
+            name: name.clone(),
+        };
+        self.channel_keys.get(&key).map_or(0, |&channel| {
             self.channels[channel as usize].subscribers.len()
         })
+    }
+
+    /// The channels of `app` whose name starts with `prefix`, with their subscriber counts here
+    /// (at most `limit`).
+    pub fn channels_of(&self, app: AppSlot, prefix: &str, limit: usize) -> Vec<(ChannelName, usize)> {
+        self.channels
+            .iter()
+            .filter(|(_, channel)| channel.key.app == app && channel.key.name.as_str().starts_with(prefix))
+            .take(limit)
+            .map(|(_, channel)| (channel.key.name.clone(), channel.subscribers.len()))
+            .collect()
     }
 
     /// (sum, max) of the connections' queued bytes: O(connections), for scrapes only.
@@ -492,7 +644,13 @@ impl Registry {
         let mut channels: Vec<(String, usize)> = self
             .channels
             .iter()
-            .map(|(_, channel)| (channel.name.to_string(), channel.subscribers.len()))
+            .map(|(_, channel)| {
+                let name = match channel.key.app {
+                    AppSlot::DEFAULT => channel.key.name.to_string(),
+                    AppSlot(app) => format!("app{app}/{}", channel.key.name),
+                };
+                (name, channel.subscribers.len())
+            })
             .collect();
         channels.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         channels.truncate(limit);
@@ -505,24 +663,32 @@ impl Registry {
     /// format present (the frames are shared, never copied); returns how many it was queued
     /// for. Subscribers already closing are skipped (counted).
     pub fn fan_out(&mut self, publication: &Publication) -> usize {
-        let Some(&channel) = self.channel_keys.get(publication.channel.as_str()) else {
+        let key = ChannelKey {
+            app: publication.app,
+            name: publication.channel.clone(),
+        };
+        let Some(&channel) = self.channel_keys.get(&key) else {
             return 0;
         };
-        let mut frames: [Option<Bytes>; WireFormat::COUNT] = Default::default();
+        let mut frames = FrameCache::default();
         let mut queued = 0;
         let mut dropped = 0;
+        let mut excluded = 0;
+        let mut unframable = 0;
         for &key in &self.channels[channel as usize].subscribers {
             let connection = &mut self.connections[key.index()];
             if !connection.life.is_open() {
                 dropped += 1;
                 continue;
             }
-            let format = connection.format();
-            let frame = frames[format.index()]
-                .get_or_insert_with(|| match format {
-                    WireFormat::Raw => raw::frame_publication(publication),
-                })
-                .clone();
+            if connection.is_excluded(publication.exclude) {
+                excluded += 1;
+                continue;
+            }
+            let Some(frame) = frames.get(connection.format(), publication) else {
+                unframable += 1;
+                continue;
+            };
             let before_bytes = connection.outbound.queued_bytes();
             connection.outbound.push(frame);
             queued += 1;
@@ -540,6 +706,8 @@ impl Registry {
         }
         self.stats.add(Counter::Deliveries, queued as u64);
         self.stats.add(Counter::DeliveriesDroppedClosing, dropped);
+        self.stats.add(Counter::DeliveriesExcluded, excluded);
+        self.stats.add(Counter::DeliveriesUnframable, unframable);
         queued
     }
 
@@ -786,6 +954,17 @@ impl Registry {
         }
     }
 
+    /// `--max-subscriptions`.
+    pub fn max_subscriptions(&self) -> usize {
+        self.limits.max_subscriptions
+    }
+
+    /// Channels `key` is subscribed to.
+    pub fn subscription_count(&self, key: ConnectionKey) -> usize {
+        self.get(key)
+            .map_or(0, |connection| connection.subscriptions.len())
+    }
+
     /// A message decoder with this shard's limits.
     pub fn new_decoder(&self) -> MessageDecoder {
         MessageDecoder::new(self.limits.max_message_bytes)
@@ -799,6 +978,7 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(key.index()) else {
             return;
         };
+        let event = connection.protocol_close(event);
         let was_open = connection.life.is_open();
         let (life, action) = connection
             .life
@@ -1142,6 +1322,7 @@ mod tests {
             close_timeout_ms: 1000,
             max_channels: 10,
             max_fragments: 1024,
+            max_subscriptions: 100,
         };
         Registry::new(limits, Poller::new().unwrap())
     }
@@ -1158,7 +1339,7 @@ mod tests {
 
     fn subscriber() -> Admission {
         Admission {
-            role: RawRole::Subscriber,
+            protocol: Protocol::Raw(RawRole::Subscriber),
             expiry: None,
             ticket: None,
         }
@@ -1173,16 +1354,16 @@ mod tests {
         let mut registry = registry(1 << 20);
         let keys: Vec<_> = (0..5).map(|_| connect(&mut registry)).collect();
         for (key, _) in &keys {
-            registry.subscribe(*key, &name("a")).unwrap();
+            registry.subscribe(*key, AppSlot::DEFAULT, &name("a")).unwrap();
         }
-        registry.subscribe(keys[0].0, &name("b")).unwrap();
-        registry.subscribe(keys[0].0, &name("b")).unwrap();
-        assert_eq!(registry.subscriber_count("a"), 5);
-        assert_eq!(registry.subscriber_count("b"), 1);
+        registry.subscribe(keys[0].0, AppSlot::DEFAULT, &name("b")).unwrap();
+        registry.subscribe(keys[0].0, AppSlot::DEFAULT, &name("b")).unwrap();
+        assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("a")), 5);
+        assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("b")), 1);
         registry.discard(keys[1].0);
         registry.discard(keys[0].0);
-        assert_eq!(registry.subscriber_count("a"), 3);
-        assert_eq!(registry.subscriber_count("b"), 0);
+        assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("a")), 3);
+        assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("b")), 0);
         assert_eq!(registry.channel_count(), 1);
         for (key, _) in &keys[2..] {
             registry.discard(*key);
@@ -1196,8 +1377,8 @@ mod tests {
         let mut registry = registry(1 << 20);
         registry.limits.max_channels = 1;
         let (key, _peer) = connect(&mut registry);
-        registry.subscribe(key, &name("a")).unwrap();
-        assert_eq!(registry.subscribe(key, &name("b")), Err(TooManyChannels));
+        registry.subscribe(key, AppSlot::DEFAULT, &name("a")).unwrap();
+        assert_eq!(registry.subscribe(key, AppSlot::DEFAULT, &name("b")), Err(TooManyChannels));
     }
 
     #[test]
@@ -1205,8 +1386,8 @@ mod tests {
         let mut registry = registry(1 << 20);
         let (first, _a) = connect(&mut registry);
         let (second, _b) = connect(&mut registry);
-        registry.subscribe(first, &name("a")).unwrap();
-        registry.subscribe(second, &name("a")).unwrap();
+        registry.subscribe(first, AppSlot::DEFAULT, &name("a")).unwrap();
+        registry.subscribe(second, AppSlot::DEFAULT, &name("a")).unwrap();
         assert_eq!(registry.fan_out(&publication("a", b"hi")), 2);
         assert_eq!(registry.fan_out(&publication("a", b"hi")), 2);
         let first_frame = registry.connections[first.index()]
@@ -1230,7 +1411,7 @@ mod tests {
     fn slow_consumers_are_closed_after_the_pass_with_their_queue_dropped() {
         let mut registry = registry(100);
         let (key, _peer) = connect(&mut registry);
-        registry.subscribe(key, &name("a")).unwrap();
+        registry.subscribe(key, AppSlot::DEFAULT, &name("a")).unwrap();
         let big = Publication::new(name("a"), Bytes::from(vec![b'x'; 80]));
         registry.fan_out(&big);
         registry.fan_out(&big);
@@ -1247,7 +1428,7 @@ mod tests {
         // Only the close frame is left.
         assert_eq!(connection.outbound.len(), 1);
         assert_eq!(registry.stats.get(Counter::DeliveriesDroppedSlow), 2);
-        assert_eq!(registry.subscriber_count("a"), 0);
+        assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("a")), 0);
     }
 
     #[test]

@@ -28,7 +28,10 @@ use super::registry::{ConnectionKey, Limits, Registry};
 use super::shared::{ShardSlot, Shared};
 use super::state::CloseRequest;
 use super::write::Writer;
+use crate::apps::Apps;
 use crate::auth::token::TokenVerifier;
+use crate::channel::AppSlot;
+use crate::socket_id::{SocketId, SocketIdGenerator};
 use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::channel::{ChannelName, ChannelPolicy};
 use crate::config::{Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
@@ -44,6 +47,33 @@ pub enum ShardMessage {
     Publish(Publication),
     /// Reply with a snapshot (for `/stat`).
     Snapshot(oneshot::Sender<ShardSnapshot>),
+    /// Reply with subscriber counts (for the Pusher channel queries).
+    Channels(ChannelsRequest),
+}
+
+/// A question about channels and their subscriber counts on a shard.
+#[derive(Debug)]
+pub struct ChannelsRequest {
+    /// The application namespace.
+    pub app: AppSlot,
+    /// Which channels.
+    pub query: ChannelQuery,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Vec<(ChannelName, usize)>>,
+}
+
+/// Which channels a [`ChannelsRequest`] asks about.
+#[derive(Debug, Clone)]
+pub enum ChannelQuery {
+    /// The channels whose name starts with this (at most `limit`).
+    Prefix {
+        /// The prefix (empty: every channel).
+        prefix: String,
+        /// Most channels answered.
+        limit: usize,
+    },
+    /// One channel.
+    One(ChannelName),
 }
 
 /// Why a message was not sent to another shard.
@@ -115,9 +145,9 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Can it take one more message?
-    fn has_room(&self) -> bool {
-        self.queue.borrow().len() < self.capacity
+    /// Can it take `needed` more messages?
+    fn has_room_for(&self, needed: usize) -> bool {
+        self.queue.borrow().len() + needed <= self.capacity
     }
 
     fn try_push(&self, message: ShardMessage) -> Result<(), ShardMessage> {
@@ -181,6 +211,10 @@ pub struct Shard {
     pub confirmations: LocalNotify,
     /// Verifies subscription tokens, with `--token-secret`.
     pub tokens: Option<TokenVerifier>,
+    /// The Pusher applications.
+    pub apps: Arc<Apps>,
+    /// Makes this shard's Pusher socket ids.
+    socket_ids: RefCell<SocketIdGenerator>,
 }
 
 impl Shard {
@@ -192,6 +226,7 @@ impl Shard {
         mesh: Option<Senders<ShardMessage>>,
         redis: Option<RedisLink>,
         poller: super::poller::Poller,
+        apps: Arc<Apps>,
     ) -> Shard {
         let limits = Limits {
             outbound_queue_bytes: config.outbound_queue_bytes,
@@ -199,6 +234,7 @@ impl Shard {
             close_timeout_ms: config.close_timeout.as_millis() as u64,
             max_channels: config.max_channels,
             max_fragments: config.max_fragments,
+            max_subscriptions: config.max_subscriptions,
         };
         let mut registry = Registry::new(limits, poller);
         if redis.is_some() {
@@ -223,6 +259,8 @@ impl Shard {
             redis,
             confirmations: LocalNotify::default(),
             tokens: config.token_secret.as_ref().map(TokenVerifier::new),
+            apps,
+            socket_ids: RefCell::new(SocketIdGenerator::from_entropy()),
             config,
             shared,
         }
@@ -250,12 +288,21 @@ impl Shard {
     /// a retry would duplicate. Shards that died are left out (they have no subscribers any
     /// more).
     pub async fn publish(&self, publication: Publication) -> Result<(), Vec<ShardId>> {
+        self.publish_all(vec![publication]).await
+    }
+
+    /// Delivers every publication of `publications` to every live shard, or none of them
+    /// (room for all of them is checked in every channel first, as for one).
+    pub async fn publish_all(&self, publications: Vec<Publication>) -> Result<(), Vec<ShardId>> {
         let deadline = Instant::now() + self.config.publish_timeout;
+        let needed = publications.len();
         // Bounded by the deadline; each round sleeps 1 ms.
         loop {
-            let full = self.shards_without_room();
+            let full = self.shards_without_room(needed);
             if full.is_empty() {
-                self.send_everywhere(publication);
+                for publication in publications {
+                    self.send_everywhere(publication);
+                }
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -269,17 +316,18 @@ impl Shard {
         }
     }
 
-    /// Live shards whose channel from this shard (or this shard's own inbox) is full.
-    fn shards_without_room(&self) -> Vec<ShardId> {
+    /// Live shards whose channel from this shard (or this shard's own inbox) has no room for
+    /// `needed` more messages.
+    fn shards_without_room(&self, needed: usize) -> Vec<ShardId> {
         let mut full = Vec::new();
-        if !self.inbox.has_room() {
+        if !self.inbox.has_room_for(needed) {
             full.push(self.id);
         }
         if let Some(mesh) = &self.mesh {
             for peer in 0..mesh.nr_consumers() {
                 if peer != mesh.peer_id()
                     && self.shared.shards[peer].is_alive()
-                    && !self.mesh_has_room(peer)
+                    && !self.mesh_has_room_for(peer, needed)
                 {
                     full.push(ShardId(peer));
                 }
@@ -291,9 +339,14 @@ impl Shard {
     /// Does this shard's channel to `peer` have room for one more message? Exact, not a guess:
     /// only this shard sends on it, and the receiver only ever makes room.
     fn mesh_has_room(&self, peer: usize) -> bool {
+        self.mesh_has_room_for(peer, 1)
+    }
+
+    /// Room for `needed` more messages on the channel to `peer`.
+    fn mesh_has_room_for(&self, peer: usize, needed: usize) -> bool {
         let sent = self.mesh_sent.borrow()[peer];
         let consumed = self.shared.mesh_consumed(peer, self.id.0);
-        sent.saturating_sub(consumed) < self.shared.mesh_capacity as u64
+        sent.saturating_sub(consumed) + needed as u64 <= self.shared.mesh_capacity as u64
     }
 
     /// Sends one message to `peer` if its channel has room (counted as sent).
@@ -365,33 +418,108 @@ impl Shard {
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            let asked = glommio::timer::timeout(Duration::from_secs(1), async {
-                let mut message = ShardMessage::Snapshot(reply);
-                // Bounded by the timeout around it; each round sleeps 1 ms. Sent like a
-                // publish (room checked, then sent), so publishes can count on their checks.
-                loop {
-                    match self.try_send_to_peer(peer, message) {
-                        Ok(()) => break,
-                        Err(NotSent::Gone) => {
-                            return Err(glommio::GlommioError::<()>::Closed(
-                                glommio::ResourceType::Channel(()),
-                            ));
-                        }
-                        Err(NotSent::NoRoom(returned)) => message = returned,
-                    }
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-                answer.await.map_err(|_| {
-                    glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
-                })
-            })
-            .await;
-            if let Ok(snapshot) = asked {
+            if let Ok(snapshot) = self.ask(peer, ShardMessage::Snapshot(reply), answer).await {
                 snapshots.push(snapshot);
             }
         }
         snapshots.sort_by_key(|snapshot| snapshot.shard);
         snapshots
+    }
+
+    /// A new Pusher socket id.
+    pub fn next_socket_id(&self) -> SocketId {
+        self.socket_ids.borrow_mut().next_id()
+    }
+
+    /// Subscribers of `name` in `app`'s namespace on every live shard of this node.
+    pub async fn subscription_count(&self, app: AppSlot, name: &ChannelName) -> u64 {
+        let answers = self
+            .ask_channels(app, ChannelQuery::One(name.clone()))
+            .await;
+        answers.iter().map(|(_, count)| *count as u64).sum()
+    }
+
+    /// The channels of `app` starting with `prefix` on every live shard of this node, with
+    /// their subscriber counts added up (at most `limit` channels).
+    pub async fn channel_counts(
+        &self,
+        app: AppSlot,
+        prefix: &str,
+        limit: usize,
+    ) -> Vec<(ChannelName, u64)> {
+        let query = ChannelQuery::Prefix {
+            prefix: prefix.to_string(),
+            limit,
+        };
+        let mut totals: std::collections::BTreeMap<ChannelName, u64> = Default::default();
+        for (name, count) in self.ask_channels(app, query).await {
+            *totals.entry(name).or_default() += count as u64;
+        }
+        totals.into_iter().take(limit).collect()
+    }
+
+    /// Asks every live shard (this one directly) about channels; shards that do not answer
+    /// within a second are left out.
+    async fn ask_channels(&self, app: AppSlot, query: ChannelQuery) -> Vec<(ChannelName, usize)> {
+        let mut answers = self.answer_channels(app, &query);
+        let Some(mesh) = &self.mesh else {
+            return answers;
+        };
+        for peer in 0..mesh.nr_consumers() {
+            if peer == mesh.peer_id() || !self.shared.shards[peer].is_alive() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            let request = ShardMessage::Channels(ChannelsRequest {
+                app,
+                query: query.clone(),
+                reply,
+            });
+            if let Ok(mut answered) = self.ask(peer, request, answer).await {
+                answers.append(&mut answered);
+            }
+        }
+        answers
+    }
+
+    /// This shard's answer to a channels query.
+    pub fn answer_channels(&self, app: AppSlot, query: &ChannelQuery) -> Vec<(ChannelName, usize)> {
+        let registry = self.registry.borrow();
+        match query {
+            ChannelQuery::One(name) => vec![(name.clone(), registry.subscriber_count(app, name))],
+            ChannelQuery::Prefix { prefix, limit } => registry.channels_of(app, prefix, *limit),
+        }
+    }
+
+    /// Sends `request` to `peer` (room checked, like a publish) and waits at most a second
+    /// for the answer.
+    async fn ask<T>(
+        &self,
+        peer: usize,
+        request: ShardMessage,
+        answer: oneshot::Receiver<T>,
+    ) -> Result<T, ()> {
+        let asked = glommio::timer::timeout(Duration::from_secs(1), async {
+            let mut message = request;
+            // Bounded by the timeout around it; each round sleeps 1 ms.
+            loop {
+                match self.try_send_to_peer(peer, message) {
+                    Ok(()) => break,
+                    Err(NotSent::Gone) => {
+                        return Err(glommio::GlommioError::<()>::Closed(
+                            glommio::ResourceType::Channel(()),
+                        ));
+                    }
+                    Err(NotSent::NoRoom(returned)) => message = returned,
+                }
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            answer.await.map_err(|_| {
+                glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
+            })
+        })
+        .await;
+        asked.map_err(|_| ())
     }
 
     /// This shard's snapshot.
@@ -512,6 +640,21 @@ impl Shard {
         }
     }
 
+    /// With `--redis`: a publication with its metadata (a Pusher trigger) through Redis. Only
+    /// the default namespace travels through Redis.
+    pub async fn publish_publication_through_redis(
+        &self,
+        link: &RedisLink,
+        publication: Publication,
+    ) -> Result<u64, String> {
+        if publication.app != AppSlot::DEFAULT {
+            return Err("only the first application's channels travel through Redis".into());
+        }
+        let payload = publication.to_redis_payload();
+        self.publish_through_redis(link, publication.channel, payload)
+            .await
+    }
+
     /// With `--redis`: tells the subscriber core which channels this shard gained or lost, in
     /// batches (everything that changed while the previous report was in flight goes in the
     /// next one), and marks channels confirmed when the core has subscribed them.
@@ -536,10 +679,10 @@ impl Shard {
             {
                 let registry = self.registry.borrow();
                 for name in changes {
-                    let present = registry.subscriber_count(name.as_str()) > 0;
+                    let present = registry.subscriber_count(AppSlot::DEFAULT, &name) > 0;
                     // A channel removed and made again since the last look is announced but
                     // new, so unconfirmed: ask again (the core's update is idempotent).
-                    let unconfirmed = !registry.channel_confirmed(name.as_str());
+                    let unconfirmed = !registry.channel_confirmed(&name);
                     if present && (announced.insert(name.clone()) || unconfirmed) {
                         added.push(name);
                     } else if !present && announced.remove(&name) {
@@ -579,7 +722,7 @@ impl Shard {
         // Bounded by the deadline; each round is a confirmation from the Redis core.
         loop {
             let notified = self.confirmations.notified();
-            if self.registry.borrow().channel_confirmed(channel.as_str()) {
+            if self.registry.borrow().channel_confirmed(channel) {
                 return true;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -592,7 +735,7 @@ impl Shard {
             })
             .await;
             if waited.is_err() {
-                return self.registry.borrow().channel_confirmed(channel.as_str());
+                return self.registry.borrow().channel_confirmed(channel);
             }
         }
     }

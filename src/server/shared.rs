@@ -157,6 +157,21 @@ impl Drop for AddressTicket {
     }
 }
 
+/// One Pusher connection's place in its application's count (given back on drop).
+#[derive(Debug)]
+pub struct AppTicket {
+    counts: Arc<[PaddedCounter]>,
+    app: usize,
+}
+
+impl Drop for AppTicket {
+    fn drop(&mut self) {
+        if let Some(counter) = self.counts.get(self.app) {
+            counter.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A counter on cache lines of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -188,6 +203,9 @@ pub struct Shared {
     mesh_consumed: Box<[PaddedCounter]>,
     /// Capacity of each mesh channel (`--mesh-capacity`).
     pub mesh_capacity: usize,
+    /// Pusher connections per application on this node (for `max_connections`; touched when
+    /// a connection opens or closes, never per message).
+    app_connections: Arc<[PaddedCounter]>,
 }
 
 impl Shared {
@@ -210,6 +228,31 @@ impl Shared {
                 .map(|_| PaddedCounter::default())
                 .collect(),
             mesh_capacity,
+            app_connections: Arc::from([]),
+        }
+    }
+
+    /// Counts Pusher connections for `apps` applications.
+    pub fn count_app_connections(&mut self, apps: usize) {
+        self.app_connections = (0..apps).map(|_| PaddedCounter::default()).collect();
+    }
+
+    /// Pusher connections of `app` on this node.
+    pub fn app_connections(&self, app: crate::channel::AppSlot) -> u64 {
+        self.app_connections
+            .get(usize::from(app.0))
+            .map_or(0, |counter| counter.0.load(Ordering::Relaxed))
+    }
+
+    /// Counts one more connection of `app` until the ticket drops.
+    pub fn app_connection_ticket(&self, app: crate::channel::AppSlot) -> AppTicket {
+        let index = usize::from(app.0);
+        if let Some(counter) = self.app_connections.get(index) {
+            counter.0.fetch_add(1, Ordering::Relaxed);
+        }
+        AppTicket {
+            counts: self.app_connections.clone(),
+            app: index,
         }
     }
 

@@ -139,6 +139,13 @@ pub enum CloseRequest {
     /// Its subscription token expired (close 4009, as Centrifugo and Pusher use for
     /// authorization failures).
     TokenExpired,
+    /// The connection's protocol closes it with its own code (Pusher's 4000-4999 codes).
+    Application {
+        /// The close code.
+        code: u16,
+        /// The reason text.
+        reason: &'static str,
+    },
 }
 
 impl CloseRequest {
@@ -165,6 +172,9 @@ impl CloseRequest {
                 "token expired",
                 CloseReason::TokenExpired,
             ),
+            CloseRequest::Application { code, reason } => {
+                (code, reason, CloseReason::ProtocolRefused)
+            }
         }
     }
 }

@@ -60,6 +60,8 @@ counter_table! {
         Deliveries, "deliveries", "Broadcast frames queued for subscribers (one per subscriber per message)";
         DeliveriesDroppedClosing, "deliveries_dropped_closing", "Deliveries not queued because the subscriber was already closing";
         DeliveriesDroppedSlow, "deliveries_dropped_slow", "Queued deliveries dropped when a slow consumer was closed";
+        DeliveriesExcluded, "deliveries_excluded", "Deliveries skipped for the connection a publish excluded (Pusher socket_id)";
+        DeliveriesUnframable, "deliveries_unframable", "Deliveries skipped because the message has no form in the subscriber's protocol (binary to Pusher)";
         FramesWritten, "frames_written", "Frames completely written to sockets (broadcasts, pings, pongs, echoes, closes, 101s)";
         WriteCalls, "write_calls", "Write system calls (or io_uring send entries) to WebSocket sockets";
         WrittenBytes, "written_bytes", "Bytes written to WebSocket sockets";
@@ -107,11 +109,14 @@ pub enum CloseReason {
     InternalError,
     /// Its subscription token expired (close code 4009).
     TokenExpired,
+    /// Its protocol closed it with a code of its own (Pusher's 4001 unknown app, 4201 pong
+    /// not received, ...).
+    ProtocolRefused,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`ShardStats`]' close counts.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Normal,
         CloseReason::ProtocolError,
         CloseReason::InvalidPayload,
@@ -122,6 +127,7 @@ impl CloseReason {
         CloseReason::ConnectionLost,
         CloseReason::InternalError,
         CloseReason::TokenExpired,
+        CloseReason::ProtocolRefused,
     ];
 
     /// A stable lowercase name (for `/stat` and metrics labels).
@@ -137,6 +143,7 @@ impl CloseReason {
             CloseReason::ConnectionLost => "connection_lost",
             CloseReason::InternalError => "internal_error",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::ProtocolRefused => "protocol_refused",
         }
     }
 
@@ -144,7 +151,10 @@ impl CloseReason {
     /// none).
     pub fn close_code(self) -> Option<u16> {
         match self {
-            CloseReason::Normal | CloseReason::ConnectionLost | CloseReason::InternalError => None,
+            CloseReason::Normal
+            | CloseReason::ConnectionLost
+            | CloseReason::InternalError
+            | CloseReason::ProtocolRefused => None,
             CloseReason::ProtocolError => Some(1002),
             CloseReason::InvalidPayload => Some(1007),
             CloseReason::MessageTooBig => Some(1009),

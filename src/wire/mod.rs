@@ -14,22 +14,49 @@ pub mod centrifugo;
 pub mod pusher;
 pub mod raw;
 
+use bytes::Bytes;
+
+use crate::protocol::frame::{OpCode, encode_server_frame};
+use crate::publication::Publication;
+
 /// The ways a publication can be framed for subscribers. Each has an index into the fan-out's
 /// per-message frame cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireFormat {
     /// ws4redis-style: the payload as one text or binary frame.
     Raw,
+    /// Pusher Channels: the `{"event","channel","data"}` envelope as a text frame.
+    Pusher,
 }
 
 impl WireFormat {
     /// How many formats exist (the size of a per-message frame cache).
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 2;
 
     /// Index into a per-message frame cache.
     pub fn index(self) -> usize {
         match self {
             WireFormat::Raw => 0,
+            WireFormat::Pusher => 1,
+        }
+    }
+}
+
+/// The one frame every subscriber speaking `format` receives for `publication` (built once per
+/// message and format, then shared), or `None` when the publication cannot be sent in that
+/// format (a non-UTF-8 raw publish has no Pusher form).
+pub fn frame_publication(format: WireFormat, publication: &Publication) -> Option<Bytes> {
+    match format {
+        WireFormat::Raw => Some(raw::frame_publication(publication)),
+        WireFormat::Pusher => {
+            let data = std::str::from_utf8(&publication.payload).ok()?;
+            let event = publication
+                .event
+                .as_deref()
+                .unwrap_or(pusher::outgoing::RAW_MESSAGE_EVENT);
+            let envelope =
+                pusher::outgoing::event(publication.channel.as_str(), event, data, None);
+            Some(encode_server_frame(OpCode::Text, &envelope))
         }
     }
 }

@@ -260,11 +260,11 @@ pub enum Decoded {
 /// A well-formed command refused with an error reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    /// A channel name ringcast cannot hold (1-128 bytes of `[A-Za-z0-9_.:-]`); centrifuge
+    /// A channel name ringcast cannot hold (1-164 bytes of `[A-Za-z0-9_-=@,.;:#]`); centrifuge
     /// answers a too long channel with `ErrorBadRequest`.
     #[error("invalid channel name {channel:?}")]
     InvalidChannel {
-        /// The name as sent (at most 128 bytes kept).
+        /// The name as sent (at most `MAX_CHANNEL_NAME_BYTES` kept).
         channel: String,
     },
     /// A subscription type other than 0 (map, shared poll): client.go answers
@@ -1011,7 +1011,7 @@ mod tests {
         )) else {
             panic!()
         };
-        assert_eq!(channel.len(), 128);
+        assert_eq!(channel.len(), crate::channel::MAX_CHANNEL_NAME_BYTES);
         assert_eq!(
             refused(r#"{"subscribe":{"channel":"a","type":4},"id":1}"#),
             CommandError::SubscriptionType { kind: 4 }

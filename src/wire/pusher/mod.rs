@@ -36,5 +36,5 @@ pub mod error;
 pub mod incoming;
 pub mod outgoing;
 pub mod presence;
-pub mod socket_id;
+pub use crate::socket_id;
 pub mod webhook;
