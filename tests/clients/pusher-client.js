@@ -21,6 +21,8 @@
 //   subscription_error {channel, status, error}      pusher:subscription_error
 //   event          {channel, event, data[, user_id]} every non-internal event on a channel
 //   member_added / member_removed {channel, id, info}
+//   cache_miss     {channel}                         pusher:cache_miss (cache channels)
+//   subscription_count {channel, count}              pusher_internal:subscription_count
 //   members        {channel, count, me, members}     answer to "members"
 //   signin_success {user_data}                       pusher:signin_success
 //   user_event     {event, data}                     events sent to the signed-in user
@@ -124,6 +126,10 @@ function subscribe(name) {
   channel.bind('pusher:subscription_error', (status) => {
     emit('subscription_error', { channel: name, status: status && status.status, error: plain(status) });
   });
+  channel.bind('pusher:cache_miss', () => emit('cache_miss', { channel: name }));
+  channel.bind('pusher:subscription_count', (data) =>
+    emit('subscription_count', { channel: name, count: data && data.subscription_count }),
+  );
   channel.bind('pusher:member_added', (member) => emit('member_added', { channel: name, id: member.id, info: member.info }));
   channel.bind('pusher:member_removed', (member) =>
     emit('member_removed', { channel: name, id: member.id, info: member.info }),

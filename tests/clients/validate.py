@@ -12,7 +12,7 @@ $WEBHOOK_URL. SIGTERM stops it. Before it starts, this script starts the auth en
 webhook receiver (auth-server.js, ephemeral ports on 127.0.0.1).
 
 Scenarios (--only/--skip take these names): channels, sdk_node, sdk_python, negative, echo,
-presence, client_events, user, webhooks, browser, restart. Each check line:
+presence, client_events, user, cache, webhooks, browser, restart. Each check line:
 {"type":"check","scenario":..,"name":..,"ok":true|false,"detail":..}. Exit code 0 when every
 check passed, 1 otherwise; every process this script starts is stopped before it exits.
 Uses the tools installed by tests/clients/install.sh (node_modules, .venv, chromium).
@@ -36,7 +36,7 @@ WAIT_S = 8.0
 #: Longest a client process may take to exit after its stdin closed, in seconds.
 EXIT_S = 5.0
 SCENARIOS = ("channels", "sdk_node", "sdk_python", "negative", "echo", "presence", "client_events",
-             "user", "webhooks", "browser", "restart")
+             "user", "cache", "webhooks", "browser", "restart")
 
 
 class Proc:
@@ -430,11 +430,22 @@ class Suite:
         c.check("the user's connection is closed",
                 a.wait(lambda l: l.get("type") == "state" and l["previous"] == "connected", start=mark))
 
+    def cache(self):
+        c = self.c
+        self.sdk({"op": "trigger", "channel": "cache-news", "event": "headline", "data": {"v": 1}},
+                 {"op": "trigger", "channel": "cache-news", "event": "headline", "data": {"v": 2}})
+        a = self.client("--subscribe", "cache-news,cache-empty")
+        got = a.wait_type("event", channel="cache-news", event="headline")
+        c.check("subscribing to a cache channel replays the last event", got and got.get("data") == {"v": 2}, got)
+        time.sleep(0.3)
+        c.check("and only the last one", len(a.seen("event", channel="cache-news")) == 1, a.seen("event"))
+        c.check("a cache channel with nothing cached: pusher:cache_miss", a.wait_type("cache_miss", channel="cache-empty"))
+
     def webhooks(self):
         c = self.c
         hooks = self.webhook_proc
         mark = hooks.mark()
-        a = self.client("--subscribe", "presence-hook,private-hook", "--user-id", "hooky")
+        a = self.client("--subscribe", "presence-hook,private-hook,cache-hook-empty", "--user-id", "hooky")
         self.subscribed(a, "presence-hook", "private-hook")
         b = self.client("--subscribe", "private-hook", "--user-id", "hook2")
         self.subscribed(b, "private-hook")
@@ -448,6 +459,7 @@ class Suite:
         c.check("channel_occupied webhook, valid signature", occupied and occupied["valid"], occupied)
         c.check("member_added webhook", got("member_added", "presence-hook"))
         c.check("client_event webhook", got("client_event", "private-hook"))
+        c.check("cache_miss webhook", got("cache_miss", "cache-hook-empty"))
         a.close()
         b.close()
         c.check("member_removed webhook", got("member_removed", "presence-hook", 15))
