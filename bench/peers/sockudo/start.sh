@@ -15,7 +15,8 @@
 # read requests/s raised to SOCKUDO_MAX (default 1000000). Client events on
 # (SOCKUDO_CLIENT_EVENTS=0 for off); user authentication off (SOCKUDO_USER_AUTH=1: required,
 # which Sockudo needs to answer pusher:signin). Webhooks have no environment variable (they need
-# an apps config file): not configured. Logging: errors only (RUST_LOG=error).
+# an apps config file): not configured. Logging: errors only (RUST_LOG=error). SIGTERM: Sockudo
+# waits SHUTDOWN_GRACE_PERIOD seconds (its default 10, here 1) and exits 0.
 # Listeners: HOST=127.0.0.1:$PORT only; metrics off and bound to 127.0.0.1:$((PORT+10000)) in
 # case they are turned on; MCP server and Unix socket off.
 set -euo pipefail
@@ -38,6 +39,7 @@ export SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=$MAX SOCKUDO_DEFAULT_AP
 export SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=${SOCKUDO_CLIENT_EVENTS_PER_S:-$MAX}
 export SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=$([ "${SOCKUDO_CLIENT_EVENTS:-1}" = 1 ] && echo true || echo false)
 export SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION=$([ "${SOCKUDO_USER_AUTH:-0}" = 1 ] && echo true || echo false)
+export SHUTDOWN_GRACE_PERIOD=${SHUTDOWN_GRACE_PERIOD:-1}
 export DEBUG=false RUST_LOG=${RUST_LOG:-error} LOG_COLORS_ENABLED=false
 export SOCKUDO_OTEL_ENABLED=false
 say "sockudo $(cat "$HERE/root/VERSION" 2>/dev/null) on 127.0.0.1:$PORT, cores $CORES ($NCORES tokio workers), app id $PUSHER_APP_ID key $PUSHER_APP_KEY"
