@@ -13,7 +13,10 @@ What this module does not do: measure anything during a run (see procfs and comp
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -24,11 +27,41 @@ import procfs
 
 #: Every server the driver knows, in the default order (ringcast first: ratios are against it).
 SERVER_NAMES = ("ringcast", "nchan", "pushpin", "node-ws", "gorilla", "tokio-tungstenite", "fastwebsockets")
+#: Pusher-protocol peers (bench/peers/soketi, bench/peers/sockudo): they serve /app/{key} and the
+#: signed /apps/{id}/... API, not /ws + /publish, so they are not in the default list; the
+#: harness needs its Pusher mode to measure them. Readiness is a signed trigger (pusher_probe).
+PUSHER_SERVER_NAMES = ("soketi", "sockudo")
 #: Ports: ringcast next to the peers' defaults (bench/peers/README.md).
 PORTS = {
     "ringcast": 18100, "nchan": 18101, "pushpin": 18102, "node-ws": 18103,
     "gorilla": 18104, "tokio-tungstenite": 18105, "fastwebsockets": 18106,
+    "soketi": 18107, "sockudo": 18108,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class PusherApp:
+    """The one app the Pusher peers serve (bench/peers/common.sh pusher_env, same defaults)."""
+
+    #: App id (numeric: the Python `pusher` SDK accepts nothing else).
+    app_id: str = os.environ.get("PUSHER_APP_ID", "1")
+    #: Public key (in /app/{key}).
+    key: str = os.environ.get("PUSHER_APP_KEY", "app-key")
+    #: Secret (signs API requests).
+    secret: str = os.environ.get("PUSHER_APP_SECRET", "app-secret")
+
+
+def pusher_signed_path(app: PusherApp, method: str, path: str, body: bytes, timestamp: int) -> str:
+    """`path` with the query Pusher's REST API requires: auth_key, auth_timestamp, auth_version,
+    body_md5 (when there is a body) and auth_signature = HMAC-SHA256(secret,
+    "METHOD\nPATH\nsorted query") in lowercase hex (Pusher docs, rest-api "Authentication")."""
+    query = {"auth_key": app.key, "auth_timestamp": str(timestamp), "auth_version": "1.0"}
+    if body:
+        query["body_md5"] = hashlib.md5(body).hexdigest()
+    signed = "&".join(f"{k}={query[k]}" for k in sorted(query))
+    query["auth_signature"] = hmac.new(app.secret.encode(), f"{method}\n{path}\n{signed}".encode(),
+                                       hashlib.sha256).hexdigest()
+    return path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
 #: How long a server may take to listen and answer a publish (Pushpin starts 6 processes).
 READY_TIMEOUT_S = 30.0
 #: Where each server takes `POST /publish` when not on its WebSocket port: ringcast's API
@@ -119,6 +152,31 @@ def publish_status(port: int, timeout_s: float = 2.0) -> int | None:
         connection.close()
 
 
+def pusher_probe_status(port: int, app: PusherApp | None = None, timeout_s: float = 2.0) -> int | None:
+    """HTTP status of one signed Pusher trigger to the probe channel, or None on a connection
+    error. Note: soketi 1.6.1 answers API errors with status 200 and the real code in the JSON
+    body, so the body must say {"ok": true} (soketi) or be a JSON object without "error"."""
+    app = app or PusherApp()
+    body = json.dumps({"name": "probe", "channel": PROBE_CHANNEL, "data": "probe"}).encode()
+    path = pusher_signed_path(app, "POST", f"/apps/{app.app_id}/events", body, int(time.time()))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read()
+        try:
+            answer = json.loads(text or b"{}")
+        except ValueError:
+            answer = None
+        if response.status == 200 and (not isinstance(answer, dict) or "error" in answer):
+            return 500
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
 class ServerError(Exception):
     """A server did not start, or did not get ready in time."""
 
@@ -160,7 +218,8 @@ class RunningServer:
         return tree
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Waits until the port listens and a publish gets a 2xx, bounded by `timeout_s`."""
+        """Waits until the port listens and a publish (a signed trigger for the Pusher peers) gets a
+        2xx, bounded by `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         # Bounded by the deadline.
         while time.monotonic() < deadline:
@@ -168,6 +227,8 @@ class RunningServer:
                 raise ServerError(f"{self.name} exited with {self.process.returncode} while starting; see {self.log_path}")
             if self.port in procfs.listening_ports():
                 status = publish_status(publish_port(self.name))
+                status = (pusher_probe_status(self.port) if self.name in PUSHER_SERVER_NAMES
+                          else publish_status(self.port))
                 if status is not None and 200 <= status < 300:
                     self.probe_status = status
                     # Multi-process servers (Pushpin) may still be wiring up; let them finish.

@@ -47,3 +47,13 @@ peer_env() {
   PORT=${PORT:-$1}
   export CORES NCORES PORT
 }
+
+# Pusher peers (soketi, sockudo): one app, from PUSHER_APP_ID/_KEY/_SECRET. Defaults: id 1 (the
+# Python `pusher` SDK accepts only numeric app ids), key app-key, secret app-secret; the client
+# scripts in tests/clients use the same defaults.
+pusher_env() {
+  PUSHER_APP_ID=${PUSHER_APP_ID:-1}
+  PUSHER_APP_KEY=${PUSHER_APP_KEY:-app-key}
+  PUSHER_APP_SECRET=${PUSHER_APP_SECRET:-app-secret}
+  export PUSHER_APP_ID PUSHER_APP_KEY PUSHER_APP_SECRET
+}

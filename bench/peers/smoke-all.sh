@@ -2,11 +2,13 @@
 # Install, start, smoke-test and stop every peer (or the ones named), then print a
 # PASS/FAIL table. Env: CORES (default 0) is passed to every start.sh; SKIP_INSTALL=1
 # skips install.sh; VENV (default /tmp/ringcast-peers-venv) holds `websockets` for smoke.py.
+# The Pusher-protocol peers (soketi, sockudo) are checked by smoke_pusher.py instead of smoke.py.
 #   bench/peers/smoke-all.sh [peer...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ALL=(nchan pushpin node-ws gorilla tokio-tungstenite fastwebsockets)
-declare -A PORTS=([nchan]=18101 [pushpin]=18102 [node-ws]=18103 [gorilla]=18104 [tokio-tungstenite]=18105 [fastwebsockets]=18106)
+ALL=(nchan pushpin node-ws gorilla tokio-tungstenite fastwebsockets soketi sockudo)
+declare -A PORTS=([nchan]=18101 [pushpin]=18102 [node-ws]=18103 [gorilla]=18104 [tokio-tungstenite]=18105 [fastwebsockets]=18106 [soketi]=18107 [sockudo]=18108)
+declare -A SMOKE=([soketi]=smoke_pusher.py [sockudo]=smoke_pusher.py)
 PEERS=("${@:-${ALL[@]}}")
 LOGS=/tmp/ringcast-peers/logs
 mkdir -p "$LOGS"
@@ -44,7 +46,7 @@ for p in "${PEERS[@]}"; do
   R_START[$p]=ok
   sleep 0.5  # let multi-process peers (pushpin: origin, proxy, handler) finish starting
 
-  out=$(timeout 60 "$VENV/bin/python" "$HERE/smoke.py" "$port" 2>&1 | tail -n 1)
+  out=$(timeout 60 "$VENV/bin/python" "$HERE/${SMOKE[$p]:-smoke.py}" "$port" 2>&1 | tail -n 1)
   case $out in PASS*) R_SMOKE[$p]=PASS ;; *) R_SMOKE[$p]=FAIL ;; esac
   R_DETAIL[$p]=${out#* port=$port }
   echo "$out" | cut -c1-300 >&2

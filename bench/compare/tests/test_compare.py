@@ -101,6 +101,26 @@ class ScenarioTest(unittest.TestCase):
         self.assertEqual(env, {"PORT": "18101", "CORES": "0-1"})
 
 
+    def test_pusher_peers_are_known_but_not_in_the_default_list(self):
+        self.assertEqual(servers.PORTS["soketi"], 18107)
+        self.assertEqual(servers.PORTS["sockudo"], 18108)
+        for name in servers.PUSHER_SERVER_NAMES:
+            self.assertNotIn(name, servers.SERVER_NAMES)
+        layout = servers.Layout(server_cores="0", client_cores="1")
+        argv, env = servers.start_command("soketi", layout, servers.Binaries(Path("/r"), Path("/r/ringcast")))
+        self.assertEqual(argv, ["/r/bench/peers/soketi/start.sh"])
+        self.assertEqual(env, {"PORT": "18107", "CORES": "0"})
+
+    def test_pusher_signing_matches_the_docs_worked_example(self):
+        # Pusher docs, rest-api "Worked authentication example".
+        app = servers.PusherApp(app_id="3", key="278d425bdf160c739803", secret="7ad3773142a6692b25b8")
+        body = b'{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}'
+        path = servers.pusher_signed_path(app, "POST", "/apps/3/events", body, 1353088179)
+        self.assertEqual(path, "/apps/3/events?auth_key=278d425bdf160c739803&auth_timestamp=1353088179"
+                               "&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f"
+                               "&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c")
+
+
 def run(server, rep, metrics, ok=True, scenario="fanout"):
     return {"server": server, "rep": rep, "scenario": scenario, "ok": ok, "metrics": metrics, "problems": [], "notes": []}
 
