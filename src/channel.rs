@@ -38,7 +38,10 @@ impl ChannelName {
         let valid_length = (1..=MAX_CHANNEL_NAME_BYTES).contains(&name.len());
         let valid_bytes = name.bytes().all(|byte| {
             byte.is_ascii_alphanumeric()
-                || matches!(byte, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';' | b':' | b'#')
+                || matches!(
+                    byte,
+                    b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';' | b':' | b'#'
+                )
         });
         (valid_length && valid_bytes).then(|| ChannelName(Arc::from(name)))
     }

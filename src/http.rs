@@ -420,7 +420,10 @@ pub enum Route {
 impl Route {
     /// Does this route switch to WebSocket?
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Route::Subscribe(_) | Route::Echo | Route::PusherConnect)
+        matches!(
+            self,
+            Route::Subscribe(_) | Route::Echo | Route::PusherConnect
+        )
     }
 }
 

@@ -146,9 +146,13 @@ mod tests {
         let channel = ChannelName::new("news").unwrap();
         let plain = Publication::new(channel.clone(), Bytes::from_static(b"hello"));
         assert_eq!(&plain.to_redis_payload()[..], b"hello");
-        let read = Publication::from_redis(AppSlot::DEFAULT, channel.clone(), plain.to_redis_payload())
-            .unwrap();
-        assert_eq!((read.event, read.exclude, &read.payload[..]), (None, None, &b"hello"[..]));
+        let read =
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), plain.to_redis_payload())
+                .unwrap();
+        assert_eq!(
+            (read.event, read.exclude, &read.payload[..]),
+            (None, None, &b"hello"[..])
+        );
         let exclude = SocketId::parse("12.34").unwrap();
         let event = Publication::event(
             AppSlot::DEFAULT,
@@ -158,16 +162,25 @@ mod tests {
             Some(exclude),
         );
         let read =
-            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), event.to_redis_payload()).unwrap();
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), event.to_redis_payload())
+                .unwrap();
         assert_eq!(read.event.as_deref(), Some("my-event"));
         assert_eq!(read.exclude, Some(exclude));
         assert_eq!(&read.payload[..], b"{\"a\":1}");
         // A raw payload that looks like an envelope is wrapped, so it reads back unchanged.
         let tricky = Publication::new(channel.clone(), Bytes::from_static(b"\0ringcast1\nxyz"));
         let read =
-            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), tricky.to_redis_payload()).unwrap();
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), tricky.to_redis_payload())
+                .unwrap();
         assert_eq!(&read.payload[..], b"\0ringcast1\nxyz");
-        assert!(Publication::from_redis(AppSlot::DEFAULT, channel, Bytes::from_static(b"\0ringcast1\n{bad")).is_none());
+        assert!(
+            Publication::from_redis(
+                AppSlot::DEFAULT,
+                channel,
+                Bytes::from_static(b"\0ringcast1\n{bad")
+            )
+            .is_none()
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
 #   1. every Rust test of the workspace (unit, property, integration against real servers,
 #      fault injection),
-#   2. the comparison driver's own tests (Python, standard library, no server),
-#   3. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
+#   2. the real client libraries against the real server (tests/clients: pusher-js in Node and
+#      in headless Chromium, laravel-echo, the npm and PyPI pusher SDKs),
+#   3. the comparison driver's own tests (Python, standard library, no server),
+#   4. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
 # Usage: bash tests/run.sh            (README's test command; .ci/run calls it)
-#        SKIP_AUTOBAHN=1 bash tests/run.sh
+#        SKIP_AUTOBAHN=1 SKIP_CLIENTS=1 bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,17 @@ fi
 # are inert unless `--test-fault` is passed.
 say "cargo test --release --workspace --features ringcast/test-hooks"
 cargo test --release --workspace --locked --features ringcast/test-hooks
+
+if [ -z "${SKIP_CLIENTS:-}" ]; then
+    # The client libraries users have: pusher-js (Node and headless Chromium), laravel-echo,
+    # the npm and PyPI `pusher` SDKs. The installer is idempotent (apt chromium, npm ci, a venv).
+    say "real clients against ringcast (tests/clients)"
+    bash tests/clients/install.sh
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    RINGCAST_BIN=target/release/ringcast python3 tests/clients/validate.py --port "$port" \
+        --server-cmd 'exec tests/clients/ringcast-server.sh' \
+        --only channels,sdk_node,sdk_python,negative,echo,browser,restart --without presence
+fi
 
 say "comparison driver tests (bench/compare)"
 python3 -m unittest discover -s bench/compare/tests

@@ -30,7 +30,6 @@ use super::shard::Shard;
 use super::shared::AddressLimit;
 use crate::auth;
 use crate::channel::AppSlot;
-use crate::wire::pusher::error::ConnectError;
 use crate::http::{
     self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
     parse_request_head,
@@ -40,6 +39,7 @@ use crate::publication::Publication;
 use crate::telemetry::counters::Counter;
 use crate::telemetry::stat::StatReport;
 use crate::telemetry::{NodeReadings, ProcessReadings, ShardSnapshot, metrics};
+use crate::wire::pusher::error::ConnectError;
 use crate::wire::raw::RawRole;
 /// Most sockets being refused with 503 at once; beyond it, refused sockets are just closed.
 const REFUSALS_IN_FLIGHT_MAX: usize = 64;

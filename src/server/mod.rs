@@ -79,6 +79,9 @@ pub enum ServerError {
     Signals(std::io::Error),
 }
 
+/// Longest wait for every shard to join the mesh at start.
+const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A shard's answer to "are you ready?".
 type ReadyReport = Result<ShardId, ServerError>;
 
@@ -306,18 +309,33 @@ async fn run_shard(start: ShardStart, ready: mpsc::Sender<ReadyReport>) {
             reason,
         }));
     };
-    let (senders, receivers) = match mesh {
-        Some(mesh) => match mesh.join().await {
-            Ok((senders, mut receivers)) => {
-                let streams = receivers
-                    .streams()
-                    .into_iter()
-                    .map(|(peer, stream)| (ShardId(peer), stream))
-                    .collect();
-                (Some(senders), streams)
-            }
-            Err(_) => return fail("cannot join the mesh".into()),
-        },
+    // Bounded: a shard whose executor could not even start (io_uring setup refused, e.g. by
+    // RLIMIT_MEMLOCK) never joins, and the others must not wait for it forever.
+    let joined = match mesh {
+        Some(mesh) => Some(
+            glommio::timer::timeout(MESH_JOIN_TIMEOUT, async {
+                mesh.join().await.map_err(|_| {
+                    glommio::GlommioError::<()>::Closed(glommio::ResourceType::Channel(()))
+                })
+            })
+            .await,
+        ),
+        None => None,
+    };
+    let (senders, receivers) = match joined {
+        Some(Ok((senders, mut receivers))) => {
+            let streams = receivers
+                .streams()
+                .into_iter()
+                .map(|(peer, stream)| (ShardId(peer), stream))
+                .collect();
+            (Some(senders), streams)
+        }
+        Some(Err(_)) => {
+            return fail(format!(
+                "the other shards did not join within {MESH_JOIN_TIMEOUT:?} (one could not start: see above)"
+            ));
+        }
         None => (None, Vec::new()),
     };
     let poller = match poller::Poller::new() {

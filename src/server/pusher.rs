@@ -243,7 +243,9 @@ async fn api_answer(
         ApiRoute::Channels => {
             let query = api::parse_channels_query(&signed)?;
             let prefix = query.filter_by_prefix.clone().unwrap_or_default();
-            let channels = shard.channel_counts(slot, &prefix, CHANNELS_ANSWER_MAX).await;
+            let channels = shard
+                .channel_counts(slot, &prefix, CHANNELS_ANSWER_MAX)
+                .await;
             Ok(api::channels_answer(
                 &query,
                 channels
@@ -304,22 +306,22 @@ async fn trigger(
     let accepted = if let Some(link) = &shard.redis {
         let mut result = Ok(());
         for publication in publications {
-            if let Err(error) = shard.publish_publication_through_redis(link, publication).await {
+            if let Err(error) = shard
+                .publish_publication_through_redis(link, publication)
+                .await
+            {
                 result = Err(error);
                 break;
             }
         }
         result.map_err(ApiError::Unavailable)
     } else {
-        shard
-            .publish_all(publications)
-            .await
-            .map_err(|refused| {
-                ApiError::Unavailable(format!(
-                    "{} shards could not take the event in time; it was sent nowhere",
-                    refused.len()
-                ))
-            })
+        shard.publish_all(publications).await.map_err(|refused| {
+            ApiError::Unavailable(format!(
+                "{} shards could not take the event in time; it was sent nowhere",
+                refused.len()
+            ))
+        })
     };
     accepted?;
     let mut counts = Vec::with_capacity(channels.len());

@@ -21,9 +21,9 @@ use std::time::Duration;
 use glommio::io::BufferedFile;
 
 use super::registry::{ConnectionKey, PartialInput, Protocol, Registry, recv};
-use crate::apps::Apps;
 use super::shard::Shard;
 use super::state::{CloseRequest, LifeEvent, Lifecycle, ReadState};
+use crate::apps::Apps;
 use crate::protocol::close::encode_close_reply;
 use crate::protocol::message::{Decoded, Event, MessageDecoder};
 use crate::telemetry::counters::Counter;
@@ -135,7 +135,13 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
             }
             Ok(count) => {
                 registry.touch(key, now_ms);
-                handle_input(&mut registry, &shard.apps, key, &mut scratch[..count], now_ms);
+                handle_input(
+                    &mut registry,
+                    &shard.apps,
+                    key,
+                    &mut scratch[..count],
+                    now_ms,
+                );
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 registry.set_read(key, ReadState::Waiting);

@@ -42,9 +42,9 @@ use crate::channel::{AppSlot, ChannelName};
 use crate::protocol::close::encode_close_frame;
 use crate::protocol::message::MessageDecoder;
 use crate::publication::Publication;
+use crate::socket_id::SocketId;
 use crate::telemetry::counters::{CloseReason, Counter, ShardStats};
 use crate::wire::WireFormat;
-use crate::socket_id::SocketId;
 use crate::wire::raw::RawRole;
 
 /// A connection's key in its shard's slab.
@@ -252,9 +252,8 @@ impl Connection {
         let Protocol::Pusher(_) = self.protocol else {
             return event;
         };
-        let application = |code, reason| {
-            LifeEvent::Request(CloseRequest::Application { code, reason })
-        };
+        let application =
+            |code, reason| LifeEvent::Request(CloseRequest::Application { code, reason });
         match event {
             LifeEvent::Request(CloseRequest::Idle) => application(4201, "Pong reply not received"),
             LifeEvent::Request(CloseRequest::Shutdown) => {
@@ -494,7 +493,10 @@ impl Registry {
         ) else {
             return false;
         };
-        connection.subscriptions.iter().any(|s| s.channel == channel)
+        connection
+            .subscriptions
+            .iter()
+            .any(|s| s.channel == channel)
     }
 
     /// Leaves one channel (nothing if `key` is not in it).
@@ -617,10 +619,17 @@ impl Registry {
 
     /// The channels of `app` whose name starts with `prefix`, with their subscriber counts here
     /// (at most `limit`).
-    pub fn channels_of(&self, app: AppSlot, prefix: &str, limit: usize) -> Vec<(ChannelName, usize)> {
+    pub fn channels_of(
+        &self,
+        app: AppSlot,
+        prefix: &str,
+        limit: usize,
+    ) -> Vec<(ChannelName, usize)> {
         self.channels
             .iter()
-            .filter(|(_, channel)| channel.key.app == app && channel.key.name.as_str().starts_with(prefix))
+            .filter(|(_, channel)| {
+                channel.key.app == app && channel.key.name.as_str().starts_with(prefix)
+            })
             .take(limit)
             .map(|(_, channel)| (channel.key.name.clone(), channel.subscribers.len()))
             .collect()
@@ -1354,10 +1363,16 @@ mod tests {
         let mut registry = registry(1 << 20);
         let keys: Vec<_> = (0..5).map(|_| connect(&mut registry)).collect();
         for (key, _) in &keys {
-            registry.subscribe(*key, AppSlot::DEFAULT, &name("a")).unwrap();
+            registry
+                .subscribe(*key, AppSlot::DEFAULT, &name("a"))
+                .unwrap();
         }
-        registry.subscribe(keys[0].0, AppSlot::DEFAULT, &name("b")).unwrap();
-        registry.subscribe(keys[0].0, AppSlot::DEFAULT, &name("b")).unwrap();
+        registry
+            .subscribe(keys[0].0, AppSlot::DEFAULT, &name("b"))
+            .unwrap();
+        registry
+            .subscribe(keys[0].0, AppSlot::DEFAULT, &name("b"))
+            .unwrap();
         assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("a")), 5);
         assert_eq!(registry.subscriber_count(AppSlot::DEFAULT, &name("b")), 1);
         registry.discard(keys[1].0);
@@ -1377,8 +1392,13 @@ mod tests {
         let mut registry = registry(1 << 20);
         registry.limits.max_channels = 1;
         let (key, _peer) = connect(&mut registry);
-        registry.subscribe(key, AppSlot::DEFAULT, &name("a")).unwrap();
-        assert_eq!(registry.subscribe(key, AppSlot::DEFAULT, &name("b")), Err(TooManyChannels));
+        registry
+            .subscribe(key, AppSlot::DEFAULT, &name("a"))
+            .unwrap();
+        assert_eq!(
+            registry.subscribe(key, AppSlot::DEFAULT, &name("b")),
+            Err(TooManyChannels)
+        );
     }
 
     #[test]
@@ -1386,8 +1406,12 @@ mod tests {
         let mut registry = registry(1 << 20);
         let (first, _a) = connect(&mut registry);
         let (second, _b) = connect(&mut registry);
-        registry.subscribe(first, AppSlot::DEFAULT, &name("a")).unwrap();
-        registry.subscribe(second, AppSlot::DEFAULT, &name("a")).unwrap();
+        registry
+            .subscribe(first, AppSlot::DEFAULT, &name("a"))
+            .unwrap();
+        registry
+            .subscribe(second, AppSlot::DEFAULT, &name("a"))
+            .unwrap();
         assert_eq!(registry.fan_out(&publication("a", b"hi")), 2);
         assert_eq!(registry.fan_out(&publication("a", b"hi")), 2);
         let first_frame = registry.connections[first.index()]
@@ -1411,7 +1435,9 @@ mod tests {
     fn slow_consumers_are_closed_after_the_pass_with_their_queue_dropped() {
         let mut registry = registry(100);
         let (key, _peer) = connect(&mut registry);
-        registry.subscribe(key, AppSlot::DEFAULT, &name("a")).unwrap();
+        registry
+            .subscribe(key, AppSlot::DEFAULT, &name("a"))
+            .unwrap();
         let big = Publication::new(name("a"), Bytes::from(vec![b'x'; 80]));
         registry.fan_out(&big);
         registry.fan_out(&big);

@@ -30,13 +30,13 @@ use super::state::CloseRequest;
 use super::write::Writer;
 use crate::apps::Apps;
 use crate::auth::token::TokenVerifier;
-use crate::channel::AppSlot;
-use crate::socket_id::{SocketId, SocketIdGenerator};
 use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
+use crate::channel::AppSlot;
 use crate::channel::{ChannelName, ChannelPolicy};
 use crate::config::{Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
 use crate::protocol::frame::{OpCode, encode_server_frame};
 use crate::publication::Publication;
+use crate::socket_id::{SocketId, SocketIdGenerator};
 use crate::telemetry::counters::Counter;
 use crate::telemetry::{ShardId, ShardSnapshot};
 

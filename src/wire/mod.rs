@@ -54,8 +54,7 @@ pub fn frame_publication(format: WireFormat, publication: &Publication) -> Optio
                 .event
                 .as_deref()
                 .unwrap_or(pusher::outgoing::RAW_MESSAGE_EVENT);
-            let envelope =
-                pusher::outgoing::event(publication.channel.as_str(), event, data, None);
+            let envelope = pusher::outgoing::event(publication.channel.as_str(), event, data, None);
             Some(encode_server_frame(OpCode::Text, &envelope))
         }
     }

@@ -21,7 +21,7 @@ client_events = "on"
 url = "$WEBHOOK_URL"
 TOML
 # Not exec: the trap removes the apps file when ringcast exits (SIGTERM is passed on).
-"${RINGCAST_BIN:-target/release/ringcast}" --listen "127.0.0.1:$PORT" --apps "$apps" ${RINGCAST_ARGS:-} &
+"${RINGCAST_BIN:-target/release/ringcast}" --listen "127.0.0.1:$PORT" --api-listen 127.0.0.1:0 --apps "$apps" ${RINGCAST_ARGS:-} &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; rm -f "$apps"' TERM INT
 wait "$child"

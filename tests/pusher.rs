@@ -1,0 +1,381 @@
+//! The Pusher protocol against the real server, at the wire level (the real client libraries
+//! run in tests/clients/validate.py, from tests/run.sh): one namespace shared with the raw
+//! protocol, applications isolated from each other, `socket_id` exclusion, two nodes joined by
+//! a real Redis, protocol-level close codes, and what a Pusher connection costs.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{PATIENCE, RedisServer, Server, http_to};
+use ringcast::apps::App;
+use ringcast::auth::pusher::channel_auth;
+use ringcast::auth::rest::sign_query;
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+/// An apps file with two applications.
+fn apps_file() -> tempfile_path::TempFile {
+    tempfile_path::TempFile::with(
+        r#"
+[[app]]
+id = "1"
+key = "key-one"
+secret = "secret-one"
+
+[[app]]
+id = "2"
+key = "key-two"
+secret = "secret-two"
+"#,
+    )
+}
+
+mod tempfile_path {
+    //! A file removed when dropped.
+    pub struct TempFile(pub std::path::PathBuf);
+
+    impl TempFile {
+        pub fn with(text: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!(
+                "ringcast-pusher-{}-{}.toml",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        pub fn as_str(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn app(id: &str) -> App {
+    match id {
+        "1" => App::new("1", "key-one", "secret-one").unwrap(),
+        _ => App::new("2", "key-two", "secret-two").unwrap(),
+    }
+}
+
+/// A Pusher client speaking protocol 7 over a real WebSocket.
+struct PusherClient {
+    socket: WebSocket<TcpStream>,
+    socket_id: String,
+}
+
+impl PusherClient {
+    fn connect(server: &Server, key: &str) -> PusherClient {
+        let mut socket = server.websocket(&format!("/app/{key}?protocol=7&client=test&version=1"));
+        let established = read_json(&mut socket);
+        assert_eq!(
+            established["event"], "pusher:connection_established",
+            "{established}"
+        );
+        let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+        let socket_id = data["socket_id"].as_str().unwrap().to_string();
+        assert!(
+            socket_id.split('.').count() == 2
+                && socket_id
+                    .split('.')
+                    .all(|part| part.bytes().all(|b| b.is_ascii_digit())),
+            "{socket_id}"
+        );
+        assert!(data["activity_timeout"].as_u64().unwrap() > 0);
+        PusherClient { socket, socket_id }
+    }
+
+    fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .unwrap();
+    }
+
+    fn subscribe(&mut self, channel: &str, auth: Option<String>) -> Value {
+        let mut data = json!({ "channel": channel });
+        if let Some(auth) = auth {
+            data["auth"] = json!(auth);
+        }
+        self.send(json!({ "event": "pusher:subscribe", "data": data }));
+        self.next()
+    }
+
+    fn next(&mut self) -> Value {
+        read_json(&mut self.socket)
+    }
+
+    /// The next channel event (skipping protocol messages).
+    fn next_event(&mut self) -> Value {
+        loop {
+            let message = self.next();
+            let event = message["event"].as_str().unwrap_or_default();
+            if !event.starts_with("pusher") {
+                return message;
+            }
+        }
+    }
+
+    fn assert_nothing_more(&mut self) {
+        self.socket
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match self.socket.read() {
+            Ok(Message::Text(text)) => panic!("unexpected {text}"),
+            Ok(_) | Err(_) => {}
+        }
+        self.socket
+            .get_mut()
+            .set_read_timeout(Some(PATIENCE))
+            .unwrap();
+    }
+}
+
+fn read_json(socket: &mut WebSocket<TcpStream>) -> Value {
+    loop {
+        match socket.read().expect("a message") {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A signed Pusher REST request on `server`'s public listener.
+fn rest(server: &Server, app_id: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    rest_with(server, app_id, method, path, &[], body)
+}
+
+fn rest_with(
+    server: &Server,
+    app_id: &str,
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Value) {
+    let body = if method == "GET" {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let full_path = format!("/apps/{app_id}{path}");
+    let query = sign_query(&app(app_id), method, &full_path, params, &body, now_s());
+    let (status, text) = http_to(
+        server.address,
+        method,
+        &format!("{full_path}?{query}"),
+        "Content-Type: application/json\r\n",
+        &body,
+    );
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn trigger(server: &Server, app_id: &str, body: Value) -> (u16, Value) {
+    rest(server, app_id, "POST", "/events", &body)
+}
+
+#[test]
+fn one_namespace_two_wire_formats() {
+    let apps = apps_file();
+    let server = Server::start(&["--apps", apps.as_str()]);
+    let mut pusher = PusherClient::connect(&server, "key-one");
+    let subscribed = pusher.subscribe("news", None);
+    assert_eq!(
+        subscribed["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    let mut raw = server.websocket("/ws/news");
+    // A raw publish reaches Pusher subscribers as the event `message`.
+    server.publish("news", b"{\"headline\":\"raw\"}");
+    let event = pusher.next_event();
+    assert_eq!(event["event"], "message");
+    assert_eq!(event["channel"], "news");
+    assert_eq!(event["data"], "{\"headline\":\"raw\"}");
+    assert_eq!(
+        raw.read().unwrap(),
+        Message::Text("{\"headline\":\"raw\"}".into())
+    );
+    // A Pusher trigger reaches raw subscribers as the data.
+    let (status, answer) = trigger(
+        &server,
+        "1",
+        json!({"name": "update", "channel": "news", "data": "{\"n\":1}"}),
+    );
+    assert_eq!((status, answer), (200, json!({})));
+    let event = pusher.next_event();
+    assert_eq!(
+        (event["event"].as_str(), event["data"].as_str()),
+        (Some("update"), Some("{\"n\":1}"))
+    );
+    assert_eq!(raw.read().unwrap(), Message::Text("{\"n\":1}".into()));
+    // A binary raw publish has no Pusher form: raw subscribers get it, Pusher ones do not.
+    server.publish("news", &[0xff, 0xfe]);
+    assert_eq!(
+        raw.read().unwrap(),
+        Message::Binary(vec![0xff, 0xfe].into())
+    );
+    pusher.assert_nothing_more();
+}
+
+#[test]
+fn applications_are_isolated_and_exclusion_skips_one_socket() {
+    let apps = apps_file();
+    let server = Server::start(&["--apps", apps.as_str()]);
+    let mut one_a = PusherClient::connect(&server, "key-one");
+    let mut one_b = PusherClient::connect(&server, "key-one");
+    let mut two = PusherClient::connect(&server, "key-two");
+    for client in [&mut one_a, &mut one_b, &mut two] {
+        assert_eq!(
+            client.subscribe("room", None)["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    let (status, _) = trigger(
+        &server,
+        "1",
+        json!({"name": "hi", "channels": ["room"], "data": "x", "socket_id": one_a.socket_id}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(one_b.next_event()["event"], "hi");
+    one_a.assert_nothing_more();
+    two.assert_nothing_more();
+    let (status, _) = trigger(
+        &server,
+        "2",
+        json!({"name": "two-only", "channel": "room", "data": "y"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(two.next_event()["event"], "two-only");
+    one_b.assert_nothing_more();
+    // Channel queries see their own application only.
+    let (status, channels) = rest(&server, "2", "GET", "/channels", &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(channels, json!({"channels": {"room": {}}}));
+    let params = [("info", "subscription_count")];
+    let (_, channel) = rest_with(&server, "1", "GET", "/channels/room", &params, &Value::Null);
+    assert_eq!(channel, json!({"occupied": true, "subscription_count": 2}));
+}
+
+#[test]
+fn private_channels_need_the_applications_signature() {
+    let apps = apps_file();
+    let server = Server::start(&["--apps", apps.as_str()]);
+    let mut client = PusherClient::connect(&server, "key-one");
+    let refused = client.subscribe("private-a", Some("key-one:00".repeat(1)));
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    let auth = channel_auth(&app("1"), &client.socket_id, "private-a", None);
+    let accepted = client.subscribe("private-a", Some(auth));
+    assert_eq!(
+        accepted["event"], "pusher_internal:subscription_succeeded",
+        "{accepted}"
+    );
+    // Another app's signature does not open this app's channel.
+    let other = channel_auth(&app("2"), &client.socket_id, "private-b", None);
+    let refused = client.subscribe("private-b", Some(other));
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+}
+
+#[test]
+fn protocol_errors_close_with_pushers_codes() {
+    let apps = apps_file();
+    let server = Server::start(&["--apps", apps.as_str()]);
+    let mut socket = server.websocket("/app/no-such-key?protocol=7");
+    let error = read_json(&mut socket);
+    assert_eq!(error["event"], "pusher:error");
+    assert_eq!(error["data"]["code"], 4001);
+    match socket.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("expected close 4001, got {other:?}"),
+    }
+    let mut client = PusherClient::connect(&server, "key-one");
+    client.send(json!({"event": "pusher:ping", "data": {}}));
+    assert_eq!(client.next()["event"], "pusher:pong");
+    client
+        .socket
+        .send(Message::Text("not json".into()))
+        .unwrap();
+    assert_eq!(client.next()["event"], "pusher:error");
+}
+
+#[test]
+fn a_trigger_on_one_node_reaches_the_other_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node_a = Server::start(&[
+        "--app-id",
+        "1",
+        "--app-key",
+        "key-one",
+        "--app-secret",
+        "secret-one",
+        "--redis",
+        &url,
+    ]);
+    let node_b = Server::start(&[
+        "--app-id",
+        "1",
+        "--app-key",
+        "key-one",
+        "--app-secret",
+        "secret-one",
+        "--redis",
+        &url,
+    ]);
+    let mut on_b = PusherClient::connect(&node_b, "key-one");
+    let mut excluded_on_b = PusherClient::connect(&node_b, "key-one");
+    let mut raw_on_a = node_a.websocket("/ws/orders");
+    for client in [&mut on_b, &mut excluded_on_b] {
+        assert_eq!(
+            client.subscribe("orders", None)["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    common::wait_until("both nodes subscribed in Redis", || {
+        redis
+            .subscribed_channels()
+            .iter()
+            .any(|name| name == "ws:broadcast:orders")
+            && common::get_body(&node_a, "/readyz").0 == 200
+            && common::get_body(&node_b, "/readyz").0 == 200
+    });
+    for index in 0..5 {
+        let (status, _) = trigger(
+            &node_a,
+            "1",
+            json!({"name": "shipped", "channel": "orders", "data": format!("#{index}"),
+                   "socket_id": excluded_on_b.socket_id}),
+        );
+        assert_eq!(status, 200);
+    }
+    for index in 0..5 {
+        let event = on_b.next_event();
+        assert_eq!(
+            (event["event"].as_str(), event["data"].as_str()),
+            (Some("shipped"), Some(format!("#{index}").as_str()))
+        );
+        assert_eq!(
+            raw_on_a.read().unwrap(),
+            Message::Text(format!("#{index}").into())
+        );
+    }
+    excluded_on_b.assert_nothing_more();
+}
