@@ -131,9 +131,8 @@ impl PusherClient {
             .get_mut()
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        match self.socket.read() {
-            Ok(Message::Text(text)) => panic!("unexpected {text}"),
-            Ok(_) | Err(_) => {}
+        if let Ok(Message::Text(text)) = self.socket.read() {
+            panic!("unexpected {text}");
         }
         self.socket
             .get_mut()
@@ -280,7 +279,7 @@ fn private_channels_need_the_applications_signature() {
     let apps = apps_file();
     let server = Server::start(&["--apps", apps.as_str()]);
     let mut client = PusherClient::connect(&server, "key-one");
-    let refused = client.subscribe("private-a", Some("key-one:00".repeat(1)));
+    let refused = client.subscribe("private-a", Some("key-one:00".to_string()));
     assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
     let auth = channel_auth(&app("1"), &client.socket_id, "private-a", None);
     let accepted = client.subscribe("private-a", Some(auth));
