@@ -18,8 +18,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     say "installing redis-server (Debian package)"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server
+    # Another apt may hold the lock (an unattended upgrade): wait for it rather than fail.
+    # (DPkg::Lock::Timeout does not cover the lists lock that `update` takes: retry.)
+    for try in $(seq 60); do
+        $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && break
+        [ "$try" -lt 60 ] || exit 1
+        sleep 5
+    done
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends redis-server
 fi
 
 # Tests open a few thousand client sockets in the test process (the servers raise their own

@@ -23,11 +23,18 @@ aptlog=$(mktemp /tmp/ringcast-clients-apt.XXXXXX.log)
 apt_install() {
   if [ -z "$updated" ]; then
     say "apt-get update"
-    $sudo apt-get update -qq >&2
+    # Another apt (an unattended upgrade, a second installer) may hold the lock: wait for it.
+    # (DPkg::Lock::Timeout does not cover the lists lock that `update` takes: retry.)
+    local try
+    for try in $(seq 60); do
+      $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && break
+      [ "$try" -lt 60 ] || exit 1
+      sleep 5
+    done
     updated=1
   fi
   say "apt-get install $* (log: $aptlog)"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >"$aptlog" 2>&1 ||
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >"$aptlog" 2>&1 ||
     { tail -n 20 "$aptlog" >&2; exit 1; }
 }
 
