@@ -282,6 +282,15 @@ fn undelivered(records: &[Published], channel: usize, received: &Received) -> Ve
         .collect()
 }
 
+/// What a run while publishing saw: the publishes, each client's messages (by channel index,
+/// then node index), the `/readyz` transitions, and when the change began.
+type Run = (
+    Vec<Published>,
+    BTreeMap<(usize, usize), Received>,
+    Vec<(usize, Instant, u16)>,
+    Instant,
+);
+
 /// Runs `change` on the cluster while publishing on `channels` through both nodes, with one
 /// client per channel per node reading; returns the publishes, each client's messages
 /// (indexed by channel, then node), the readiness transitions and when `change` began.
@@ -290,12 +299,7 @@ fn while_publishing(
     channels: &[String],
     change: impl FnOnce(),
     after: Duration,
-) -> (
-    Vec<Published>,
-    BTreeMap<(usize, usize), Received>,
-    Vec<(usize, Instant, u16)>,
-    Instant,
-) {
+) -> Run {
     let clients: Vec<((usize, usize), WebSocket<TcpStream>)> = channels
         .iter()
         .enumerate()
