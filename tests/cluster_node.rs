@@ -548,3 +548,202 @@ fn assert_user_publish_reaches_both_nodes(
         assert_eq!(read_text(client), "after");
     }
 }
+
+/// A metric's value (the first sample whose line starts with `name`), 0 when absent.
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, text) = server.http("GET", "/metrics", b"");
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) used so far by the threads of process `pid` named `name`.
+fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux.
+    let mut ticks = 0u64;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with(&format!("({name}")) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks += fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    }
+    ticks as f64 / ticks_per_second
+}
+
+/// `redis-benchmark -q -c 4 -P {pipeline} -n {requests} {command...}` against `port`, started.
+fn redis_benchmark(port: u16, requests: u64, pipeline: u32, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "-c", "4"])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-benchmark is installed (redis-tools)")
+}
+
+/// The requests per second a finished `redis-benchmark -q` printed.
+fn requests_per_second(child: std::process::Child) -> f64 {
+    let output = child.wait_with_output().expect("redis-benchmark ends");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.rsplit('\r')
+        .next()
+        .and_then(|line| line.split(": ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {text:?}"))
+}
+
+/// One forwarding measurement: `node` subscribed (one WebSocket client per channel that does
+/// not read: its frames queue in the node, which costs the shard little, so the clients are not
+/// what is measured) to `channels`; `publish` starts the publishers (one `redis-benchmark` per
+/// channel). Prints and returns (Redis publish rate, node receive rate).
+fn measure_forwarding(
+    what: &str,
+    node: &Server,
+    channels: &[String],
+    expected: u64,
+    publish: impl FnOnce() -> Vec<std::process::Child>,
+) -> (f64, f64) {
+    let _clients: Vec<_> = channels
+        .iter()
+        .map(|channel| node.websocket(&format!("/ws/{}", local(channel))))
+        .collect();
+    let received_before = metric(node, "ringcast_redis_messages_received_total");
+    let cpu_before = thread_cpu_seconds(node.pid(), "ringcast-redis");
+    let started = Instant::now();
+    let publishers = publish();
+    let published_rate: f64 = publishers.into_iter().map(requests_per_second).sum();
+    // Until everything arrived or nothing more arrives for 2 s (bounded: 60 s).
+    let (mut last, mut last_change) = (received_before, Instant::now());
+    while started.elapsed() < Duration::from_secs(60) {
+        let now = metric(node, "ringcast_redis_messages_received_total");
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+        if now - received_before >= expected as f64
+            || last_change.elapsed() > Duration::from_secs(2)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let received = last - received_before;
+    let seconds = last_change.duration_since(started).as_secs_f64();
+    let cpu = thread_cpu_seconds(node.pid(), "ringcast-redis") - cpu_before;
+    let dropped = metric(node, "ringcast_redis_messages_dropped_total");
+    let rate = received / seconds;
+    eprintln!(
+        "forwarding {what}: redis-benchmark published {published_rate:.0}/s (sum over \
+         publishers); the node's subscriber core received {received:.0} of {expected} in \
+         {seconds:.2} s = {rate:.0} messages/s into the shard (dropped for a shard: {dropped}); \
+         core thread {cpu:.2} CPU s = {:.0} messages per CPU second",
+        received / cpu.max(0.01)
+    );
+    (published_rate, rate)
+}
+
+/// Benchmark (`bash bench/cluster-forwarding.sh`, or `cargo test --release --test
+/// cluster_node -- --ignored forwarding_rate --nocapture`): the subscriber core's forwarding
+/// rate (messages/s from Redis into the shards), one Redis vs the 3-master cluster, with
+/// `redis-benchmark` PUBLISH / SPUBLISH as the publishers (16-byte payloads, 4 connections and
+/// pipeline 32 per publisher, one publisher per channel, three channels).
+#[test]
+#[ignore]
+fn forwarding_rate() {
+    const PER_CHANNEL: u64 = 300_000;
+    const PIPELINE: u32 = 32;
+    let payload = "x".repeat(16);
+    let big_queues = ["--outbound-queue-bytes", "256MiB", "--shards", "1"];
+
+    let single = common::RedisServer::start();
+    let port = single.port;
+    let alone_single = requests_per_second(redis_benchmark(
+        port,
+        PER_CHANNEL,
+        PIPELINE,
+        &["PUBLISH", "nobody", &payload],
+    ));
+    let url = single.url();
+    let node_single = Server::start(&[&["--redis", &url], &big_queues[..]].concat());
+    wait_for("the node to be ready", || readyz(&node_single) == 200);
+    let channels: Vec<String> = (0..3).map(|i| format!("{PREFIX}bench-{i}")).collect();
+    let (single_published, single_rate) = measure_forwarding(
+        "one Redis (PUBLISH)",
+        &node_single,
+        &channels,
+        PER_CHANNEL * 3,
+        || {
+            channels
+                .iter()
+                .map(|channel| {
+                    redis_benchmark(port, PER_CHANNEL, PIPELINE, &["PUBLISH", channel, &payload])
+                })
+                .collect()
+        },
+    );
+    drop(node_single);
+    drop(single);
+
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let channels: Vec<String> = masters
+        .iter()
+        .map(|&master| cluster.channel_on(master, "ws:broadcast:bench"))
+        .collect();
+    let alone_cluster: f64 = masters
+        .iter()
+        .zip(&channels)
+        .map(|(&master, channel)| {
+            redis_benchmark(
+                master,
+                PER_CHANNEL,
+                PIPELINE,
+                &["SPUBLISH", channel, &payload],
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(requests_per_second)
+        .sum();
+    let seeds = cluster.seeds().join(",");
+    let node_cluster = Server::start(&[&["--redis-cluster", &seeds], &big_queues[..]].concat());
+    wait_for("the node to be ready", || readyz(&node_cluster) == 200);
+    let (cluster_published, cluster_rate) = measure_forwarding(
+        "3-master cluster (SPUBLISH)",
+        &node_cluster,
+        &channels,
+        PER_CHANNEL * 3,
+        || {
+            masters
+                .iter()
+                .zip(&channels)
+                .map(|(&master, channel)| {
+                    redis_benchmark(
+                        master,
+                        PER_CHANNEL,
+                        PIPELINE,
+                        &["SPUBLISH", channel, &payload],
+                    )
+                })
+                .collect()
+        },
+    );
+    eprintln!(
+        "forwarding summary: redis-benchmark alone (nobody subscribed): one Redis PUBLISH \
+         {alone_single:.0}/s (one publisher), cluster SPUBLISH {alone_cluster:.0}/s (one \
+         publisher per master, together); with the node subscribed: one Redis: Redis published \
+         {single_published:.0}/s, core forwarded {single_rate:.0}/s; cluster: Redis published \
+         {cluster_published:.0}/s, core forwarded {cluster_rate:.0}/s"
+    );
+}
