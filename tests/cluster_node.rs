@@ -642,12 +642,15 @@ fn measure_forwarding(
     let seconds = last_change.duration_since(started).as_secs_f64();
     let cpu = thread_cpu_seconds(node.pid(), "ringcast-redis") - cpu_before;
     let dropped = metric(node, "ringcast_redis_messages_dropped_total");
+    let reconnects = metric(node, "ringcast_redis_reconnects_total");
+    let resubscriptions = metric(node, "ringcast_redis_resubscriptions_total");
     let rate = received / seconds;
     eprintln!(
         "forwarding {what}: redis-benchmark published {published_rate:.0}/s (sum over \
          publishers); the node's subscriber core received {received:.0} of {expected} in \
          {seconds:.2} s = {rate:.0} messages/s into the shard (dropped for a shard: {dropped}); \
-         core thread {cpu:.2} CPU s = {:.0} messages per CPU second",
+         core thread {cpu:.2} CPU s = {:.0} messages per CPU second; reconnects \
+         {reconnects}, resubscriptions {resubscriptions}",
         received / cpu.max(0.01)
     );
     (published_rate, rate)
