@@ -216,7 +216,8 @@ fn read_numbers(mut client: WebSocket<TcpStream>, stop: &AtomicBool) -> Received
     received
 }
 
-/// One publish of the publisher thread: (channel index, sequence, HTTP status, when).
+/// One publish of the publisher thread: (channel index, sequence, HTTP status, when the
+/// request was sent).
 type Published = (usize, u64, u16, Instant);
 
 /// Publishes `0, 1, 2, ...` on every channel in turn through both nodes (alternately) every
@@ -232,8 +233,9 @@ fn publish_numbers(
     while !stop.load(Ordering::Relaxed) {
         for (index, channel) in channels.iter().enumerate() {
             let node = &nodes[(sequence as usize + index) % 2];
+            let sent_at = Instant::now();
             let status = publish_status(node, local(channel), &sequence.to_string());
-            records.push((index, sequence, status, Instant::now()));
+            records.push((index, sequence, status, sent_at));
         }
         sequence += 1;
         std::thread::sleep(gap);
@@ -748,5 +750,67 @@ fn forwarding_rate() {
          publisher per master, together); with the node subscribed: one Redis: Redis published \
          {single_published:.0}/s, core forwarded {single_rate:.0}/s; cluster: Redis published \
          {cluster_published:.0}/s, core forwarded {cluster_rate:.0}/s"
+    );
+}
+
+/// Benchmark (`bash bench/cluster-forwarding.sh`, or `cargo test --release --test
+/// cluster_node -- --ignored end_to_end_latency --nocapture`): two nodes on the 3-master
+/// cluster, one channel per master, one client per channel on each node; `POST /publish`
+/// alternately on both nodes, one request at a time with a 5 ms pause after each round of
+/// three (a few hundred publishes per second), for 10 s: publish -> receive latency of every
+/// delivery (the test's clock on both ends).
+#[test]
+#[ignore]
+fn end_to_end_latency() {
+    let cluster = RedisCluster::start();
+    let masters = cluster.masters();
+    let channels: Vec<String> = masters
+        .iter()
+        .map(|&master| cluster.channel_on(master, "ws:broadcast:latency"))
+        .collect();
+    let nodes = [node(&cluster), node(&cluster)];
+    let (records, received, _, started) = while_publishing(
+        &nodes,
+        &channels,
+        || std::thread::sleep(Duration::from_secs(10)),
+        Duration::ZERO,
+    );
+    let sent: BTreeMap<(usize, u64), Instant> = records
+        .iter()
+        .filter(|(_, _, status, _)| *status == 200)
+        .map(|(channel, sequence, _, at)| ((*channel, *sequence), *at))
+        .collect();
+    let mut latencies: Vec<Duration> = received
+        .iter()
+        .flat_map(|((channel, _), messages)| {
+            let sent = &sent;
+            messages.iter().filter_map(move |(at, sequence)| {
+                sent.get(&(*channel, *sequence))
+                    .map(|sent_at| at.saturating_duration_since(*sent_at))
+            })
+        })
+        .collect();
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let seconds = records
+        .last()
+        .map(|(_, _, _, at)| at.duration_since(started).as_secs_f64() + 0.5)
+        .unwrap_or(1.0);
+    eprintln!(
+        "latency two nodes, 3-master cluster: {} publishes ({:.0}/s over 3 channels), {} \
+         deliveries ({} expected); publish -> receive p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        records.len(),
+        records.len() as f64 / seconds,
+        latencies.len(),
+        sent.len() * 2,
+        percentile(0.5),
+        percentile(0.99),
+        percentile(0.999),
+        latencies.last().unwrap()
+    );
+    assert_eq!(
+        latencies.len(),
+        sent.len() * 2,
+        "every accepted publish reached both nodes"
     );
 }
