@@ -1098,7 +1098,17 @@ async fn publish_single(
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_url;
+    use super::{redacted_url, server_address};
+
+    #[test]
+    fn the_per_master_table_shows_host_and_port_only() {
+        assert_eq!(
+            server_address("redis://:s3cret@127.0.0.1:6379/0"),
+            "127.0.0.1:6379"
+        );
+        assert_eq!(server_address("redis://user:pw@host:6380"), "host:6380");
+        assert_eq!(server_address("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {
