@@ -13,13 +13,15 @@
 //! - subscriptions: shards report which channels they gained or lost (batched per shard tick);
 //!   the core keeps, per channel, how many shards want it, and SUBSCRIBEs when the first shard
 //!   wants it and UNSUBSCRIBEs when the last lets go, in batched commands. After a reconnect
-//!   every wanted channel is subscribed again before the node reports ready;
+//!   every wanted channel is subscribed again before the node reports ready. On a cluster the
+//!   changes go to the cluster component (SSUBSCRIBE / SUNSUBSCRIBE per master and slot), which
+//!   confirms them and follows failovers and slot migrations by itself; readiness is its;
 //! - forwarding: every message received is sent, in Redis's order, to every shard over a bounded
 //!   channel; a full channel is waited on for at most `--redis-forward-timeout`, then the message
 //!   is counted as dropped for that shard (the reader never blocks forever);
-//! - publishing: `POST /publish` on any shard becomes one PUBLISH here (pipelined, in arrival
-//!   order); while Redis is down it fails at once, so the publisher gets a 503, never a silent
-//!   success.
+//! - publishing: `POST /publish` on any shard becomes one PUBLISH (cluster: SPUBLISH to the
+//!   slot's owner) here (pipelined, in arrival order); while Redis (the slot's master) is down it
+//!   fails at once, so the publisher gets a 503, never a silent success.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -983,10 +985,10 @@ async fn forward_cluster(
     mut shards: Vec<mpsc::Sender<Publication>>,
 ) {
     let prefix = format!("{}:broadcast:", settings.prefix);
-    while let Some(message) = messages.recv().await {
-        let channel = message.channel_name().unwrap_or_default();
-        let payload = Some(message.payload.clone());
-        forward_one(&settings, &status, &prefix, channel, payload, &mut shards).await;
+    while let Some(ClusterMessage { channel, payload }) = messages.recv().await {
+        // A channel name that is not UTF-8 is not ours: counted as invalid.
+        let channel = std::str::from_utf8(&channel).unwrap_or_default();
+        forward_one(&settings, &status, &prefix, channel, Some(payload), &mut shards).await;
     }
 }
 
