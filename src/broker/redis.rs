@@ -988,7 +988,15 @@ async fn forward_cluster(
     while let Some(ClusterMessage { channel, payload }) = messages.recv().await {
         // A channel name that is not UTF-8 is not ours: counted as invalid.
         let channel = std::str::from_utf8(&channel).unwrap_or_default();
-        forward_one(&settings, &status, &prefix, channel, Some(payload), &mut shards).await;
+        forward_one(
+            &settings,
+            &status,
+            &prefix,
+            channel,
+            Some(payload),
+            &mut shards,
+        )
+        .await;
     }
 }
 
