@@ -229,6 +229,12 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_REDIS")]
     pub redis: Option<String>,
 
+    /// Redis Cluster seed nodes (`HOST:PORT[,HOST:PORT...]`, Redis 7.0+): join other nodes
+    /// through sharded pub/sub (SSUBSCRIBE on the master serving each channel's slot, SPUBLISH),
+    /// following failovers and slot migrations. Excludes `--redis`.
+    #[arg(long, env = "RINGCAST_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+
     /// Redis channel prefix: `PUBLISH {prefix}:broadcast:{channel}` reaches `/ws/{channel}`.
     #[arg(long, env = "RINGCAST_REDIS_PREFIX", default_value = "ws")]
     pub redis_prefix: String,
@@ -324,6 +330,20 @@ impl Config {
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(format!("--redis {url:?}: expected redis://host:port[/db]"));
+        }
+        if self.redis.is_some() && !self.redis_cluster.is_empty() {
+            return Err(
+                "--redis and --redis-cluster exclude each other: give one Redis URL, or the seed nodes of one Redis Cluster".into(),
+            );
+        }
+        if !self.redis_cluster.is_empty() {
+            let settings = crate::broker::cluster::ClusterSettings {
+                seeds: self.redis_cluster.clone(),
+                ..Default::default()
+            };
+            settings.validate().map_err(|error| {
+                format!("{error} (write --redis-cluster HOST:PORT[,HOST:PORT...])")
+            })?;
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be a non-empty word".into());
@@ -510,5 +530,23 @@ mod tests {
         config.validate().unwrap();
         let config = parse(&["--channels", "bad name"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn one_redis_or_a_cluster() {
+        let config = parse(&["--redis-cluster", "127.0.0.1:7000,127.0.0.1:7001"]);
+        config.validate().unwrap();
+        assert_eq!(config.redis_cluster.len(), 2);
+        let config = parse(&[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster",
+            "127.0.0.1:7000",
+        ]);
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("exclude each other"), "{error}");
+        let config = parse(&["--redis-cluster", "127.0.0.1"]);
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("host:port"), "{error}");
     }
 }

@@ -1,5 +1,9 @@
 //! The Redis subscriber core: one thread, pinned to its own core, that joins ringcast nodes
-//! through Redis pub/sub (ws4redis-compatible channel names `{prefix}:broadcast:{channel}`).
+//! through Redis pub/sub (ws4redis-compatible channel names `{prefix}:broadcast:{channel}`):
+//! one Redis (`--redis`: SUBSCRIBE / PUBLISH through fred) or a Redis Cluster
+//! (`--redis-cluster`: sharded pub/sub, SSUBSCRIBE / SPUBLISH on the master serving each
+//! channel's slot, through [`crate::broker::cluster`]). Both are one [`Backend`]; the tasks
+//! around it (reference counting per shard, forwarding, publishing, supervision) are the same.
 //!
 //! It runs `fred` on a single-threaded tokio runtime (fred's experimental glommio runtime calls
 //! tokio timers and panics outside tokio, so the subscriber core is tokio and talks to the
@@ -9,17 +13,19 @@
 //! - subscriptions: shards report which channels they gained or lost (batched per shard tick);
 //!   the core keeps, per channel, how many shards want it, and SUBSCRIBEs when the first shard
 //!   wants it and UNSUBSCRIBEs when the last lets go, in batched commands. After a reconnect
-//!   every wanted channel is subscribed again before the node reports ready;
+//!   every wanted channel is subscribed again before the node reports ready. On a cluster the
+//!   changes go to the cluster component (SSUBSCRIBE / SUNSUBSCRIBE per master and slot), which
+//!   confirms them and follows failovers and slot migrations by itself; readiness is its;
 //! - forwarding: every message received is sent, in Redis's order, to every shard over a bounded
 //!   channel; a full channel is waited on for at most `--redis-forward-timeout`, then the message
 //!   is counted as dropped for that shard (the reader never blocks forever);
-//! - publishing: `POST /publish` on any shard becomes one PUBLISH here (pipelined, in arrival
-//!   order); while Redis is down it fails at once, so the publisher gets a 503, never a silent
-//!   success.
+//! - publishing: `POST /publish` on any shard becomes one PUBLISH (cluster: SPUBLISH to the
+//!   slot's owner) here (pipelined, in arrival order); while Redis (the slot's master) is down it
+//!   fails at once, so the publisher gets a 503, never a silent success.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,10 +36,13 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
 
+use crate::broker::cluster::{
+    ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
+};
 use crate::channel::ChannelName;
 use crate::publication::Publication;
-use crate::telemetry::RedisReadings;
 use crate::telemetry::counters::RedisCounter;
+use crate::telemetry::{MasterReading, RedisReadings};
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE command.
 const CHANNELS_PER_COMMAND_MAX: usize = 1000;
@@ -49,6 +58,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const WAITERS_MAX: usize = 4096;
 /// Capacity of fred's internal message broadcast (messages received but not yet forwarded).
 const RECEIVED_BUFFER_MESSAGES: usize = 65536;
+/// How often the cluster's per-master table is read into the node's status (logs of master
+/// state changes, reconnection counts; readiness is read directly, not through this).
+const CLUSTER_WATCH_PERIOD: Duration = Duration::from_millis(100);
+/// Batches of shard reports whose cluster confirmation timed out, waiting to be asked again.
+const REQUEUE_CAPACITY: usize = 64;
 
 /// What the Redis link is doing, for `/healthz`, `/readyz`, `/stat` and `/metrics`. Written only
 /// by the subscriber core (never on a shard's data path).
@@ -67,14 +81,25 @@ pub struct RedisStatus {
     pub subscribed_channels: AtomicU64,
     /// The counters, indexed by [`RedisCounter::index`].
     counters: [AtomicU64; RedisCounter::COUNT],
+    /// With `--redis`: the server's `host:port` (no credentials), for the per-master table.
+    pub address: String,
+    /// With `--redis-cluster`: the cluster component's status (set once, when the core starts).
+    pub cluster: OnceLock<Arc<ClusterStatus>>,
 }
 
 impl RedisStatus {
-    /// Both connections up, every wanted channel subscribed, and the core alive.
+    /// Both connections up (with a cluster: the slot map known and every master's publishing
+    /// connection up), every wanted channel subscribed (on the master serving its slot), and
+    /// the core alive.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-            && self.publisher_connected.load(Ordering::Relaxed)
-            && !self.core_failed.load(Ordering::Relaxed)
+        let subscribed = match self.cluster.get() {
+            Some(cluster) => cluster.ready.load(Ordering::Relaxed),
+            None => {
+                self.ready.load(Ordering::Relaxed)
+                    && self.publisher_connected.load(Ordering::Relaxed)
+            }
+        };
+        subscribed && !self.core_failed.load(Ordering::Relaxed)
     }
 
     /// Every task of the subscriber core runs.
@@ -95,23 +120,72 @@ impl RedisStatus {
             || !self.publisher_connected.load(Ordering::Relaxed)
         {
             "disconnected"
-        } else if !self.ready.load(Ordering::Relaxed) {
+        } else if !self.is_ready() {
             "subscribing"
         } else {
             "subscribed"
         }
     }
 
-    /// A copy for `/stat` and `/metrics`.
+    /// A copy for `/stat` and `/metrics` (cold path: the cluster's table is behind a lock).
     pub fn readings(&self) -> RedisReadings {
+        let mut counters: [u64; RedisCounter::COUNT] =
+            std::array::from_fn(|index| self.counters[index].load(Ordering::Relaxed));
+        let masters = match self.cluster.get() {
+            Some(cluster) => {
+                for (counter, value) in [
+                    (RedisCounter::Resubscriptions, &cluster.resubscriptions),
+                    (
+                        RedisCounter::ServerUnsubscribes,
+                        &cluster.server_unsubscribes,
+                    ),
+                    (RedisCounter::TopologyChanges, &cluster.topology_changes),
+                ] {
+                    counters[counter.index()] = value.load(Ordering::Relaxed);
+                }
+                let table = cluster
+                    .masters
+                    .lock()
+                    .map(|masters| masters.clone())
+                    .unwrap_or_default();
+                table
+                    .into_iter()
+                    .map(|master| MasterReading {
+                        address: master.address,
+                        state: master.state.as_str(),
+                        up: master.state == MasterState::Up,
+                        subscribed_channels: master.subscribed_channels as u64,
+                        resubscriptions: master.resubscriptions,
+                        publisher_connected: master.publisher_connected,
+                    })
+                    .collect()
+            }
+            None => {
+                let up = self.connected.load(Ordering::Relaxed);
+                vec![MasterReading {
+                    address: self.address.clone(),
+                    state: if up { "up" } else { "down" },
+                    up,
+                    subscribed_channels: self.subscribed_channels.load(Ordering::Relaxed),
+                    resubscriptions: counters[RedisCounter::Resubscriptions.index()],
+                    publisher_connected: self.publisher_connected.load(Ordering::Relaxed),
+                }]
+            }
+        };
         RedisReadings {
             state: self.state(),
+            mode: if self.cluster.get().is_some() {
+                "cluster"
+            } else {
+                "single"
+            },
             connected: self.connected.load(Ordering::Relaxed),
             publisher_connected: self.publisher_connected.load(Ordering::Relaxed),
             ready: self.is_ready(),
             core_up: !self.core_failed.load(Ordering::Relaxed),
             subscribed_channels: self.subscribed_channels.load(Ordering::Relaxed),
-            counters: std::array::from_fn(|index| self.counters[index].load(Ordering::Relaxed)),
+            counters,
+            masters,
         }
     }
 }
@@ -151,11 +225,26 @@ pub struct RedisLink {
     pub status: Arc<RedisStatus>,
 }
 
+/// What the subscriber core joins.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// One Redis: `redis://host:port/db`.
+    Single {
+        /// The URL (may hold a password: log it only through [`redacted_url`]).
+        url: String,
+    },
+    /// A Redis Cluster (7.0+, sharded pub/sub): seed nodes, `host:port`.
+    Cluster {
+        /// Any nodes of the cluster; the masters are found from them.
+        seeds: Vec<String>,
+    },
+}
+
 /// Settings of the subscriber core.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`.
-    pub url: String,
+    /// One Redis or a cluster.
+    pub target: RedisTarget,
     /// Channel prefix (`ws` gives `ws:broadcast:{channel}`).
     pub prefix: String,
     /// Longest wait for a full shard channel before a message is dropped for that shard.
@@ -171,15 +260,35 @@ impl RedisSettings {
 }
 
 /// Starts the subscriber core. `shards` receive every message (one sender per shard).
-/// Returns the link the shards use, after checking the URL (a down Redis is not an error: the
-/// core keeps retrying with capped backoff).
+/// Returns the link the shards use, after checking the URL or the seeds (a down Redis is not
+/// an error: the core keeps retrying with capped backoff).
 pub fn start(
     settings: RedisSettings,
     shards: Vec<mpsc::Sender<Publication>>,
 ) -> Result<RedisLink, String> {
-    let config = Config::from_url(&settings.url)
-        .map_err(|error| format!("--redis {}: {error}", redacted_url(&settings.url)))?;
-    let status = Arc::new(RedisStatus::default());
+    let backend = match &settings.target {
+        RedisTarget::Single { url } => {
+            let config = Config::from_url(url)
+                .map_err(|error| format!("--redis {}: {error}", redacted_url(url)))?;
+            BackendConfig::Single(Box::new(config))
+        }
+        RedisTarget::Cluster { seeds } => {
+            let cluster = ClusterSettings {
+                seeds: seeds.clone(),
+                ..ClusterSettings::default()
+            };
+            cluster.validate().map_err(|error| error.to_string())?;
+            BackendConfig::Cluster(cluster)
+        }
+    };
+    let address = match &settings.target {
+        RedisTarget::Single { url } => server_address(url),
+        RedisTarget::Cluster { .. } => String::new(),
+    };
+    let status = Arc::new(RedisStatus {
+        address,
+        ..RedisStatus::default()
+    });
     let (interest_sender, interest) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let thread_status = status.clone();
@@ -201,14 +310,22 @@ pub fn start(
                     return;
                 }
             };
-            runtime.block_on(run(
-                settings,
-                config,
-                thread_status,
-                shards,
+            let requests = Requests {
                 interest,
                 publishes,
-            ));
+            };
+            match backend {
+                BackendConfig::Single(config) => {
+                    runtime.block_on(run(settings, *config, thread_status, shards, requests))
+                }
+                BackendConfig::Cluster(cluster) => runtime.block_on(run_cluster(
+                    settings,
+                    cluster,
+                    thread_status,
+                    shards,
+                    requests,
+                )),
+            }
         })
         .map_err(|error| format!("cannot start the Redis thread: {error}"))?;
     Ok(RedisLink {
@@ -216,6 +333,47 @@ pub fn start(
         publish: publish_sender,
         status,
     })
+}
+
+/// The checked configuration of the backend, handed to the core's thread.
+enum BackendConfig {
+    /// fred's configuration of the one Redis.
+    Single(Box<Config>),
+    /// The cluster component's settings.
+    Cluster(ClusterSettings),
+}
+
+/// What the shards send the core.
+struct Requests {
+    /// Subscription updates.
+    interest: mpsc::Receiver<InterestUpdate>,
+    /// Publishes.
+    publishes: mpsc::Receiver<PublishRequest>,
+}
+
+/// What the subscriber core talks to. Everything that differs between one Redis and a cluster
+/// is here; the rest of the core does not know which it has.
+#[derive(Clone)]
+enum Backend {
+    /// One Redis: a subscriber connection and a publishing connection.
+    Single {
+        /// SUBSCRIBE / UNSUBSCRIBE, and the received messages.
+        subscriber: SubscriberClient,
+        /// PUBLISH.
+        publisher: Client,
+    },
+    /// A Redis Cluster: SSUBSCRIBE / SUNSUBSCRIBE per master, SPUBLISH to the slot's owner.
+    Cluster(ClusterSubscriber),
+}
+
+/// `host:port` of a Redis URL, without credentials or database (for `/stat` and `/metrics`).
+fn server_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.to_string()
 }
 
 /// `url` with any password replaced by `***`, for logs (`redis://:secret@host` ->
@@ -274,13 +432,13 @@ async fn run(
     config: Config,
     status: Arc<RedisStatus>,
     shards: Vec<mpsc::Sender<Publication>>,
-    interest: mpsc::Receiver<InterestUpdate>,
-    publishes: mpsc::Receiver<PublishRequest>,
+    requests: Requests,
 ) {
     let (subscriber, publisher) = match build_clients(config) {
         Ok(clients) => clients,
         Err(error) => {
             log::error!("redis: {error}");
+            status.core_failed.store(true, Ordering::Relaxed);
             return;
         }
     };
@@ -291,6 +449,10 @@ async fn run(
     let _subscriber_connection = subscriber.connect();
     let _publisher_connection = publisher.connect();
     let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
+    let backend = Backend::Single {
+        subscriber,
+        publisher,
+    };
 
     let local = tokio::task::LocalSet::new();
     let tasks = vec![
@@ -316,8 +478,8 @@ async fn run(
             local.spawn_local(publish(
                 settings.clone(),
                 status.clone(),
-                publisher.clone(),
-                publishes,
+                backend.clone(),
+                requests.publishes,
             )),
         ),
         (
@@ -325,13 +487,137 @@ async fn run(
             local.spawn_local(manage_subscriptions(
                 settings,
                 status.clone(),
-                subscriber,
-                interest,
+                backend,
+                requests.interest,
                 resubscribe,
             )),
         ),
     ];
     local.run_until(supervise(status, tasks)).await;
+}
+
+/// The core on a Redis Cluster: the cluster component (manager, links, topology) runs on this
+/// thread's `LocalSet` next to the same forwarding, publishing and subscription tasks.
+async fn run_cluster(
+    settings: RedisSettings,
+    cluster_settings: ClusterSettings,
+    status: Arc<RedisStatus>,
+    shards: Vec<mpsc::Sender<Publication>>,
+    requests: Requests,
+) {
+    let local = tokio::task::LocalSet::new();
+    let core = async move {
+        let (cluster, messages) = match ClusterSubscriber::start(cluster_settings) {
+            Ok(started) => started,
+            Err(error) => {
+                log::error!("redis cluster: {error}");
+                status.core_failed.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        let _ = status.cluster.set(cluster.status());
+        // The cluster follows its own connections: nothing asks for a full resubscription.
+        let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
+        let backend = Backend::Cluster(cluster.clone());
+        let tasks = vec![
+            (
+                "cluster watcher",
+                tokio::task::spawn_local(watch_cluster(
+                    status.clone(),
+                    cluster.status(),
+                    resubscribe_sender,
+                )),
+            ),
+            (
+                "forwarder",
+                tokio::task::spawn_local(forward_cluster(
+                    settings.clone(),
+                    status.clone(),
+                    messages,
+                    shards,
+                )),
+            ),
+            (
+                "publisher",
+                tokio::task::spawn_local(publish(
+                    settings.clone(),
+                    status.clone(),
+                    backend.clone(),
+                    requests.publishes,
+                )),
+            ),
+            (
+                "subscription manager",
+                tokio::task::spawn_local(manage_subscriptions(
+                    settings,
+                    status.clone(),
+                    backend,
+                    requests.interest,
+                    resubscribe,
+                )),
+            ),
+        ];
+        supervise(status, tasks).await;
+    };
+    local.run_until(core).await;
+}
+
+/// Copies the cluster's per-master table into the node's status every
+/// `CLUSTER_WATCH_PERIOD`: connection flags, reconnections, and a log line per master state
+/// change. Holds `_resubscribe` so the subscription manager's signal channel stays open.
+async fn watch_cluster(
+    status: Arc<RedisStatus>,
+    cluster: Arc<ClusterStatus>,
+    _resubscribe: tokio::sync::mpsc::Sender<()>,
+) {
+    // Address -> (state, connects) at the previous look; bounded by the masters in the table.
+    let mut seen: HashMap<String, (MasterState, u64)> = HashMap::new();
+    let mut period = tokio::time::interval(CLUSTER_WATCH_PERIOD);
+    period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        period.tick().await;
+        let masters = cluster
+            .masters
+            .lock()
+            .map(|masters| masters.clone())
+            .unwrap_or_default();
+        let known = !masters.is_empty();
+        let connected = known && masters.iter().all(|m| m.state == MasterState::Up);
+        let publishers = known && masters.iter().all(|m| m.publisher_connected);
+        status.connected.store(connected, Ordering::Relaxed);
+        status
+            .publisher_connected
+            .store(publishers, Ordering::Relaxed);
+        status.subscribed_channels.store(
+            cluster.subscribed_channels.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        for master in &masters {
+            let (before, connects_before) = seen
+                .get(&master.address)
+                .copied()
+                .unwrap_or((MasterState::Connecting, 0));
+            // The first connection of a master is not a reconnection.
+            let reconnects = master
+                .connects
+                .saturating_sub(connects_before.max(1))
+                .min(master.connects.saturating_sub(1));
+            status.add(RedisCounter::Reconnects, reconnects);
+            if before != master.state {
+                match master.state {
+                    MasterState::Up => log::info!("redis cluster: master {} up", master.address),
+                    MasterState::Down => {
+                        log::warn!("redis cluster: master {} down", master.address)
+                    }
+                    MasterState::Connecting => {}
+                }
+            }
+        }
+        seen = masters
+            .into_iter()
+            .map(|master| (master.address, (master.state, master.connects)))
+            .collect();
+    }
 }
 
 /// Waits for the first of the core's tasks to end. Each runs for the life of the process, so
@@ -420,18 +706,33 @@ async fn watch_publisher(
     }
 }
 
+/// A shard report waiting for its channels to be subscribed.
+struct Waiter {
+    /// The Redis channels it added.
+    channels: Vec<String>,
+    /// Fulfilled once they are subscribed.
+    confirmed: oneshot::Sender<()>,
+}
+
 /// Subscription state of the node, reconciled with Redis in batches.
 async fn manage_subscriptions(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
-    subscriber: SubscriberClient,
+    backend: Backend,
     mut updates: mpsc::Receiver<InterestUpdate>,
     mut resubscribe: tokio::sync::mpsc::Receiver<()>,
 ) {
     // Redis channel -> set of shards that want it.
     let mut wanted: HashMap<String, HashSet<usize>> = HashMap::new();
+    // One Redis: what Redis confirmed. A cluster: what the cluster component was asked for
+    // (it confirms, and follows the topology, by itself).
     let mut subscribed: HashSet<String> = HashSet::new();
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    // Subscribed before the last reconnect (one Redis): counted as resubscriptions when
+    // subscribed again.
+    let mut before_reconnect: HashSet<String> = HashSet::new();
+    let mut waiting: Vec<Waiter> = Vec::new();
+    // Cluster confirmations that timed out come back here to be asked for again.
+    let (requeue_sender, mut requeued) = tokio::sync::mpsc::channel(REQUEUE_CAPACITY);
     let mut retry = Duration::from_millis(100);
     let mut failed = false;
     loop {
@@ -450,21 +751,49 @@ async fn manage_subscriptions(
             signal = resubscribe.recv() => {
                 if signal.is_none() { return; }
                 // After a reconnect Redis remembers nothing: subscribe everything again.
-                subscribed.clear();
+                before_reconnect.extend(subscribed.drain());
+                before_reconnect.retain(|channel| wanted.contains_key(channel));
                 failed = false;
+            }
+            Some(waiters) = requeued.recv() => {
+                waiting.extend(waiters);
+                bound_waiters(&mut waiting);
             }
             _ = tokio::time::sleep(retry), if failed => {}
         }
-        if !status.connected.load(Ordering::Relaxed) {
-            continue;
-        }
-        match reconcile(&subscriber, &wanted, &mut subscribed).await {
+        let result = match &backend {
+            Backend::Single { subscriber, .. } => {
+                if !status.connected.load(Ordering::Relaxed) {
+                    continue;
+                }
+                reconcile(subscriber, &wanted, &mut subscribed).await
+            }
+            Backend::Cluster(cluster) => {
+                reconcile_cluster(
+                    cluster,
+                    &wanted,
+                    &mut subscribed,
+                    &mut waiting,
+                    &requeue_sender,
+                )
+                .await
+            }
+        };
+        match result {
             Ok(()) => {
                 failed = false;
                 retry = Duration::from_millis(100);
                 status.ready.store(true, Ordering::Relaxed);
-                for confirmed in waiting.drain(..) {
-                    let _ = confirmed.send(());
+                for waiter in waiting.drain(..) {
+                    let _ = waiter.confirmed.send(());
+                }
+                if !before_reconnect.is_empty() {
+                    let again = before_reconnect
+                        .iter()
+                        .filter(|channel| subscribed.contains(*channel))
+                        .count();
+                    status.add(RedisCounter::Resubscriptions, again as u64);
+                    before_reconnect.clear();
                 }
             }
             Err(error) => {
@@ -474,23 +803,25 @@ async fn manage_subscriptions(
                 status.ready.store(false, Ordering::Relaxed);
             }
         }
-        status
-            .subscribed_channels
-            .store(subscribed.len() as u64, Ordering::Relaxed);
+        if matches!(backend, Backend::Single { .. }) {
+            status
+                .subscribed_channels
+                .store(subscribed.len() as u64, Ordering::Relaxed);
+        }
     }
 }
 
 fn apply_update(
     settings: &RedisSettings,
     wanted: &mut HashMap<String, HashSet<usize>>,
-    waiting: &mut Vec<oneshot::Sender<()>>,
+    waiting: &mut Vec<Waiter>,
     update: InterestUpdate,
 ) {
+    let mut channels = Vec::with_capacity(update.added.len());
     for channel in &update.added {
-        wanted
-            .entry(settings.redis_channel(channel))
-            .or_default()
-            .insert(update.shard);
+        let name = settings.redis_channel(channel);
+        wanted.entry(name.clone()).or_default().insert(update.shard);
+        channels.push(name);
     }
     for channel in &update.removed {
         let name = settings.redis_channel(channel);
@@ -501,9 +832,16 @@ fn apply_update(
             }
         }
     }
-    waiting.push(update.confirmed);
-    // Bounded: while Redis is down, the oldest waiters are dropped (their shards stop waiting
-    // and serve the connections anyway, as they would after their own timeout).
+    waiting.push(Waiter {
+        channels,
+        confirmed: update.confirmed,
+    });
+    bound_waiters(waiting);
+}
+
+/// Bounded: while Redis is down, the oldest waiters are dropped (their shards stop waiting
+/// and serve the connections anyway, as they would after their own timeout).
+fn bound_waiters(waiting: &mut Vec<Waiter>) {
     if waiting.len() > WAITERS_MAX {
         waiting.drain(..waiting.len() - WAITERS_MAX);
     }
@@ -539,6 +877,68 @@ async fn reconcile(
     Ok(())
 }
 
+/// Hands the cluster component what changed (it SSUBSCRIBEs / SUNSUBSCRIBEs per master, in
+/// batches per slot, and follows the topology by itself), without waiting for its
+/// confirmations: a local task answers the waiting shards once the cluster confirmed their
+/// channels, or sends them back to be asked again if it did not in time (a master down, a
+/// slot moving). Returns at once with the waiters taken.
+async fn reconcile_cluster(
+    cluster: &ClusterSubscriber,
+    wanted: &HashMap<String, HashSet<usize>>,
+    asked: &mut HashSet<String>,
+    waiting: &mut Vec<Waiter>,
+    requeue: &tokio::sync::mpsc::Sender<Vec<Waiter>>,
+) -> Result<(), String> {
+    let unwanted: Vec<String> = asked
+        .iter()
+        .filter(|channel| !wanted.contains_key(*channel))
+        .cloned()
+        .collect();
+    let mut added: Vec<String> = wanted
+        .keys()
+        .filter(|channel| !asked.contains(*channel))
+        .cloned()
+        .collect();
+    if unwanted.is_empty() && added.is_empty() && waiting.is_empty() {
+        return Ok(());
+    }
+    for channel in &unwanted {
+        asked.remove(channel);
+    }
+    asked.extend(added.iter().cloned());
+    // Waiters sent back after a timeout: ask again for their channels still wanted (adding a
+    // wanted channel again only waits for its confirmation).
+    let new: HashSet<&String> = added.iter().collect();
+    let again: Vec<String> = waiting
+        .iter()
+        .flat_map(|waiter| waiter.channels.iter())
+        .filter(|channel| wanted.contains_key(*channel) && !new.contains(channel))
+        .cloned()
+        .collect();
+    added.extend(again);
+    let confirmation = cluster
+        .request_interest(added, unwanted)
+        .await
+        .map_err(|error| error.to_string())?;
+    let waiters = std::mem::take(waiting);
+    let requeue = requeue.clone();
+    tokio::task::spawn_local(async move {
+        match confirmation.await_answer().await {
+            Ok(()) => {
+                for waiter in waiters {
+                    let _ = waiter.confirmed.send(());
+                }
+            }
+            Err(error) => {
+                log::debug!("redis cluster: {error}; asking again");
+                // Full (many timeouts at once): these shards stop waiting, as after a drop.
+                let _ = requeue.try_send(waiters);
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn timed<T>(
     command: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, String> {
@@ -549,7 +949,7 @@ async fn timed<T>(
     }
 }
 
-/// Forwards every message, in order, to every shard.
+/// Forwards every message from one Redis, in order, to every shard.
 async fn forward(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
@@ -567,71 +967,102 @@ async fn forward(
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        status.add(RedisCounter::MessagesReceived, 1);
-        let Some(publication) = to_publication(&prefix, message) else {
-            status.add(RedisCounter::MessagesInvalid, 1);
-            continue;
+        let payload = match message.value {
+            Value::Bytes(bytes) => Some(bytes),
+            Value::String(text) => Some(text.into_inner()),
+            _ => None,
         };
-        for shard in shards.iter_mut() {
-            let delivered = match shard.try_send(publication.clone()) {
-                Ok(()) => true,
-                Err(error) if error.is_full() => {
-                    let publication = error.into_inner();
-                    matches!(
-                        tokio::time::timeout(settings.forward_timeout, shard.send(publication))
-                            .await,
-                        Ok(Ok(()))
-                    )
-                }
-                Err(_) => false,
-            };
-            if !delivered {
-                status.add(RedisCounter::MessagesDropped, 1);
+        let channel: &str = &message.channel;
+        forward_one(&settings, &status, &prefix, channel, payload, &mut shards).await;
+    }
+}
+
+/// Forwards every message from the cluster (per channel in its master's order) to every shard.
+async fn forward_cluster(
+    settings: RedisSettings,
+    status: Arc<RedisStatus>,
+    mut messages: tokio::sync::mpsc::Receiver<ClusterMessage>,
+    mut shards: Vec<mpsc::Sender<Publication>>,
+) {
+    let prefix = format!("{}:broadcast:", settings.prefix);
+    while let Some(ClusterMessage { channel, payload }) = messages.recv().await {
+        // A channel name that is not UTF-8 is not ours: counted as invalid.
+        let channel = std::str::from_utf8(&channel).unwrap_or_default();
+        forward_one(
+            &settings,
+            &status,
+            &prefix,
+            channel,
+            Some(payload),
+            &mut shards,
+        )
+        .await;
+    }
+}
+
+/// Hands one received message to every shard: a full shard channel is waited on for at most
+/// `forward_timeout`, then the message is dropped for that shard and counted.
+async fn forward_one(
+    settings: &RedisSettings,
+    status: &RedisStatus,
+    prefix: &str,
+    channel: &str,
+    payload: Option<Bytes>,
+    shards: &mut [mpsc::Sender<Publication>],
+) {
+    status.add(RedisCounter::MessagesReceived, 1);
+    let Some(publication) = payload.and_then(|payload| to_publication(prefix, channel, payload))
+    else {
+        status.add(RedisCounter::MessagesInvalid, 1);
+        return;
+    };
+    for shard in shards.iter_mut() {
+        let delivered = match shard.try_send(publication.clone()) {
+            Ok(()) => true,
+            Err(error) if error.is_full() => {
+                let publication = error.into_inner();
+                matches!(
+                    tokio::time::timeout(settings.forward_timeout, shard.send(publication)).await,
+                    Ok(Ok(()))
+                )
             }
+            Err(_) => false,
+        };
+        if !delivered {
+            status.add(RedisCounter::MessagesDropped, 1);
         }
     }
 }
 
-fn to_publication(prefix: &str, message: Message) -> Option<Publication> {
-    let channel = ChannelName::new(message.channel.strip_prefix(prefix)?)?;
-    let payload = match message.value {
-        Value::Bytes(bytes) => bytes,
-        Value::String(text) => text.into_inner(),
-        _ => return None,
-    };
+fn to_publication(prefix: &str, channel: &str, payload: Bytes) -> Option<Publication> {
+    let channel = ChannelName::new(channel.strip_prefix(prefix)?)?;
     crate::faults::on_redis_payload(&payload);
     Publication::from_redis(crate::channel::AppSlot::DEFAULT, channel, payload)
 }
 
-/// Turns publish requests into PUBLISH commands, pipelined and answered in arrival order.
+/// Turns publish requests into PUBLISH (one Redis) or SPUBLISH (cluster: to the master that
+/// serves the channel's slot) commands, pipelined and answered in arrival order.
 async fn publish(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
-    publisher: Client,
+    backend: Backend,
     requests: mpsc::Receiver<PublishRequest>,
 ) {
     requests
         .map(|request| {
-            let publisher = publisher.clone();
+            let backend = backend.clone();
             let channel = settings.redis_channel(&request.channel);
             async move {
-                // One attempt, failing fast while the connection is down: a publish answered 503
-                // must not be delivered later by a retry after the reconnect.
-                let options = Options {
-                    max_attempts: Some(1),
-                    fail_fast: true,
-                    timeout: Some(COMMAND_TIMEOUT),
-                    ..Options::default()
-                };
-                let result = if publisher.is_connected() {
-                    timed(
-                        publisher
-                            .with_options(&options)
-                            .publish::<u64, _, _>(channel, request.payload),
-                    )
-                    .await
-                } else {
-                    Err("Redis is not connected".to_string())
+                let result = match &backend {
+                    Backend::Single { publisher, .. } => {
+                        publish_single(publisher, channel, request.payload).await
+                    }
+                    // One attempt, failing fast while the slot's master is down or unknown
+                    // (the component never sends a failed publish later).
+                    Backend::Cluster(cluster) => cluster
+                        .publish(&channel, request.payload)
+                        .await
+                        .map_err(|error| error.to_string()),
                 };
                 (request.reply, result)
             }
@@ -650,9 +1081,44 @@ async fn publish(
         .await;
 }
 
+/// One PUBLISH on the one Redis.
+async fn publish_single(
+    publisher: &Client,
+    channel: String,
+    payload: Bytes,
+) -> Result<u64, String> {
+    // One attempt, failing fast while the connection is down: a publish answered 503 must not
+    // be delivered later by a retry after the reconnect.
+    let options = Options {
+        max_attempts: Some(1),
+        fail_fast: true,
+        timeout: Some(COMMAND_TIMEOUT),
+        ..Options::default()
+    };
+    if !publisher.is_connected() {
+        return Err("Redis is not connected".to_string());
+    }
+    timed(
+        publisher
+            .with_options(&options)
+            .publish::<u64, _, _>(channel, payload),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redacted_url;
+    use super::{redacted_url, server_address};
+
+    #[test]
+    fn the_per_master_table_shows_host_and_port_only() {
+        assert_eq!(
+            server_address("redis://:s3cret@127.0.0.1:6379/0"),
+            "127.0.0.1:6379"
+        );
+        assert_eq!(server_address("redis://user:pw@host:6380"), "host:6380");
+        assert_eq!(server_address("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {

@@ -44,7 +44,7 @@ use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
 use crate::apps::Apps;
-use crate::broker::redis::{self, RedisLink, RedisSettings};
+use crate::broker::redis::{self, RedisLink, RedisSettings, RedisTarget};
 use crate::config::Config;
 use crate::http::Listener;
 use crate::publication::Publication;
@@ -185,13 +185,19 @@ struct RedisStart {
     inboxes: Vec<Option<bounded::Receiver<Publication>>>,
 }
 
-/// Starts the Redis subscriber core if `--redis` is set.
+/// Starts the Redis subscriber core if `--redis` or `--redis-cluster` is set.
 fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerError> {
-    let Some(url) = &config.redis else {
-        return Ok(RedisStart {
-            link: None,
-            inboxes: cores.iter().map(|_| None).collect(),
-        });
+    let target = match (&config.redis, config.redis_cluster.is_empty()) {
+        (Some(url), _) => RedisTarget::Single { url: url.clone() },
+        (None, false) => RedisTarget::Cluster {
+            seeds: config.redis_cluster.clone(),
+        },
+        (None, true) => {
+            return Ok(RedisStart {
+                link: None,
+                inboxes: cores.iter().map(|_| None).collect(),
+            });
+        }
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = cores
         .iter()
@@ -204,15 +210,18 @@ fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerErr
         .map(|core| core.id)
         .find(|id| !cores.contains(id))
         .or_else(|| cores.last().copied());
+    let described = match &target {
+        RedisTarget::Single { url } => redis::redacted_url(url),
+        RedisTarget::Cluster { seeds } => format!("cluster (seeds {})", seeds.join(",")),
+    };
     let settings = RedisSettings {
-        url: url.clone(),
+        target,
         prefix: config.redis_prefix.clone(),
         forward_timeout: config.redis_forward_timeout,
         core: config.redis_core.or(default_core),
     };
     log::info!(
-        "redis: {}, channels {}:broadcast:*, subscriber core {:?}",
-        redis::redacted_url(url),
+        "redis: {described}, channels {}:broadcast:*, subscriber core {:?}",
         settings.prefix,
         settings.core
     );

@@ -82,6 +82,9 @@ counter_table! {
         MessagesInvalid, "redis_messages_invalid", "Messages on the broadcast prefix with an invalid channel name or value";
         Published, "redis_published", "PUBLISH commands that succeeded";
         PublishFailures, "redis_publish_failures", "PUBLISH commands refused or failed (answered 503)";
+        Resubscriptions, "redis_resubscriptions", "Channels subscribed again after a reconnect, a failover or a slot migration";
+        ServerUnsubscribes, "redis_server_unsubscribes", "Channels a cluster master dropped by itself (its slot moved away); subscribed again on the new owner";
+        TopologyChanges, "redis_topology_changes", "Cluster slot maps that differed from the previous one (failovers, slot migrations)";
     }
 }
 

@@ -13,7 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::counters::{CloseReason, Counter, RedisCounter};
-use super::{NodeReadings, RedisReadings, ShardSnapshot};
+use super::{MasterReading, NodeReadings, RedisReadings, ShardSnapshot};
 
 /// Upper bounds, in seconds, of the fan-out latency histogram buckets.
 const LATENCY_BUCKETS_S: [f64; 16] = [
@@ -303,4 +303,41 @@ fn register_redis(registry: &mut Registry, redis: &RedisReadings) {
             Samples::counter().with(Vec::new(), redis.counters[counter.index()] as f64),
         );
     }
+    let per_master = |value: &dyn Fn(&MasterReading) -> f64| {
+        redis
+            .masters
+            .iter()
+            .fold(Samples::gauge(), |samples, master| {
+                samples.with(vec![("master", master.address.clone())], value(master))
+            })
+    };
+    registry.register(
+        "redis_master_up",
+        "1 while the subscriber connection to this Redis master is up (one Redis: its server)",
+        per_master(&|master| flag(master.up)),
+    );
+    registry.register(
+        "redis_master_publisher_connected",
+        "1 while the publishing connection to this Redis master is up",
+        per_master(&|master| flag(master.publisher_connected)),
+    );
+    registry.register(
+        "redis_master_subscribed_channels",
+        "Channels confirmed on this Redis master",
+        per_master(&|master| master.subscribed_channels as f64),
+    );
+    let resubscriptions = redis
+        .masters
+        .iter()
+        .fold(Samples::counter(), |samples, master| {
+            samples.with(
+                vec![("master", master.address.clone())],
+                master.resubscriptions as f64,
+            )
+        });
+    registry.register(
+        "redis_master_resubscriptions",
+        "Channels subscribed again on this Redis master after a reconnect, a failover or a slot migration",
+        resubscriptions,
+    );
 }

@@ -76,11 +76,31 @@ impl ProcessReadings {
     }
 }
 
+/// One Redis master's subscriber connection (the one Redis of `--redis`, or each master of
+/// `--redis-cluster`) as seen at scrape time.
+#[derive(Debug, Clone)]
+pub struct MasterReading {
+    /// `host:port`, no credentials.
+    pub address: String,
+    /// `connecting`, `up`, `down`.
+    pub state: &'static str,
+    /// The subscriber connection is up.
+    pub up: bool,
+    /// Channels confirmed on this master.
+    pub subscribed_channels: u64,
+    /// Channels subscribed here again after a reconnect, a failover or a slot migration.
+    pub resubscriptions: u64,
+    /// The publishing connection is up.
+    pub publisher_connected: bool,
+}
+
 /// The Redis link as seen at scrape time.
 #[derive(Debug, Clone)]
 pub struct RedisReadings {
     /// A short word for humans: `disconnected`, `subscribing`, `subscribed`, `failed`.
     pub state: &'static str,
+    /// `single` (`--redis`) or `cluster` (`--redis-cluster`).
+    pub mode: &'static str,
     /// The subscriber connection is up.
     pub connected: bool,
     /// The publishing connection is up.
@@ -93,6 +113,8 @@ pub struct RedisReadings {
     pub subscribed_channels: u64,
     /// The counters, indexed by [`RedisCounter`].
     pub counters: [u64; RedisCounter::COUNT],
+    /// Per master, ordered by address.
+    pub masters: Vec<MasterReading>,
 }
 
 /// Everything `/stat` and `/metrics` show about one node.
@@ -106,7 +128,7 @@ pub struct NodeReadings<'a> {
     pub uptime_s: u64,
     /// The snapshots of the shards that answered, ordered by shard.
     pub snapshots: &'a [ShardSnapshot],
-    /// With `--redis`.
+    /// With `--redis` or `--redis-cluster`.
     pub redis: Option<RedisReadings>,
     /// The process.
     pub process: ProcessReadings,

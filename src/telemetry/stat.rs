@@ -89,12 +89,27 @@ impl<'a> StatReport<'a> {
             let _ = writeln!(page, "{name} {value}");
         }
         if let Some(redis) = &node.redis {
-            let _ = writeln!(page, "redis {}", redis.state);
+            let _ = writeln!(page, "redis {} ({})", redis.state, redis.mode);
             let _ = writeln!(
                 page,
                 "redis_subscribed_channels {}",
                 redis.subscribed_channels
             );
+            for master in &redis.masters {
+                let _ = writeln!(
+                    page,
+                    "\tredis master {}: {}, {} channels, {} resubscriptions, publisher {}",
+                    master.address,
+                    master.state,
+                    master.subscribed_channels,
+                    master.resubscriptions,
+                    if master.publisher_connected {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                );
+            }
             for &counter in RedisCounter::ALL {
                 let _ = writeln!(
                     page,
@@ -141,6 +156,21 @@ impl<'a> StatReport<'a> {
                 })
                 .collect();
             object.insert("state".into(), json!(redis.state));
+            object.insert("mode".into(), json!(redis.mode));
+            let masters: Vec<Value> = redis
+                .masters
+                .iter()
+                .map(|master| {
+                    json!({
+                        "address": master.address,
+                        "state": master.state,
+                        "subscribed_channels": master.subscribed_channels,
+                        "resubscriptions": master.resubscriptions,
+                        "publisher_connected": master.publisher_connected,
+                    })
+                })
+                .collect();
+            object.insert("masters".into(), json!(masters));
             object.insert(
                 "redis_subscribed_channels".into(),
                 json!(redis.subscribed_channels),

@@ -411,17 +411,32 @@ impl ClusterSubscriber {
         added: &[String],
         removed: &[String],
     ) -> Result<(), ClusterError> {
+        let confirmation = self
+            .request_interest(added.to_vec(), removed.to_vec())
+            .await?;
+        confirmation.await_answer().await
+    }
+
+    /// Hands the change to the manager (waiting only for room in its queue, so changes are
+    /// applied in call order) and returns the confirmation to wait for: the caller need not
+    /// stop everything else while a master is down. The confirmation resolves as
+    /// `set_interest` answers.
+    pub async fn request_interest(
+        &self,
+        added: Vec<String>,
+        removed: Vec<String>,
+    ) -> Result<Confirmation, ClusterError> {
         let (reply, confirmed) = oneshot::channel();
         let request = Request::Interest {
-            added: added.to_vec(),
-            removed: removed.to_vec(),
+            added,
+            removed,
             reply,
         };
         self.requests
             .send(request)
             .await
             .map_err(|_| ClusterError::Stopped)?;
-        confirmed.await.map_err(|_| ClusterError::Stopped)?
+        Ok(Confirmation(confirmed))
     }
 
     /// SPUBLISH on the master that serves the channel's slot; returns how many subscribers
@@ -482,6 +497,18 @@ impl ClusterSubscriber {
             .lock()
             .map(|masters| masters.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The answer to a [`ClusterSubscriber::request_interest`]: every added channel confirmed,
+/// or why not.
+#[derive(Debug)]
+pub struct Confirmation(oneshot::Receiver<Result<(), ClusterError>>);
+
+impl Confirmation {
+    /// Waits for the answer (at most `confirm_timeout_ms` plus one manager tick).
+    pub async fn await_answer(self) -> Result<(), ClusterError> {
+        self.0.await.map_err(|_| ClusterError::Stopped)?
     }
 }
 
