@@ -4,9 +4,9 @@
 #
 # usage: run-kosoku.sh HOST:PORT [--cases '1.*,2.*,...'] [--exclude '9.*,...']
 #                      [--outdir DIR] [--parallelism N] [--strict-close]
-#   --cases         comma-separated case ids/globs   (default: 1.* .. 10.*)
-#   --exclude       extra exclusions; 12.* and 13.* (permessage-deflate) are
-#                   always excluded
+#   --cases         comma-separated case ids/globs   (default: 1.* .. 10.*,
+#                   12.* and 13.* (permessage-deflate))
+#   --exclude       exclusions (none by default)
 #   --outdir        report dir (default $AUTOBAHN_HOME/reports/kosoku)
 #   --parallelism   cases run concurrently (default 1, as Autobahn does)
 #   --strict-close  also fail on behaviorClose WRONG CODE / FAILED BY CLIENT
@@ -20,7 +20,7 @@ usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 case "$1" in -h|--help) usage ;; esac
 parse_hostport "$1"; shift
-CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"
+CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*"
 EXCLUDE=""
 OUTDIR="$AUTOBAHN_HOME/reports/kosoku"
 PAR=1
@@ -44,7 +44,7 @@ URL="ws://$HOST:$PORT/echo"
 args=()
 IFS=',' read -r -a inc <<< "$CASES"
 for c in "${inc[@]}"; do c="${c// /}"; [ -n "$c" ] && args+=(-i "$c"); done
-IFS=',' read -r -a exc <<< "12.*,13.*${EXCLUDE:+,$EXCLUDE}"
+IFS=',' read -r -a exc <<< "$EXCLUDE"
 for c in "${exc[@]}"; do c="${c// /}"; [ -n "$c" ] && args+=(-x "$c"); done
 
 rm -rf "$OUTDIR" && mkdir -p "$OUTDIR"
