@@ -5,7 +5,8 @@
 #   2. the real client libraries against the real server (tests/clients: pusher-js in Node and
 #      in headless Chromium, laravel-echo, the npm and PyPI pusher SDKs),
 #   3. the comparison driver's own tests (Python, standard library, no server),
-#   4. the Autobahn|Testsuite gate (kosoku, cases 1-10) against ringcast's /echo endpoint.
+#   4. the Autobahn|Testsuite gate against ringcast's /echo endpoint: kosoku for cases 1-10, the
+#      reference wstest for 12.* and 13.* (permessage-deflate; kosoku 0.1.0 cannot run them).
 # Usage: bash tests/run.sh            (README's test command; .ci/run calls it)
 #        SKIP_AUTOBAHN=1 SKIP_CLIENTS=1 bash tests/run.sh
 set -euo pipefail
@@ -65,6 +66,9 @@ if [ -z "${SKIP_AUTOBAHN:-}" ]; then
     done
     [ -n "$up" ] || { echo "ringcast did not listen on port $port within 10 s:"; cat "$log"; exit 1; }
     bash tests/autobahn/run-kosoku.sh "127.0.0.1:$port" --outdir "${AUTOBAHN_OUT:-$PWD/target/autobahn-kosoku}"
+    say "Autobahn|Testsuite (wstest) 12.* and 13.* (permessage-deflate) against /echo"
+    bash tests/autobahn/run-wstest.sh "127.0.0.1:$port" "${AUTOBAHN_DEFLATE_OUT:-$PWD/target/autobahn-wstest-deflate}" \
+        --cases '12.*,13.*'
     kill -TERM "$server"
     wait "$server" || { echo "ringcast exited with an error:"; cat "$log"; exit 1; }
     trap - EXIT

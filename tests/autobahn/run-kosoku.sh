@@ -4,9 +4,12 @@
 #
 # usage: run-kosoku.sh HOST:PORT [--cases '1.*,2.*,...'] [--exclude '9.*,...']
 #                      [--outdir DIR] [--parallelism N] [--strict-close]
-#   --cases         comma-separated case ids/globs   (default: 1.* .. 10.*,
-#                   12.* and 13.* (permessage-deflate))
-#   --exclude       exclusions (none by default)
+#   --cases         comma-separated case ids/globs   (default: 1.* .. 10.*)
+#   --exclude       extra exclusions; 12.* and 13.* (permessage-deflate) are
+#                   always excluded: kosoku 0.1.0 fails every one of them
+#                   before connecting ("Strings must be encoded before
+#                   hashing"); the gate runs them with wstest instead
+#                   (run-wstest.sh --cases '12.*,13.*', see tests/run.sh)
 #   --outdir        report dir (default $AUTOBAHN_HOME/reports/kosoku)
 #   --parallelism   cases run concurrently (default 1, as Autobahn does)
 #   --strict-close  also fail on behaviorClose WRONG CODE / FAILED BY CLIENT
@@ -16,11 +19,11 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 case "$1" in -h|--help) usage ;; esac
 parse_hostport "$1"; shift
-CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*"
+CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"
 EXCLUDE=""
 OUTDIR="$AUTOBAHN_HOME/reports/kosoku"
 PAR=1
@@ -44,7 +47,7 @@ URL="ws://$HOST:$PORT/echo"
 args=()
 IFS=',' read -r -a inc <<< "$CASES"
 for c in "${inc[@]}"; do c="${c// /}"; [ -n "$c" ] && args+=(-i "$c"); done
-IFS=',' read -r -a exc <<< "$EXCLUDE"
+IFS=',' read -r -a exc <<< "12.*,13.*${EXCLUDE:+,$EXCLUDE}"
 for c in "${exc[@]}"; do c="${c// /}"; [ -n "$c" ] && args+=(-x "$c"); done
 
 rm -rf "$OUTDIR" && mkdir -p "$OUTDIR"
