@@ -583,6 +583,11 @@ mod tests {
             6
         );
         let config = parse(&["--compress-min-bytes", "1MiB"]);
-        assert!(config.validate().unwrap_err().contains("--compress-min-bytes"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--compress-min-bytes")
+        );
     }
 }

@@ -100,7 +100,10 @@ fn offers_are_answered_or_declined_per_rfc_7692() {
         answer(&["permessage-deflate; client_max_window_bits"]).as_deref(),
         Some(DEFAULT_ANSWER)
     );
-    assert_eq!(answer(&["permessage-deflate"]).as_deref(), Some(DEFAULT_ANSWER));
+    assert_eq!(
+        answer(&["permessage-deflate"]).as_deref(),
+        Some(DEFAULT_ANSWER)
+    );
     assert_eq!(
         answer(&["permessage-deflate; server_no_context_takeover; client_no_context_takeover"])
             .as_deref(),
@@ -161,11 +164,18 @@ fn a_broadcast_is_compressed_once_for_those_that_negotiated() {
     for client in [&mut compressed, &mut compressed_too] {
         let frame = next_data(client);
         assert_eq!(frame.first_byte, 0xC1, "FIN, RSV1, text");
-        assert!(frame.payload.len() * 3 < message.len(), "{}", frame.payload.len());
+        assert!(
+            frame.payload.len() * 3 < message.len(),
+            "{}",
+            frame.payload.len()
+        );
         assert_eq!(inflate(&frame.payload), message);
     }
     let frame = next_data(&mut plain);
-    assert_eq!(frame.first_byte, 0x81, "no RSV1 for a client without the extension");
+    assert_eq!(
+        frame.first_byte, 0x81,
+        "no RSV1 for a client without the extension"
+    );
     assert_eq!(frame.payload, message);
 
     // Under --compress-min-bytes (256): sent as it is, RSV1 clear, to everyone.
@@ -211,8 +221,11 @@ fn a_broadcast_is_compressed_once_for_those_that_negotiated() {
 #[test]
 fn a_server_window_limit_is_kept() {
     let server = Server::start(&["--compress-min-bytes", "64"]);
-    let (mut client, answer) =
-        connect(&server, "/ws/w", &["permessage-deflate; server_max_window_bits=9"]);
+    let (mut client, answer) = connect(
+        &server,
+        "/ws/w",
+        &["permessage-deflate; server_max_window_bits=9"],
+    );
     assert!(answer.unwrap().ends_with("server_max_window_bits=9"));
     // At most 2^9 bytes: no back-reference can reach further, so it may be compressed.
     let fits = json(512);
@@ -243,12 +256,16 @@ fn compressed_messages_are_inflated_and_echoes_compressed() {
     assert_eq!(inflate(&echo.payload), message);
     // Fragmented: RSV1 on the first frame only.
     let (first, rest) = compressed.split_at(compressed.len() / 2);
-    client.write_all(&common::masked_frame(0x41, first)).unwrap();
+    client
+        .write_all(&common::masked_frame(0x41, first))
+        .unwrap();
     client.write_all(&common::masked_frame(0x80, rest)).unwrap();
     let echo = next_data(&mut client);
     assert_eq!(inflate(&echo.payload), message);
     // Uncompressed messages are still fine, and small echoes go out as they are.
-    client.write_all(&common::masked_frame(0x81, b"hi")).unwrap();
+    client
+        .write_all(&common::masked_frame(0x81, b"hi"))
+        .unwrap();
     let echo = next_data(&mut client);
     assert_eq!((echo.first_byte, &echo.payload[..]), (0x81, &b"hi"[..]));
     // Invalid UTF-8 inside a compressed text message: 1007, as uncompressed.
@@ -265,7 +282,9 @@ fn a_zip_bomb_gets_1009_before_it_is_inflated() {
     // 16 MiB of zeros in about 16 KB.
     let bomb = deflate(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 << 10, "{}", bomb.len());
-    client.write_all(&common::masked_frame(0xC2, &bomb)).unwrap();
+    client
+        .write_all(&common::masked_frame(0xC2, &bomb))
+        .unwrap();
     assert_eq!(read_until_close(&mut client), Some(1009));
     // The shard is fine.
     let (mut other, _) = connect(&server, "/echo", &["permessage-deflate"]);
@@ -290,7 +309,9 @@ fn a_compressed_control_frame_gets_1002() {
     let (mut client, _) = connect(&server, "/echo", &["permessage-deflate"]);
     let compressed = deflate(&json(1000));
     let (first, rest) = compressed.split_at(10);
-    client.write_all(&common::masked_frame(0x41, first)).unwrap();
+    client
+        .write_all(&common::masked_frame(0x41, first))
+        .unwrap();
     client.write_all(&common::masked_frame(0xC0, rest)).unwrap();
     assert_eq!(read_until_close(&mut client), Some(1002));
 }

@@ -292,7 +292,10 @@ pub fn server_data_frame_message(frame: &[u8]) -> Option<(DataKind, &[u8])> {
         return None;
     }
     let (header_len, payload_len) = match second {
-        126 => (4, u64::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?))),
+        126 => (
+            4,
+            u64::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?)),
+        ),
         127 => (10, u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?)),
         short => (2, u64::from(short)),
     };
@@ -344,12 +347,23 @@ pub(crate) mod tests {
             );
             assert_eq!(server_data_frame_message(&frame[..frame.len() - 1]), None);
             let binary = encode_server_frame(OpCode::Binary, &message);
-            assert_eq!(server_data_frame_message(&binary).unwrap().0, DataKind::Binary);
+            assert_eq!(
+                server_data_frame_message(&binary).unwrap().0,
+                DataKind::Binary
+            );
         }
         assert_eq!(server_data_frame_message(b"\x8a\x00"), None, "a pong");
-        assert_eq!(server_data_frame_message(b"\xc1\x01x"), None, "RSV1 already");
+        assert_eq!(
+            server_data_frame_message(b"\xc1\x01x"),
+            None,
+            "RSV1 already"
+        );
         assert_eq!(server_data_frame_message(b"\x01\x01x"), None, "a fragment");
-        assert_eq!(server_data_frame_message(b"\x81\x01xy"), None, "bytes after it");
+        assert_eq!(
+            server_data_frame_message(b"\x81\x01xy"),
+            None,
+            "bytes after it"
+        );
         assert_eq!(server_data_frame_message(b"\x81"), None);
     }
 

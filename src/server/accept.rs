@@ -31,11 +31,11 @@ use super::shard::Shard;
 use super::shared::AddressLimit;
 use crate::auth;
 use crate::channel::AppSlot;
+use crate::config::Compression;
 use crate::http::{
     self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
     parse_request_head,
 };
-use crate::config::Compression;
 use crate::protocol::deflate::DeflatePolicy;
 use crate::protocol::handshake::{
     negotiate_deflate, switching_protocols_response_with, validate_upgrade,
@@ -710,7 +710,9 @@ fn admit_upgrade(
     };
     // RFC 7692 §5: the first acceptable permessage-deflate offer, if compression is on.
     let deflate = match config.compression {
-        Compression::On => negotiate_deflate(head, &DeflatePolicy::default()).map_or(Deflate::Off, Deflate::On),
+        Compression::On => {
+            negotiate_deflate(head, &DeflatePolicy::default()).map_or(Deflate::Off, Deflate::On)
+        }
         Compression::Off => Deflate::Off,
     };
     let admission = Admission {

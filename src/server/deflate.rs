@@ -46,7 +46,6 @@ impl Deflate {
             Deflate::On(negotiated) => negotiated.inbound(),
         }
     }
-
 }
 
 /// The counts one fan-out (or one echo) adds to the shard's deflate counters.
@@ -259,9 +258,18 @@ mod tests {
             .get(WireFormat::Raw, on, &publication, Some(&mut compressor))
             .unwrap();
         let plain = cache
-            .get(WireFormat::Raw, Deflate::Off, &publication, Some(&mut compressor))
+            .get(
+                WireFormat::Raw,
+                Deflate::Off,
+                &publication,
+                Some(&mut compressor),
+            )
             .unwrap();
-        assert_eq!(first.as_ptr(), second.as_ptr(), "one compressed frame, shared");
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "one compressed frame, shared"
+        );
         assert_eq!(first[0], 0x81 | RSV1_BIT);
         assert_eq!(plain[0], 0x81, "no RSV1 on the plain frame");
         assert_eq!(cache.tally.messages_compressed, 1);
@@ -321,7 +329,12 @@ mod tests {
             let publication = publication(&json(size));
             let mut cache = FrameCache::default();
             let frame = cache
-                .get(WireFormat::Raw, window_9, &publication, Some(&mut compressor))
+                .get(
+                    WireFormat::Raw,
+                    window_9,
+                    &publication,
+                    Some(&mut compressor),
+                )
                 .unwrap();
             assert_eq!(frame[0] & RSV1_BIT != 0, compressed, "{size}");
         }
@@ -332,8 +345,10 @@ mod tests {
         let mut compressor = ShardCompressor::new(CompressionLevel::FASTEST, 256);
         let mut tally = DeflateTally::default();
         let message = json(1000);
-        let plain =
-            crate::protocol::frame::encode_server_frame(crate::protocol::frame::OpCode::Text, &message);
+        let plain = crate::protocol::frame::encode_server_frame(
+            crate::protocol::frame::OpCode::Text,
+            &message,
+        );
         let same = compressor.compress_reply(Deflate::Off, plain.clone(), &mut tally);
         assert_eq!(same, plain);
         let compressed = compressor.compress_reply(negotiated(None), plain.clone(), &mut tally);

@@ -696,7 +696,8 @@ impl Registry {
             }
             let format = connection.format();
             let compressor = self.compressor.as_mut();
-            let Some(frame) = frames.get(format, connection.deflate, publication, compressor) else {
+            let Some(frame) = frames.get(format, connection.deflate, publication, compressor)
+            else {
                 unframable += 1;
                 continue;
             };
