@@ -333,3 +333,53 @@ fn rsv1_without_the_extension_gets_1002() {
         .unwrap();
     assert_eq!(read_until_close(&mut client), Some(1002));
 }
+
+#[test]
+fn each_wire_format_gets_its_own_compressed_frame() {
+    let server = Server::start(&[
+        "--app-id",
+        "1",
+        "--app-key",
+        "key-one",
+        "--app-secret",
+        "secret-one",
+        "--shards",
+        "1",
+    ]);
+    let (mut pusher, answer) = connect(
+        &server,
+        "/app/key-one?protocol=7&client=test&version=1",
+        &["permessage-deflate; client_max_window_bits"],
+    );
+    assert_eq!(answer.as_deref(), Some(DEFAULT_ANSWER));
+    let established = next_data(&mut pusher);
+    assert_eq!(established.first_byte, 0x81, "small: uncompressed");
+    assert!(String::from_utf8_lossy(&established.payload).contains("connection_established"));
+    pusher
+        .write_all(&common::masked_frame(
+            0x81,
+            br#"{"event":"pusher:subscribe","data":{"channel":"news"}}"#,
+        ))
+        .unwrap();
+    let subscribed = next_data(&mut pusher);
+    assert!(String::from_utf8_lossy(&subscribed.payload).contains("subscription_succeeded"));
+    let (mut raw, _) = connect(&server, "/ws/news", &["permessage-deflate"]);
+    let message = json(2048);
+    server.publish("news", &message);
+    let frame = next_data(&mut raw);
+    assert_eq!(frame.first_byte, 0xC1);
+    assert_eq!(inflate(&frame.payload), message);
+    let frame = next_data(&mut pusher);
+    assert_eq!(
+        frame.first_byte, 0xC1,
+        "the Pusher envelope is compressed too"
+    );
+    let event: serde_json::Value = serde_json::from_slice(&inflate(&frame.payload)).unwrap();
+    assert_eq!(event["event"], "message");
+    assert_eq!(event["channel"], "news");
+    assert_eq!(event["data"].as_str().unwrap().as_bytes(), &message[..]);
+    // One shard, two formats: two compressions for two deliveries.
+    let stat = server.stat();
+    assert!(stat.contains("deflate_messages_compressed 2\n"), "{stat}");
+    assert!(stat.contains("deflate_frames 2\n"), "{stat}");
+}
