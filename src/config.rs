@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::apps::Apps;
 use crate::auth::Secret;
 use crate::channel::ChannelPolicy;
+use crate::protocol::deflate::CompressionLevel;
 use crate::protocol::frame::MAX_SERVER_HEADER_BYTES;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -53,6 +54,15 @@ pub enum WritePath {
     /// The same `sendmsg`s submitted as a batch of io_uring SQEs: one `io_uring_enter` for up to
     /// a few hundred connections.
     Uring,
+}
+
+/// Whether permessage-deflate is negotiated (`--compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Never: the extension offer is ignored and every frame goes out uncompressed.
+    Off,
+    /// When the client offers it.
+    On,
 }
 
 /// ringcast: a thread-per-core io_uring WebSocket push server.
@@ -134,6 +144,24 @@ pub struct Config {
     /// Frames one fragmented message may have; more get close 1009.
     #[arg(long, env = "RINGCAST_MAX_FRAGMENTS", default_value_t = 1024)]
     pub max_fragments: u32,
+
+    /// permessage-deflate (RFC 7692): `on` answers a client's offer (browsers offer it on every
+    /// WebSocket) and sends compressed frames to it; `off` never negotiates it. The server never
+    /// keeps compression context (`server_no_context_takeover`), so a message is compressed
+    /// once per shard and wire format, whatever the number of subscribers.
+    #[arg(long, env = "RINGCAST_COMPRESSION", value_enum, default_value_t = Compression::On)]
+    pub compression: Compression,
+
+    /// Smallest message, in bytes, worth compressing: smaller ones go out uncompressed even to
+    /// clients that negotiated permessage-deflate (a short JSON message saves a few bytes for a
+    /// few microseconds of CPU). Units: B, KiB, MiB.
+    #[arg(long, env = "RINGCAST_COMPRESS_MIN_BYTES", default_value = "256", value_parser = parse_bytes)]
+    pub compress_min_bytes: usize,
+
+    /// libdeflate compression level, 1 (fastest; on JSON about zlib's level 6) to 12 (smallest,
+    /// several times slower). Paid once per message, not per subscriber.
+    #[arg(long, env = "RINGCAST_COMPRESSION_LEVEL", default_value_t = 1)]
+    pub compression_level: u8,
 
     /// Number of shards (one thread pinned per core); 0 = one per online core.
     #[arg(long, env = "RINGCAST_SHARDS", default_value_t = 0)]
@@ -416,6 +444,20 @@ impl Config {
         if self.max_subscriptions == 0 {
             return Err("--max-subscriptions must be at least 1".into());
         }
+        self.validate_compression()
+    }
+
+    /// `--compression-level` within libdeflate's range, `--compress-min-bytes` below the
+    /// largest message (or nothing would ever be compressed).
+    fn validate_compression(&self) -> Result<(), String> {
+        CompressionLevel::new(self.compression_level)
+            .map_err(|error| format!("--compression-level: {error}"))?;
+        if self.compression == Compression::On && self.compress_min_bytes > self.max_message_bytes {
+            return Err(format!(
+                "--compress-min-bytes ({}) is above --max-message-bytes ({}): nothing would be compressed; use --compression off",
+                self.compress_min_bytes, self.max_message_bytes
+            ));
+        }
         Ok(())
     }
 
@@ -433,6 +475,11 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("--apps {}: {error}", path.display()))?;
         Apps::from_toml_str(&text).map_err(|error| format!("--apps {}: {error}", path.display()))
+    }
+
+    /// The compression level `--compression-level` names (checked by `validate`).
+    pub fn deflate_level(&self) -> CompressionLevel {
+        CompressionLevel::new(self.compression_level).unwrap_or_default()
     }
 
     /// The channel policy `--strict`/`--channels` describe.
@@ -548,5 +595,37 @@ mod tests {
         let config = parse(&["--redis-cluster", "127.0.0.1"]);
         let error = config.validate().unwrap_err();
         assert!(error.contains("host:port"), "{error}");
+    }
+
+    #[test]
+    fn compression_flags() {
+        let config = parse(&[]);
+        assert_eq!(config.compression, Compression::On);
+        assert_eq!(config.compress_min_bytes, 256);
+        assert_eq!(config.deflate_level(), CompressionLevel::FASTEST);
+        let config = parse(&["--compression", "off", "--compress-min-bytes", "1KiB"]);
+        assert_eq!(config.compression, Compression::Off);
+        assert_eq!(config.compress_min_bytes, 1024);
+        config.validate().unwrap();
+        for level in ["0", "13"] {
+            let config = parse(&["--compression-level", level]);
+            assert!(
+                config
+                    .validate()
+                    .unwrap_err()
+                    .contains("--compression-level")
+            );
+        }
+        assert_eq!(
+            parse(&["--compression-level", "6"]).deflate_level().get(),
+            6
+        );
+        let config = parse(&["--compress-min-bytes", "1MiB"]);
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--compress-min-bytes")
+        );
     }
 }

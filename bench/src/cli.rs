@@ -116,6 +116,11 @@ pub struct CommonArgs {
     /// Floor results (summary.json of a floor run, or its directory) to compare against.
     #[arg(long)]
     pub compare_floor: Vec<PathBuf>,
+    /// Offer permessage-deflate (RFC 7692) in every handshake. Compressed frames are counted with
+    /// their compressed size (the bytes on the wire) and only their 48-byte stamp is inflated,
+    /// so the client's CPU stays what it is without compression.
+    #[arg(long, default_value_t = false)]
+    pub deflate: bool,
     /// Arguments for the spawned server, after `--`.
     #[arg(last = true)]
     pub server_args: Vec<String>,

@@ -282,9 +282,10 @@ fn send_rounds(sockets: &[TcpStream], config: &FloorConfig) -> FloorOutcome {
     let frames_per_send = config.frames_per_send.max(1);
     let mut batch = Vec::with_capacity(frames_per_send * (config.payload_bytes + 14));
     let mut payload = vec![0u8; config.payload_bytes];
-    let opcode = match config.payload_kind {
-        PayloadKind::Text => Opcode::Text,
-        PayloadKind::Binary => Opcode::Binary,
+    let opcode = if config.payload_kind.is_text() {
+        Opcode::Text
+    } else {
+        Opcode::Binary
     };
     let mut outcome = FloorOutcome {
         accepted: 0,

@@ -547,6 +547,7 @@ fn request_prefix(
         PublishTarget::Http { host_header, .. } => {
             let content_type = match payload_kind {
                 PayloadKind::Text => "text/plain",
+                PayloadKind::Json => "application/json",
                 PayloadKind::Binary => "application/octet-stream",
             };
             format!(

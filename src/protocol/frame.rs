@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
 use super::mask::apply_mask_reference;
+use super::message::DataKind;
 
 /// Longest header a server frame can have: 2 bytes + 8 bytes of extended length.
 pub const MAX_SERVER_HEADER_BYTES: usize = 10;
@@ -276,6 +277,32 @@ pub fn encode_server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
+/// The kind and message of one complete, final, uncompressed server data frame as
+/// [`encode_server_frame`] builds it (what permessage-deflate compresses for subscribers that
+/// negotiated it); `None` for anything else (a control frame, RSV1 set, a fragment, a frame cut
+/// short or followed by more bytes).
+pub fn server_data_frame_message(frame: &[u8]) -> Option<(DataKind, &[u8])> {
+    let (&first, &second) = (frame.first()?, frame.get(1)?);
+    let kind = match first {
+        0x81 => DataKind::Text,
+        0x82 => DataKind::Binary,
+        _ => return None,
+    };
+    if second & 0x80 != 0 {
+        return None;
+    }
+    let (header_len, payload_len) = match second {
+        126 => (
+            4,
+            u64::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (10, u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?)),
+        short => (2, u64::from(short)),
+    };
+    let payload = frame.get(header_len..)?;
+    (payload.len() as u64 == payload_len).then_some((kind, payload))
+}
+
 /// Builds one complete compressed server frame (RSV1 set) around a payload already compressed by
 /// permessage-deflate (RFC 7692 §7.2.1). `deflate::MessageCompressor::compress_frame` builds the
 /// same bytes without copying the payload; this one is for payloads compressed elsewhere.
@@ -307,6 +334,38 @@ pub fn encode_client_frame(first_byte: u8, key: [u8; 4], payload: &[u8]) -> Vec<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_data_frame_gives_back_its_message() {
+        for size in [0usize, 125, 126, 65535, 65536] {
+            let message = vec![b'x'; size];
+            let frame = encode_server_frame(OpCode::Text, &message);
+            assert_eq!(
+                server_data_frame_message(&frame),
+                Some((DataKind::Text, &message[..])),
+                "{size}"
+            );
+            assert_eq!(server_data_frame_message(&frame[..frame.len() - 1]), None);
+            let binary = encode_server_frame(OpCode::Binary, &message);
+            assert_eq!(
+                server_data_frame_message(&binary).unwrap().0,
+                DataKind::Binary
+            );
+        }
+        assert_eq!(server_data_frame_message(b"\x8a\x00"), None, "a pong");
+        assert_eq!(
+            server_data_frame_message(b"\xc1\x01x"),
+            None,
+            "RSV1 already"
+        );
+        assert_eq!(server_data_frame_message(b"\x01\x01x"), None, "a fragment");
+        assert_eq!(
+            server_data_frame_message(b"\x81\x01xy"),
+            None,
+            "bytes after it"
+        );
+        assert_eq!(server_data_frame_message(b"\x81"), None);
+    }
 
     /// A client frame from FIN, opcode bits, key and payload.
     pub(crate) fn client_frame(

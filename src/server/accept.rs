@@ -25,16 +25,21 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{TaskQueueHandle, spawn_local_into};
 use serde_json::json;
 
+use super::deflate::Deflate;
 use super::registry::{Admission, ConnectionKey, Protocol, TokenExpiry};
 use super::shard::Shard;
 use super::shared::AddressLimit;
 use crate::auth;
 use crate::channel::AppSlot;
+use crate::config::Compression;
 use crate::http::{
     self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
     parse_request_head,
 };
-use crate::protocol::handshake::{switching_protocols_response, validate_upgrade};
+use crate::protocol::deflate::DeflatePolicy;
+use crate::protocol::handshake::{
+    negotiate_deflate, switching_protocols_response_with, validate_upgrade,
+};
 use crate::publication::Publication;
 use crate::telemetry::counters::Counter;
 use crate::telemetry::stat::StatReport;
@@ -703,10 +708,18 @@ fn admit_upgrade(
         }
         None => None,
     };
+    // RFC 7692 §5: the first acceptable permessage-deflate offer, if compression is on.
+    let deflate = match config.compression {
+        Compression::On => {
+            negotiate_deflate(head, &DeflatePolicy::default()).map_or(Deflate::Off, Deflate::On)
+        }
+        Compression::Off => Deflate::Off,
+    };
     let admission = Admission {
         protocol,
         expiry,
         ticket,
+        deflate,
     };
     Ok((admission, refusal))
 }
@@ -724,6 +737,10 @@ fn register(
     leftover: Vec<u8>,
 ) -> Result<ConnectionKey, HttpError> {
     let now_ms = shard.now_ms();
+    let negotiated = match admission.deflate {
+        Deflate::On(negotiated) => Some(negotiated),
+        Deflate::Off => None,
+    };
     let mut registry = shard.registry.borrow_mut();
     let key = registry.insert(owned, admission, now_ms).map_err(|error| {
         log::warn!("shard {}: cannot register a connection: {error}", shard.id);
@@ -753,7 +770,8 @@ fn register(
         registry.hold(key);
     }
     // The 101 goes through the connection's queue, so nothing can overtake it.
-    registry.queue(key, Bytes::from(switching_protocols_response(accept)));
+    let response = switching_protocols_response_with(accept, negotiated.as_ref());
+    registry.queue(key, Bytes::from(response));
     registry.stats.count(Counter::WebsocketOpened);
     // A Pusher client hears first whether it is welcome.
     let greeting = match registry.get(key).map(|connection| connection.protocol()) {

@@ -16,6 +16,7 @@
 //! down so the kernel routes new connections to the other shards, and publishes leave it out.
 
 mod accept;
+mod deflate;
 mod event;
 mod fanout;
 mod listen;

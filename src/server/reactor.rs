@@ -27,7 +27,7 @@ use crate::apps::Apps;
 use crate::protocol::close::encode_close_reply;
 use crate::protocol::message::{Decoded, Event, MessageDecoder};
 use crate::telemetry::counters::Counter;
-use crate::wire::raw::{self, Reply};
+use crate::wire::raw::{self, RawRole, Reply};
 
 /// Most epoll events taken per round.
 const EVENTS_PER_ROUND: usize = 1024;
@@ -171,7 +171,7 @@ fn handle_input(
     match registry.take_input(key) {
         None => {
             // Common case: whole frames straight from the scratch buffer, no copy.
-            let mut decoder = registry.new_decoder();
+            let mut decoder = registry.new_decoder(key);
             let consumed = handle_frames(registry, apps, key, &mut decoder, fresh, now_ms);
             keep_rest(registry, key, decoder, &fresh[consumed..]);
         }
@@ -280,7 +280,14 @@ fn handle_event(
         Event::Message { kind, payload } => {
             crate::faults::on_client_message(payload);
             match role {
-                Some(role) => apply(registry, key, raw::answer_message(role, kind, payload)),
+                // Echoes (Autobahn's 12.* and 13.* come through here) are compressed for a
+                // client that negotiated permessage-deflate.
+                Some(role) => match raw::answer_message(role, kind, payload) {
+                    Reply::Frame(frame) if role == RawRole::Echo => {
+                        registry.queue_compressible(key, frame)
+                    }
+                    reply => apply(registry, key, reply),
+                },
                 None => super::pusher::handle_message(registry, apps, key, kind, payload, now_ms),
             }
         }

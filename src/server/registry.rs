@@ -30,6 +30,7 @@ use bytes::Bytes;
 use slab::Slab;
 use smallvec::SmallVec;
 
+use super::deflate::{Deflate, DeflateTally, FrameCache, ShardCompressor};
 use super::event::LocalNotify;
 use super::outbound::{Outbound, WriteOutcome, WriteTally};
 use super::poller::{GENERATION_MASK, Poller, Readiness, Token, TokenKind};
@@ -84,22 +85,6 @@ pub const LINGER_MS: u64 = 1000;
 /// Most bytes read and discarded while lingering.
 pub const LINGER_BYTES_MAX: usize = 64 << 10;
 
-/// The frames of one publication, built lazily once per wire format and shared by every
-/// subscriber of that format.
-#[derive(Default)]
-struct FrameCache {
-    frames: [Option<Option<Bytes>>; WireFormat::COUNT],
-}
-
-impl FrameCache {
-    /// The frame for `format` (`None`: this publication cannot be sent in that format).
-    fn get(&mut self, format: WireFormat, publication: &Publication) -> Option<Bytes> {
-        self.frames[format.index()]
-            .get_or_insert_with(|| crate::wire::frame_publication(format, publication))
-            .clone()
-    }
-}
-
 /// A list entry that names one connection for good: a key reused by a later connection has
 /// another generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +120,8 @@ pub struct Admission {
     pub expiry: Option<TokenExpiry>,
     /// Its place in its address's count (`--max-connections-per-ip`).
     pub ticket: Option<AddressTicket>,
+    /// What it negotiated about permessage-deflate.
+    pub deflate: Deflate,
 }
 
 /// The protocol a connection speaks, with what that protocol keeps per connection.
@@ -196,6 +183,9 @@ pub struct Connection {
     read: ReadState,
     /// Where it is in its life.
     life: Lifecycle,
+    /// What it negotiated about permessage-deflate (a few bytes; its inflater, when it has
+    /// one, lives in `input`).
+    deflate: Deflate,
     /// The protocol it speaks (and that protocol's per-connection state).
     protocol: Protocol,
     /// Shard clock (ms) of the last bytes received.
@@ -329,6 +319,8 @@ pub struct Registry {
     interest_changes: Option<HashSet<ChannelName>>,
     /// Wakes the Redis subscription task when `interest_changes` grows.
     pub interest_changed: Rc<LocalNotify>,
+    /// The shard's permessage-deflate compressor (`None` with `--compression off`).
+    compressor: Option<ShardCompressor>,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -352,8 +344,15 @@ impl Registry {
             limits,
             interest_changes: None,
             interest_changed: Rc::new(LocalNotify::default()),
+            compressor: None,
             stats: ShardStats::default(),
         }
+    }
+
+    /// Compresses broadcasts and echoes for connections that negotiated permessage-deflate
+    /// (`--compression on`).
+    pub fn enable_compression(&mut self, compressor: ShardCompressor) {
+        self.compressor = Some(compressor);
     }
 
     /// The epoll set (for the reactor).
@@ -406,6 +405,7 @@ impl Registry {
             // Bytes may have arrived before registration: look once.
             read: ReadState::Ready,
             life: Lifecycle::Open,
+            deflate: admission.deflate,
             protocol: admission.protocol,
             last_read_ms: now_ms,
             last_ping_ms: now_ms,
@@ -694,7 +694,10 @@ impl Registry {
                 excluded += 1;
                 continue;
             }
-            let Some(frame) = frames.get(connection.format(), publication) else {
+            let format = connection.format();
+            let compressor = self.compressor.as_mut();
+            let Some(frame) = frames.get(format, connection.deflate, publication, compressor)
+            else {
                 unframable += 1;
                 continue;
             };
@@ -717,7 +720,24 @@ impl Registry {
         self.stats.add(Counter::DeliveriesDroppedClosing, dropped);
         self.stats.add(Counter::DeliveriesExcluded, excluded);
         self.stats.add(Counter::DeliveriesUnframable, unframable);
+        frames.tally.record(&mut self.stats);
         queued
+    }
+
+    /// Queues a data frame for one connection, compressed if it negotiated permessage-deflate
+    /// and the message is worth it (an echo).
+    pub fn queue_compressible(&mut self, key: ConnectionKey, frame: Bytes) {
+        let deflate = self.get(key).map_or(Deflate::Off, |c| c.deflate);
+        let frame = match self.compressor.as_mut() {
+            Some(compressor) if deflate != Deflate::Off => {
+                let mut tally = DeflateTally::default();
+                let frame = compressor.compress_reply(deflate, frame, &mut tally);
+                tally.record(&mut self.stats);
+                frame
+            }
+            _ => frame,
+        };
+        self.queue(key, frame);
     }
 
     /// Queues a frame for one connection (101, pong, echo, ping, close). Dropped if its writes
@@ -974,9 +994,14 @@ impl Registry {
             .map_or(0, |connection| connection.subscriptions.len())
     }
 
-    /// A message decoder with this shard's limits.
-    pub fn new_decoder(&self) -> MessageDecoder {
-        MessageDecoder::new(self.limits.max_message_bytes)
+    /// A message decoder with this shard's limits, for `key` (RSV1 means what its
+    /// permessage-deflate agreement says).
+    pub fn new_decoder(&self, key: ConnectionKey) -> MessageDecoder {
+        let inbound = self
+            .get(key)
+            .map_or(Deflate::Off, |connection| connection.deflate)
+            .inbound();
+        MessageDecoder::with_compression(self.limits.max_message_bytes, inbound)
             .limit_fragments(self.limits.max_fragments)
     }
 
@@ -1351,6 +1376,7 @@ mod tests {
             protocol: Protocol::Raw(RawRole::Subscriber),
             expiry: None,
             ticket: None,
+            deflate: Deflate::Off,
         }
     }
 

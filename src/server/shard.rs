@@ -23,6 +23,7 @@ use futures::SinkExt;
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
 
+use super::deflate::ShardCompressor;
 use super::event::{LocalEvent, LocalNotify};
 use super::registry::{ConnectionKey, Limits, Registry};
 use super::shared::{ShardSlot, Shared};
@@ -33,7 +34,7 @@ use crate::auth::token::TokenVerifier;
 use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::channel::AppSlot;
 use crate::channel::{ChannelName, ChannelPolicy};
-use crate::config::{Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
+use crate::config::{Compression, Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
 use crate::protocol::frame::{OpCode, encode_server_frame};
 use crate::publication::Publication;
 use crate::socket_id::{SocketId, SocketIdGenerator};
@@ -237,6 +238,12 @@ impl Shard {
             max_subscriptions: config.max_subscriptions,
         };
         let mut registry = Registry::new(limits, poller);
+        if config.compression == Compression::On {
+            registry.enable_compression(ShardCompressor::new(
+                config.deflate_level(),
+                config.compress_min_bytes,
+            ));
+        }
         if redis.is_some() {
             registry.track_interest();
         }

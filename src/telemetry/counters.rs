@@ -62,6 +62,12 @@ counter_table! {
         DeliveriesDroppedSlow, "deliveries_dropped_slow", "Queued deliveries dropped when a slow consumer was closed";
         DeliveriesExcluded, "deliveries_excluded", "Deliveries skipped for the connection a publish excluded (Pusher socket_id)";
         DeliveriesUnframable, "deliveries_unframable", "Deliveries skipped because the message has no form in the subscriber's protocol (binary to Pusher)";
+        DeflateMessagesCompressed, "deflate_messages_compressed", "Messages compressed with permessage-deflate (once per shard and wire format, whatever the number of subscribers)";
+        DeflateMessagesIncompressible, "deflate_messages_incompressible", "Messages tried that permessage-deflate would not make smaller (sent uncompressed)";
+        DeflateCompressUs, "deflate_compress_us", "Microseconds spent compressing messages (divide by deflate_messages_compressed + deflate_messages_incompressible for the CPU per message)";
+        DeflateFrames, "deflate_frames", "Compressed frames queued (broadcasts and echoes to connections that negotiated permessage-deflate)";
+        DeflateUncompressedBytes, "deflate_uncompressed_bytes", "Bytes those compressed frames would have been uncompressed";
+        DeflateSavedBytes, "deflate_saved_bytes", "Bytes permessage-deflate saved on the wire (uncompressed minus compressed frame bytes)";
         FramesWritten, "frames_written", "Frames completely written to sockets (broadcasts, pings, pongs, echoes, closes, 101s)";
         WriteCalls, "write_calls", "Write system calls (or io_uring send entries) to WebSocket sockets";
         WrittenBytes, "written_bytes", "Bytes written to WebSocket sockets";
@@ -221,6 +227,17 @@ impl ShardStats {
     /// Adds one to `counter`.
     pub fn count(&mut self, counter: Counter) {
         self.add(counter, 1);
+    }
+
+    /// How many times smaller permessage-deflate made the frames it compressed (their
+    /// uncompressed bytes over their compressed bytes); 1 when nothing was compressed.
+    pub fn deflate_ratio(&self) -> f64 {
+        let uncompressed = self.get(Counter::DeflateUncompressedBytes);
+        let compressed = uncompressed.saturating_sub(self.get(Counter::DeflateSavedBytes));
+        if compressed == 0 {
+            return 1.0;
+        }
+        uncompressed as f64 / compressed as f64
     }
 
     /// The value of `counter`.

@@ -256,6 +256,11 @@ fn register_traffic(registry: &mut Registry, node: &NodeReadings<'_>) {
         Unit::Bytes,
         Samples::gauge().per_shard(node.snapshots, |s| s.outbound_queue_max_bytes as f64),
     );
+    registry.register(
+        "deflate_ratio",
+        "Uncompressed over compressed bytes of the frames permessage-deflate compressed (1 when none)",
+        Samples::gauge().with(Vec::new(), node.totals().deflate_ratio()),
+    );
     registry.register_with_unit(
         "fanout_latency",
         "Publish arrival to the end of the write pass that reached every local subscriber",

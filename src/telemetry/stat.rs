@@ -88,6 +88,7 @@ impl<'a> StatReport<'a> {
         for (name, value) in self.counters() {
             let _ = writeln!(page, "{name} {value}");
         }
+        let _ = writeln!(page, "deflate_ratio {:.2}", self.totals.deflate_ratio());
         if let Some(redis) = &node.redis {
             let _ = writeln!(page, "redis {} ({})", redis.state, redis.mode);
             let _ = writeln!(
@@ -187,6 +188,7 @@ impl<'a> StatReport<'a> {
             "per_shard": shards,
             "channels": self.channels,
             "counters": counters,
+            "deflate_ratio": self.totals.deflate_ratio(),
             "redis": redis,
             "memory_rss_bytes": node.process.resident_memory_bytes,
             "open_fds": node.process.open_fds,

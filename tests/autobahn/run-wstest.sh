@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reference run: Autobahn|Testsuite `wstest -m fuzzingclient` (Python 2.7)
-# against ws://HOST:PORT/echo, cases 1-10 (12.*, 13.* excluded), using
-# fuzzingclient.json with the server URL and OUTDIR filled in.
+# against ws://HOST:PORT/echo, cases 1-10 (12.*, 13.* excluded) or --cases,
+# using fuzzingclient.json with the server URL and OUTDIR filled in.
 #
 # usage: run-wstest.sh HOST:PORT OUTDIR [--agent NAME] [--strict-close]
+#                      [--cases '12.*,13.*']
 # Writes OUTDIR/index.html (+ per-case html/json, index.json), OUTDIR/spec.json,
 # OUTDIR/wstest.log and OUTDIR/summary.md (counts per state and case group,
 # list of non-OK cases). Exit 1 when the same rule as run-kosoku.sh fails
@@ -18,10 +19,12 @@ parse_hostport "$1"
 OUTDIR="$2"; shift 2
 AGENT="ringcast"
 STRICT=()
+CASES=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --agent) AGENT="$2"; shift 2 ;;
         --strict-close) STRICT=(--strict-close); shift ;;
+        --cases) CASES="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -32,12 +35,15 @@ mkdir -p "$OUTDIR"
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 rm -f "$OUTDIR"/expected-cases.txt "$OUTDIR"/index.json "$OUTDIR"/index.html "$OUTDIR"/*_case_*.html "$OUTDIR"/*_case_*.json
 
-python3 - "$AUTOBAHN_DIR/fuzzingclient.json" "$OUTDIR/spec.json" "$URL" "$OUTDIR" "$AGENT" <<'PYEOF'
+python3 - "$AUTOBAHN_DIR/fuzzingclient.json" "$OUTDIR/spec.json" "$URL" "$OUTDIR" "$AGENT" "$CASES" <<'PYEOF'
 import json, sys
-src, dst, url, outdir, agent = sys.argv[1:]
+src, dst, url, outdir, agent, cases = sys.argv[1:]
 spec = json.load(open(src))
 spec["outdir"] = outdir
 spec["servers"] = [{"agent": agent, "url": url}]
+if cases:
+    spec["cases"] = [case.strip() for case in cases.split(",") if case.strip()]
+    spec["exclude-cases"] = [case for case in spec["exclude-cases"] if case not in spec["cases"]]
 json.dump(spec, open(dst, "w"), indent=3)
 PYEOF
 
@@ -64,7 +70,7 @@ EXPECT=()
 
 set +e
 python3 "$AUTOBAHN_DIR/summarize.py" "$OUTDIR" "${EXPECT[@]}" --tool "wstest $("$WSTEST" --autobahnversion 2>/dev/null | tr '\n' ' ' | sed 's/ $//'), $((end - start))s" \
-    --markdown "$OUTDIR/summary.md" "${STRICT[@]}" --title "Autobahn|Testsuite fuzzingclient (cases 1-10)"
+    --markdown "$OUTDIR/summary.md" "${STRICT[@]}" --title "Autobahn|Testsuite fuzzingclient (cases ${CASES:-1-10})"
 gate=$?
 set -e
 log "summary: $OUTDIR/summary.md"

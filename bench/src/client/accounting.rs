@@ -36,6 +36,10 @@ pub struct FrameCounters {
     pub clock_anomalies: u64,
     /// Pings received (each answered with a pong).
     pub pings: u64,
+    /// Of `messages`, those compressed with permessage-deflate (RSV1; `message_bytes` counts
+    /// their compressed size, the bytes on the wire).
+    #[serde(default)]
+    pub compressed: u64,
 }
 
 impl FrameCounters {
@@ -43,6 +47,7 @@ impl FrameCounters {
     pub fn add(&mut self, other: &FrameCounters) {
         self.messages += other.messages;
         self.message_bytes += other.message_bytes;
+        self.compressed += other.compressed;
         self.wrong_opcode += other.wrong_opcode;
         self.wrong_size += other.wrong_size;
         self.decode_errors += other.decode_errors;
@@ -152,9 +157,52 @@ pub struct Accounting {
     broadcasts_untracked: u64,
     /// Distinct accounted deliveries this epoch (drives the early end of the drain).
     deliveries: u64,
+    /// With `--deflate`: a raw inflater for the stamp of compressed messages.
+    stamp_inflater: Option<Box<flate2::Decompress>>,
 }
 
 impl Accounting {
+    /// Offers permessage-deflate: RSV1 data frames are accepted and their stamp inflated.
+    pub fn enable_deflate(&mut self) {
+        self.stamp_inflater = Some(Box::new(flate2::Decompress::new(false)));
+    }
+
+    /// Whether permessage-deflate is offered.
+    pub fn deflate(&self) -> bool {
+        self.stamp_inflater.is_some()
+    }
+
+    /// A compressed message (RFC 7692 §7.2.2): only its first `HEADER_BYTES` are inflated (the
+    /// stamp; inflating stops there), the rest is counted as received with its wire size.
+    pub fn on_compressed_message(
+        &mut self,
+        receiver: Receiver,
+        opcode: Opcode,
+        compressed: &[u8],
+        now_ns: u64,
+    ) {
+        let Some(inflater) = self.stamp_inflater.as_mut() else {
+            self.frames.decode_errors += 1;
+            return;
+        };
+        inflater.reset(false);
+        let before_bytes = inflater.total_out();
+        let mut stamp = [0u8; payload::HEADER_BYTES];
+        let inflated = inflater
+            .decompress(compressed, &mut stamp, flate2::FlushDecompress::Sync)
+            .map(|_| (inflater.total_out() - before_bytes) as usize);
+        self.frames.compressed += 1;
+        match inflated {
+            Ok(length) if length == stamp.len() => {
+                self.on_delivery(receiver, opcode, &stamp, compressed.len(), now_ns);
+            }
+            _ => {
+                self.frames.messages += 1;
+                self.frames.decode_errors += 1;
+            }
+        }
+    }
+
     /// Creates the state for `slots` connections.
     pub fn new(
         slots: usize,
@@ -180,6 +228,7 @@ impl Accounting {
             streams: vec![StreamState::default(); slots * publishers],
             last_receiver: vec![Vec::new(); channels * publishers],
             broadcasts_tracked: 0,
+            stamp_inflater: None,
             broadcasts_tracked_max,
             broadcasts_untracked: 0,
             deliveries: 0,
@@ -209,13 +258,26 @@ impl Accounting {
 
     /// Accounts one complete data message received at `now_ns`.
     pub fn on_message(&mut self, receiver: Receiver, opcode: Opcode, payload: &[u8], now_ns: u64) {
-        self.frames.messages += 1;
-        self.frames.message_bytes += payload.len() as u64;
-        if opcode != self.expected_opcode {
-            self.frames.wrong_opcode += 1;
-        }
         if payload.len() != self.payload_bytes {
             self.frames.wrong_size += 1;
+        }
+        self.on_delivery(receiver, opcode, payload, payload.len(), now_ns);
+    }
+
+    /// Accounts one message whose stamp is at the start of `payload` and which took
+    /// `wire_bytes` of payload on the wire.
+    fn on_delivery(
+        &mut self,
+        receiver: Receiver,
+        opcode: Opcode,
+        payload: &[u8],
+        wire_bytes: usize,
+        now_ns: u64,
+    ) {
+        self.frames.messages += 1;
+        self.frames.message_bytes += wire_bytes as u64;
+        if opcode != self.expected_opcode {
+            self.frames.wrong_opcode += 1;
         }
         let Ok(stamp) = payload::decode(payload) else {
             self.frames.decode_errors += 1;

@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use thiserror::Error;
 
 use super::accounting::{Accounting, Receiver};
-use crate::ws::frame::{FrameError, Opcode, encode_client_frame, parse_server_frame};
+use crate::ws::frame::{FrameError, Opcode, encode_client_frame, parse_server_frame_with};
 use crate::ws::handshake::{HEAD_BYTES_MAX, HandshakeError, parse_server_response};
 
 /// Unsent bytes a connection may hold before it is closed (pongs the server does not read).
@@ -183,7 +183,9 @@ pub fn process_bytes(
     };
     // Bounded: every iteration consumes at least a 2-byte header.
     while offset < data.len() {
-        let Some(header) = parse_server_frame(&data[offset..], payload_bytes_max)? else {
+        let deflate = accounting.deflate();
+        let Some(header) = parse_server_frame_with(&data[offset..], payload_bytes_max, deflate)?
+        else {
             break;
         };
         if data.len() - offset < header.frame_bytes() {
@@ -192,6 +194,9 @@ pub fn process_bytes(
         let payload = &data[offset + header.header_bytes..offset + header.frame_bytes()];
         offset += header.frame_bytes();
         match header.opcode {
+            Opcode::Text | Opcode::Binary if header.fin && header.compressed => {
+                accounting.on_compressed_message(receiver, header.opcode, payload, now_ns);
+            }
             Opcode::Text | Opcode::Binary if header.fin => {
                 accounting.on_message(receiver, header.opcode, payload, now_ns);
             }

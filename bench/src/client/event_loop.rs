@@ -212,7 +212,7 @@ impl ClientThread {
             .map(|slot| Connection::new(((slot * threads + thread_index) % channels) as u32))
             .collect();
         let payload_bytes_max = config.payload_bytes.max(125);
-        let accounting = Accounting::new(
+        let mut accounting = Accounting::new(
             slots,
             channels,
             config.publishers,
@@ -220,6 +220,9 @@ impl ClientThread {
             config.expected_opcode,
             config.broadcasts_tracked_max,
         );
+        if config.deflate {
+            accounting.enable_deflate();
+        }
         Ok(ClientThread {
             thread_index,
             status,
@@ -432,7 +435,12 @@ impl ClientThread {
             Err(error) => return self.fail_attempt(slot, CloseReason::Connect(error)),
         }
         let path = &self.config.channel_paths[connection.channel_index as usize];
-        connection.outbound = client_request(&self.config.host_header, path, connection.nonce);
+        connection.outbound = client_request(
+            &self.config.host_header,
+            path,
+            connection.nonce,
+            self.config.deflate,
+        );
         connection.phase = Phase::Handshaking;
         if self.flush(slot) {
             self.read_available(slot);

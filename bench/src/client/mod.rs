@@ -58,6 +58,8 @@ pub struct ClientConfig {
     pub payload_bytes: usize,
     /// Expected data opcode.
     pub expected_opcode: Opcode,
+    /// Offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
     /// Broadcasts tracked per thread for the last-receiver histogram (16 bytes each).
     pub broadcasts_tracked_max: usize,
 }

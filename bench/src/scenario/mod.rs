@@ -215,10 +215,12 @@ impl Setup {
                 .collect(),
             publishers,
             payload_bytes,
-            expected_opcode: match payload_kind {
-                PayloadKind::Text => Opcode::Text,
-                PayloadKind::Binary => Opcode::Binary,
+            expected_opcode: if payload_kind.is_text() {
+                Opcode::Text
+            } else {
+                Opcode::Binary
             },
+            deflate: self.common.deflate,
             broadcasts_tracked_max: BROADCASTS_TRACKED_MAX,
         }
     }

@@ -68,6 +68,9 @@ pub struct FrameHeader {
     pub header_bytes: usize,
     /// Bytes of payload after the header.
     pub payload_bytes: usize,
+    /// RSV1 on a data frame of a connection that negotiated permessage-deflate (RFC 7692 §6):
+    /// the payload is compressed.
+    pub compressed: bool,
 }
 
 impl FrameHeader {
@@ -107,20 +110,34 @@ pub enum FrameError {
 ///
 /// Returns `Ok(None)` while the header is incomplete. `payload_bytes_max` bounds the payload so a
 /// broken length can never make the client buffer unbounded data.
+#[cfg(test)]
 pub fn parse_server_frame(
     bytes: &[u8],
     payload_bytes_max: usize,
+) -> Result<Option<FrameHeader>, FrameError> {
+    parse_server_frame_with(bytes, payload_bytes_max, false)
+}
+
+/// [`parse_server_frame`] on a connection where RSV1 may mark a compressed data message
+/// (`deflate`: permessage-deflate was offered; RFC 7692 §6.1 allows it on the first frame of a
+/// data message only).
+pub fn parse_server_frame_with(
+    bytes: &[u8],
+    payload_bytes_max: usize,
+    deflate: bool,
 ) -> Result<Option<FrameHeader>, FrameError> {
     if bytes.len() < 2 {
         return Ok(None);
     }
     let first = bytes[0];
     let second = bytes[1];
-    if first & 0x70 != 0 {
-        return Err(FrameError::ReservedBitsSet);
-    }
     let opcode_bits = first & 0x0F;
     let opcode = Opcode::from_bits(opcode_bits).ok_or(FrameError::ReservedOpcode(opcode_bits))?;
+    let compressed = first & 0x40 != 0;
+    let rsv1_allowed = deflate && matches!(opcode, Opcode::Text | Opcode::Binary);
+    if first & 0x30 != 0 || (compressed && !rsv1_allowed) {
+        return Err(FrameError::ReservedBitsSet);
+    }
     let fin = first & 0x80 != 0;
     if second & 0x80 != 0 {
         return Err(FrameError::MaskedFrameFromServer);
@@ -160,6 +177,7 @@ pub fn parse_server_frame(
         opcode,
         header_bytes,
         payload_bytes: payload_bytes as usize,
+        compressed,
     }))
 }
 
@@ -212,7 +230,8 @@ mod tests {
                 fin: true,
                 opcode: Opcode::Text,
                 header_bytes: 2,
-                payload_bytes: 5
+                payload_bytes: 5,
+                compressed: false,
             }
         );
         let mut encoded = Vec::new();

@@ -62,11 +62,17 @@ pub fn client_key(nonce: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Builds the upgrade request for `GET path` on `host` with the key derived from `nonce`.
-pub fn client_request(host: &str, path: &str, nonce: u64) -> Vec<u8> {
+/// Builds the upgrade request for `GET path` on `host` with the key derived from `nonce`,
+/// offering permessage-deflate (as browsers do) when `deflate`.
+pub fn client_request(host: &str, path: &str, nonce: u64, deflate: bool) -> Vec<u8> {
+    let extensions = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n",
         client_key(nonce)
     )
     .into_bytes()
@@ -197,7 +203,7 @@ mod tests {
 
     #[test]
     fn both_ends_agree() {
-        let request = client_request("127.0.0.1:9050", "/ws/bench-0", 7);
+        let request = client_request("127.0.0.1:9050", "/ws/bench-0", 7, false);
         let parsed = parse_client_request(&request).unwrap().unwrap();
         assert_eq!(parsed.path, "/ws/bench-0");
         assert_eq!(parsed.head_bytes, request.len());
