@@ -81,8 +81,11 @@ fn round(
         }
         registry.take_ready(ready);
     }
-    let later = ready.len().saturating_sub(CONNECTIONS_PER_ROUND);
-    for key in ready.drain(..).take(CONNECTIONS_PER_ROUND) {
+    // Read at most CONNECTIONS_PER_ROUND now; the rest stay listed for the next round. (A
+    // `drain(..).take(n)` would drop the rest from the list while they stay `Ready`, so no edge
+    // would ever list them again: a lost wake-up.)
+    let now_count = ready.len().min(CONNECTIONS_PER_ROUND);
+    for &key in &ready[..now_count] {
         let handled = catch_unwind(AssertUnwindSafe(|| read_connection(shard, key, now_ms)));
         if handled.is_err() {
             log::error!(
@@ -92,10 +95,10 @@ fn round(
             shard.registry.borrow_mut().discard(key);
         }
     }
-    if later > 0 {
-        // The rest keep `Ready` and were drained from the list: list them again.
+    if ready.len() > now_count {
+        // The rest keep `Ready` and were taken from the list: list them again.
         let mut registry = shard.registry.borrow_mut();
-        for key in ready.drain(..) {
+        for &key in &ready[now_count..] {
             registry.relist_ready(key);
         }
     }
