@@ -355,9 +355,16 @@ impl Config {
             return Err("--max-channels must be at least 1".into());
         }
         if let Some(url) = &self.redis
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            && url.starts_with("rediss://")
         {
-            return Err(format!("--redis {url:?}: expected redis://host:port[/db]"));
+            // fred is built without TLS: `rediss://` would send AUTH in plaintext.
+            return Err("--redis rediss://...: TLS to Redis is not built in (AUTH would go out in plaintext); reach Redis over loopback or a private network with redis://, or put a TLS tunnel (stunnel, spiped) on this host and point --redis at its local end".into());
+        }
+        if let Some(url) = &self.redis
+            && !url.starts_with("redis://")
+        {
+            // The URL is not repeated: it may hold a password.
+            return Err("--redis: expected redis://[user:password@]host:port[/db]".into());
         }
         if self.redis.is_some() && !self.redis_cluster.is_empty() {
             return Err(

@@ -181,3 +181,41 @@ fn redis_down_at_start_then_up() {
     server.publish("late", b"finally");
     assert_eq!(read_text(&mut client), "finally");
 }
+
+#[test]
+fn an_oversized_redis_message_is_dropped_and_counted_and_nobody_is_closed() {
+    let redis = RedisServer::start();
+    let server = with_redis(&redis, &["--max-message-bytes", "1KiB"]);
+    let mut client = server.websocket("/ws/big");
+    let oversized = "x".repeat(2000);
+    redis.command(&["PUBLISH", "ws:broadcast:big", &oversized]);
+    redis.command(&["PUBLISH", "ws:broadcast:big", "after"]);
+    // The honest message after it arrives, on the same (still open) connection.
+    assert_eq!(read_text(&mut client), "after");
+    let (status, metrics) = server.http("GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("ringcast_redis_messages_oversized_total 1"),
+        "{metrics}"
+    );
+    server.publish("big", b"still subscribed");
+    assert_eq!(read_text(&mut client), "still subscribed");
+}
+
+#[test]
+fn rediss_is_refused_at_start_without_echoing_the_password() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            "rediss://user:hunter2@127.0.0.1:6380",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -249,6 +249,9 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Longest wait for a full shard channel before a message is dropped for that shard.
     pub forward_timeout: Duration,
+    /// Largest message forwarded to the shards (`--max-message-bytes`); larger ones are dropped
+    /// and counted here, so no subscriber is closed for what another node published.
+    pub max_message_bytes: usize,
     /// Core to pin the thread to.
     pub core: Option<usize>,
 }
@@ -1011,6 +1014,13 @@ async fn forward_one(
     shards: &mut [mpsc::Sender<Publication>],
 ) {
     status.add(RedisCounter::MessagesReceived, 1);
+    if payload
+        .as_ref()
+        .is_some_and(|payload| payload.len() > settings.max_message_bytes)
+    {
+        status.add(RedisCounter::MessagesOversized, 1);
+        return;
+    }
     let Some(publication) = payload.and_then(|payload| to_publication(prefix, channel, payload))
     else {
         status.add(RedisCounter::MessagesInvalid, 1);
@@ -1053,6 +1063,13 @@ async fn publish(
             let backend = backend.clone();
             let channel = settings.redis_channel(&request.channel);
             async move {
+                if request.reply.is_canceled() {
+                    // The request was answered 503 meanwhile: it must not be published now.
+                    return (
+                        request.reply,
+                        Err("abandoned before it was sent".to_string()),
+                    );
+                }
                 let result = match &backend {
                     Backend::Single { publisher, .. } => {
                         publish_single(publisher, channel, request.payload).await

@@ -86,6 +86,7 @@ counter_table! {
         MessagesReceived, "redis_messages_received", "Messages received from Redis";
         MessagesDropped, "redis_messages_dropped", "Messages from Redis not handed to a shard (full shard channel or receive buffer), per shard";
         MessagesInvalid, "redis_messages_invalid", "Messages on the broadcast prefix with an invalid channel name or value";
+        MessagesOversized, "redis_messages_oversized", "Messages from Redis over --max-message-bytes: dropped, never sent to a client";
         Published, "redis_published", "PUBLISH commands that succeeded";
         PublishFailures, "redis_publish_failures", "PUBLISH commands refused or failed (answered 503)";
         Resubscriptions, "redis_resubscriptions", "Channels subscribed again after a reconnect, a failover or a slot migration";
