@@ -219,3 +219,83 @@ fn rediss_is_refused_at_start_without_echoing_the_password() {
     assert!(stderr.contains("TLS"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// Reads text messages from `client` until `expected` arrived, nothing came for `quiet` or
+/// 30 s passed;
+/// returns how many of `expected` arrived in order before anything else.
+fn read_in_order(
+    mut client: tungstenite::WebSocket<std::net::TcpStream>,
+    expected: usize,
+    quiet: Duration,
+) -> usize {
+    client.get_ref().set_read_timeout(Some(quiet)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut received = 0;
+    while received < expected && std::time::Instant::now() < deadline {
+        match client.read() {
+            Ok(Message::Text(text)) if text.as_str() == format!("m{received}") => received += 1,
+            Ok(Message::Text(_)) => return received,
+            Ok(_) => {}
+            Err(_) => return received,
+        }
+    }
+    received
+}
+
+#[test]
+fn a_stalled_shard_drops_only_its_own_messages_from_redis() {
+    let redis = RedisServer::start();
+    let server = with_redis(
+        &redis,
+        &[
+            "--mesh-capacity",
+            "16",
+            "--redis-forward-timeout",
+            "100ms",
+            "--test-fault",
+            "stall-fanout=1",
+        ],
+    );
+    let clients: Vec<_> = (0..24).map(|_| server.websocket("/ws/stalled")).collect();
+    let per_shard = connections_per_shard(&server.stat());
+    assert!(per_shard.iter().all(|count| *count > 0), "{per_shard:?}");
+    // One pipelined burst, more than a stalled shard's queue holds.
+    let count = 6000;
+    let mut burst = Vec::new();
+    for index in 0..count {
+        let text = format!("m{index}");
+        burst.extend_from_slice(
+            format!(
+                "*3\r\n$7\r\nPUBLISH\r\n$20\r\nws:broadcast:stalled\r\n${}\r\n{text}\r\n",
+                text.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let mut publisher = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    std::io::Write::write_all(&mut publisher, &burst).unwrap();
+    // Every client of the healthy shard gets all of them, in order, without waiting on the
+    // stalled one (which would take count x 100 ms if forwarding waited on it).
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            std::thread::spawn(move || read_in_order(client, count, Duration::from_secs(5)))
+        })
+        .collect();
+    let received: Vec<usize> = readers
+        .into_iter()
+        .map(|reader| reader.join().unwrap())
+        .collect();
+    let complete = received.iter().filter(|got| **got == count).count();
+    assert_eq!(complete, per_shard[0], "{received:?} {per_shard:?}");
+    let (_, metrics) = server.http("GET", "/metrics", b"");
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ringcast_redis_messages_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in {metrics}"));
+    assert!(
+        dropped > 0,
+        "the stalled shard's queue overflowed: {metrics}"
+    );
+}

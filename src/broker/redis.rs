@@ -952,13 +952,48 @@ async fn timed<T>(
     }
 }
 
+/// Messages queued for one shard between the reader and that shard's forwarder: as deep as the
+/// reader's own receive buffer (fred's 65 536 messages), so a burst that one Redis connection
+/// can deliver is absorbed for a healthy shard as it was when the reader waited on it. Bounded:
+/// a publication is a reference to a payload shared by every shard (at most
+/// `--max-message-bytes`), so a stalled shard holds at most this many references.
+const SHARD_QUEUE_MESSAGES: usize = 65_536;
+
+/// Starts one forwarder per shard, so forwarding to one shard never waits on another: each
+/// hands its queue to its shard in order, waits at most `forward_timeout` for a full shard
+/// channel, then drops that message for that shard only (counted). Returns the queues.
+fn spawn_shard_forwarders(
+    settings: &RedisSettings,
+    status: &Arc<RedisStatus>,
+    shards: Vec<mpsc::Sender<Publication>>,
+) -> Vec<tokio::sync::mpsc::Sender<Publication>> {
+    shards
+        .into_iter()
+        .map(|mut shard| {
+            let (queue, mut queued) = tokio::sync::mpsc::channel(SHARD_QUEUE_MESSAGES);
+            let status = status.clone();
+            let wait = settings.forward_timeout;
+            tokio::task::spawn_local(async move {
+                while let Some(publication) = queued.recv().await {
+                    let handed = tokio::time::timeout(wait, shard.send(publication)).await;
+                    if !matches!(handed, Ok(Ok(()))) {
+                        status.add(RedisCounter::MessagesDropped, 1);
+                    }
+                }
+            });
+            queue
+        })
+        .collect()
+}
+
 /// Forwards every message from one Redis, in order, to every shard.
 async fn forward(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
     mut messages: tokio::sync::broadcast::Receiver<Message>,
-    mut shards: Vec<mpsc::Sender<Publication>>,
+    shards: Vec<mpsc::Sender<Publication>>,
 ) {
+    let shards = spawn_shard_forwarders(&settings, &status, shards);
     let prefix = format!("{}:broadcast:", settings.prefix);
     loop {
         let message = match messages.recv().await {
@@ -976,7 +1011,9 @@ async fn forward(
             _ => None,
         };
         let channel: &str = &message.channel;
-        forward_one(&settings, &status, &prefix, channel, payload, &mut shards).await;
+        if forward_one(&settings, &status, &prefix, channel, payload, &shards).is_err() {
+            return;
+        }
     }
 }
 
@@ -985,63 +1022,60 @@ async fn forward_cluster(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
     mut messages: tokio::sync::mpsc::Receiver<ClusterMessage>,
-    mut shards: Vec<mpsc::Sender<Publication>>,
+    shards: Vec<mpsc::Sender<Publication>>,
 ) {
+    let shards = spawn_shard_forwarders(&settings, &status, shards);
     let prefix = format!("{}:broadcast:", settings.prefix);
     while let Some(ClusterMessage { channel, payload }) = messages.recv().await {
         // A channel name that is not UTF-8 is not ours: counted as invalid.
         let channel = std::str::from_utf8(&channel).unwrap_or_default();
-        forward_one(
-            &settings,
-            &status,
-            &prefix,
-            channel,
-            Some(payload),
-            &mut shards,
-        )
-        .await;
+        if forward_one(&settings, &status, &prefix, channel, Some(payload), &shards).is_err() {
+            return;
+        }
     }
 }
 
-/// Hands one received message to every shard: a full shard channel is waited on for at most
-/// `forward_timeout`, then the message is dropped for that shard and counted.
-async fn forward_one(
+/// A shard's forwarder ended (it cannot while its queue is held): the core stops, and the
+/// supervisor makes the node not ready.
+#[derive(Debug)]
+struct ForwarderGone;
+
+/// Queues one received message for every shard's forwarder, never waiting: a full queue (its
+/// shard stalled) drops the message for that shard only, counted.
+fn forward_one(
     settings: &RedisSettings,
     status: &RedisStatus,
     prefix: &str,
     channel: &str,
     payload: Option<Bytes>,
-    shards: &mut [mpsc::Sender<Publication>],
-) {
+    shards: &[tokio::sync::mpsc::Sender<Publication>],
+) -> Result<(), ForwarderGone> {
     status.add(RedisCounter::MessagesReceived, 1);
     if payload
         .as_ref()
         .is_some_and(|payload| payload.len() > settings.max_message_bytes)
     {
         status.add(RedisCounter::MessagesOversized, 1);
-        return;
+        return Ok(());
     }
     let Some(publication) = payload.and_then(|payload| to_publication(prefix, channel, payload))
     else {
         status.add(RedisCounter::MessagesInvalid, 1);
-        return;
+        return Ok(());
     };
-    for shard in shards.iter_mut() {
-        let delivered = match shard.try_send(publication.clone()) {
-            Ok(()) => true,
-            Err(error) if error.is_full() => {
-                let publication = error.into_inner();
-                matches!(
-                    tokio::time::timeout(settings.forward_timeout, shard.send(publication)).await,
-                    Ok(Ok(()))
-                )
+    for shard in shards {
+        match shard.try_send(publication.clone()) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                status.add(RedisCounter::MessagesDropped, 1);
             }
-            Err(_) => false,
-        };
-        if !delivered {
-            status.add(RedisCounter::MessagesDropped, 1);
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                log::error!("redis: a shard's forwarder ended; the subscriber core stops");
+                return Err(ForwarderGone);
+            }
         }
     }
+    Ok(())
 }
 
 fn to_publication(prefix: &str, channel: &str, payload: Bytes) -> Option<Publication> {
