@@ -12,6 +12,8 @@ use clap::Parser;
 use crate::apps::Apps;
 use crate::auth::Secret;
 use crate::channel::ChannelPolicy;
+use crate::history::memory::HistoryLimits;
+use crate::history::policy::{ChannelHistory, HistoryPolicy};
 use crate::protocol::deflate::CompressionLevel;
 use crate::protocol::frame::MAX_SERVER_HEADER_BYTES;
 
@@ -281,6 +283,31 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_REDIS_SUBSCRIBE_WAIT", default_value = "2s", value_parser = parse_duration)]
     pub redis_subscribe_wait: Duration,
 
+    /// Which channels keep history for recovery (Centrifugo `recover`, raw `?since=`):
+    /// comma-separated rules `PATTERN[@SIZE[/TTL]]`, PATTERN `*`, `prefix*` or a channel name,
+    /// first match wins (e.g. `chat:*@50/10m,news`). Empty: no channel keeps history, and
+    /// publishing costs nothing more. Single node only for now (refused with Redis).
+    #[arg(long, env = "RINGCAST_HISTORY", default_value = "")]
+    pub history: String,
+
+    /// Publications each history channel keeps unless its rule says otherwise.
+    #[arg(long, env = "RINGCAST_HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+
+    /// How long a kept publication stays unless its rule says otherwise.
+    #[arg(long, env = "RINGCAST_HISTORY_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
+    /// Memory all history may take on this node (payloads plus bookkeeping), split evenly
+    /// between the shards; the oldest publications go first when it is full.
+    #[arg(long, env = "RINGCAST_HISTORY_MEMORY", default_value = "64MiB", value_parser = parse_bytes)]
+    pub history_memory: usize,
+
+    /// Let Centrifugo clients `connect` without a token (anonymous). Off: a connect without a
+    /// token is refused (disconnect 3500).
+    #[arg(long, env = "RINGCAST_CENTRIFUGO_ANONYMOUS", default_value_t = false)]
+    pub centrifugo_anonymous: bool,
+
     /// Log filter (error, warn, info, debug, trace; or env_logger syntax).
     #[arg(long, env = "RINGCAST_LOG", default_value = "info")]
     pub log: String,
@@ -383,6 +410,7 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be a non-empty word".into());
         }
+        self.validate_history()?;
         if self.strict && self.channels.is_empty() {
             return Err("--strict needs --channels".into());
         }
@@ -452,6 +480,62 @@ impl Config {
             return Err("--max-subscriptions must be at least 1".into());
         }
         self.validate_compression()
+    }
+
+    /// `--history*`: a policy that parses, limits that hold, and no Redis (history across
+    /// nodes needs Redis Streams, not built yet: refusing is better than offsets that differ
+    /// from node to node without saying so).
+    fn validate_history(&self) -> Result<(), String> {
+        let policy = self.history_policy()?;
+        if policy.is_disabled() {
+            return Ok(());
+        }
+        if self.redis.is_some() || !self.redis_cluster.is_empty() {
+            return Err("--history works on a single node for now: history kept in Redis Streams (needed with --redis / --redis-cluster) is not built yet".into());
+        }
+        let shards = match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            shards => shards,
+        };
+        self.history_limits(shards)
+            .validate()
+            .map_err(|error| format!("--history-memory: {error}"))
+    }
+
+    /// The history policy `--history` describes.
+    pub fn history_policy(&self) -> Result<HistoryPolicy, String> {
+        if self.history_size == 0 || self.history_size > crate::history::policy::SIZE_MAX {
+            return Err(format!(
+                "--history-size must be in 1..={}",
+                crate::history::policy::SIZE_MAX
+            ));
+        }
+        let ttl_ms = self.history_ttl.as_millis() as u64;
+        if ttl_ms == 0 || ttl_ms > crate::history::policy::TTL_MS_MAX {
+            return Err("--history-ttl must be between 1ms and 30 days".into());
+        }
+        let defaults = ChannelHistory {
+            size: self.history_size,
+            ttl_ms,
+        };
+        HistoryPolicy::parse(&self.history, defaults).map_err(|error| format!("--history: {error}"))
+    }
+
+    /// Each shard's history store limits (`--history-memory` split between the shards).
+    pub fn history_limits(&self, shards: usize) -> HistoryLimits {
+        let shards = shards.max(1);
+        let defaults = HistoryLimits::default();
+        HistoryLimits {
+            memory_bytes_max: self.history_memory / shards,
+            channels_max: defaults.channels_max.min(
+                self.history_memory
+                    / shards
+                    / 2
+                    / (crate::history::memory::CHANNEL_OVERHEAD_BYTES
+                        + crate::channel::MAX_CHANNEL_NAME_BYTES),
+            ),
+            ..defaults
+        }
     }
 
     /// `--compression-level` within libdeflate's range, `--compress-min-bytes` below the

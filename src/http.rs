@@ -415,6 +415,19 @@ pub enum Route {
     PusherConnect,
     /// `/apps/{id}/...`: the Pusher HTTP API (signed; routed further by `api::pusher`).
     PusherApi,
+    /// `GET /connection/websocket` + upgrade: a Centrifugo client.
+    CentrifugoConnect,
+    /// `POST /api/publish`, `POST /api/history`: Centrifugo's server API (API listener).
+    CentrifugoApi(CentrifugoApi),
+}
+
+/// Which Centrifugo server API method a request calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CentrifugoApi {
+    /// `POST /api/publish`.
+    Publish,
+    /// `POST /api/history`.
+    History,
 }
 
 impl Route {
@@ -422,7 +435,7 @@ impl Route {
     pub fn is_websocket(&self) -> bool {
         matches!(
             self,
-            Route::Subscribe(_) | Route::Echo | Route::PusherConnect
+            Route::Subscribe(_) | Route::Echo | Route::PusherConnect | Route::CentrifugoConnect
         )
     }
 }
@@ -489,6 +502,19 @@ pub fn route(head: &RequestHead, rules: RouteRules<'_>) -> Result<Route, HttpErr
                 (Route::Stat { json }, Method::Get, "GET")
             }
             ("/metrics", Listener::Api) => (Route::Metrics, Method::Get, "GET"),
+            ("/connection/websocket", Listener::Public) => {
+                (Route::CentrifugoConnect, Method::Get, "GET")
+            }
+            ("/api/publish", Listener::Api) => (
+                Route::CentrifugoApi(CentrifugoApi::Publish),
+                Method::Post,
+                "POST",
+            ),
+            ("/api/history", Listener::Api) => (
+                Route::CentrifugoApi(CentrifugoApi::History),
+                Method::Post,
+                "POST",
+            ),
             ("/ws", Listener::Public) | ("/publish", Listener::Api) => {
                 return Err(HttpError::BadRequest("missing channel name"));
             }

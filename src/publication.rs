@@ -12,6 +12,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use crate::channel::{AppSlot, ChannelName};
+use crate::history::StreamPosition;
 use crate::protocol::message::DataKind;
 use crate::socket_id::SocketId;
 
@@ -33,6 +34,9 @@ pub struct Publication {
     pub kind: DataKind,
     /// When the publish arrived (start of the latency measurement).
     pub published_at: Instant,
+    /// Its place in the channel's history stream (`None`: the channel keeps no history).
+    /// Stamped once, by the shard that keeps the channel's history, before the fan-out.
+    pub position: Option<StreamPosition>,
 }
 
 impl Publication {
@@ -52,6 +56,7 @@ impl Publication {
             payload,
             kind,
             published_at: Instant::now(),
+            position: None,
         }
     }
 

@@ -34,11 +34,14 @@ impl std::fmt::Debug for Presented {
 }
 
 impl Presented {
-    /// Reads an `Authorization` header value: `Bearer KEY` (scheme case-insensitive).
+    /// Reads an `Authorization` header value: `Bearer KEY` or Centrifugo's `apikey KEY`
+    /// (scheme case-insensitive).
     pub fn read_authorization(&mut self, value: &[u8]) {
         let value = value.trim_ascii();
-        if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
-            self.bearer = Some(value[7..].trim_ascii().to_vec());
+        for scheme in [&b"bearer "[..], &b"apikey "[..]] {
+            if value.len() > scheme.len() && value[..scheme.len()].eq_ignore_ascii_case(scheme) {
+                self.bearer = Some(value[scheme.len()..].trim_ascii().to_vec());
+            }
         }
     }
 }

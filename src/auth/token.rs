@@ -48,6 +48,9 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     channels: Vec<String>,
+    /// A subscription token's one channel (Centrifugo's subscription tokens).
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 /// What a verified token grants.
@@ -59,17 +62,21 @@ pub struct Grant {
     pub subject: Option<String>,
     /// The channels listed (`*` suffix: a prefix).
     channels: Vec<String>,
+    /// The channel of a subscription token (`channel` claim).
+    channel: Option<String>,
 }
 
 impl Grant {
     /// Does the token list `channel` (exactly, or by a `prefix*` entry)?
     pub fn allows(&self, channel: &str) -> bool {
-        self.channels
-            .iter()
-            .any(|entry| match entry.strip_suffix('*') {
-                Some(prefix) => channel.starts_with(prefix),
-                None => entry == channel,
-            })
+        self.channel.as_deref() == Some(channel)
+            || self
+                .channels
+                .iter()
+                .any(|entry| match entry.strip_suffix('*') {
+                    Some(prefix) => channel.starts_with(prefix),
+                    None => entry == channel,
+                })
     }
 }
 
@@ -111,6 +118,7 @@ impl TokenVerifier {
             expires_at_s: data.claims.exp,
             subject: data.claims.sub,
             channels: data.claims.channels,
+            channel: data.claims.channel,
         })
     }
 }

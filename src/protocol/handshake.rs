@@ -77,15 +77,29 @@ pub fn switching_protocols_response_with(
     accept_key: &str,
     negotiated: Option<&Negotiated>,
 ) -> Vec<u8> {
+    switching_protocols_response_with_headers(accept_key, negotiated, &[])
+}
+
+/// The `101` of [`switching_protocols_response_with`] with `extra` headers (names and values
+/// chosen by the server, never from the request).
+pub fn switching_protocols_response_with_headers(
+    accept_key: &str,
+    negotiated: Option<&Negotiated>,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let extensions = negotiated.map_or(String::new(), |negotiated| {
         format!(
             "Sec-WebSocket-Extensions: {}\r\n",
             negotiated.response_value()
         )
     });
+    let mut headers = String::new();
+    for (name, value) in extra {
+        headers.push_str(&format!("{name}: {value}\r\n"));
+    }
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept_key}\r\n{extensions}\r\n"
+         Sec-WebSocket-Accept: {accept_key}\r\n{extensions}{headers}\r\n"
     )
     .into_bytes()
 }

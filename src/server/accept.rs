@@ -26,12 +26,13 @@ use glommio::{TaskQueueHandle, spawn_local_into};
 use serde_json::json;
 
 use super::deflate::Deflate;
-use super::registry::{Admission, ConnectionKey, Protocol, TokenExpiry};
+use super::registry::{Admission, ConnectionKey, Protocol, RawStream, TokenExpiry};
 use super::shard::Shard;
 use super::shared::AddressLimit;
 use crate::auth;
 use crate::channel::AppSlot;
 use crate::config::Compression;
+use crate::history::{Epoch, StreamPosition};
 use crate::http::{
     self, ContentType, HttpError, Listener, RequestHead, Response, Route, RouteRules,
     parse_request_head,
@@ -365,6 +366,15 @@ async fn serve_http(
             let response = super::pusher::serve_api(shard, method, &head.path, &head.query, &body);
             (response.await, consumed)
         }
+        Route::CentrifugoApi(method) => {
+            // The data plus its JSON envelope.
+            let limit = shard.config.max_message_bytes + CENTRIFUGO_API_ENVELOPE_BYTES;
+            let (body, consumed) = read_body(shard, stream, head, buffer, limit).await?;
+            (
+                super::centrifugo::serve_api(shard, method, &body).await,
+                consumed,
+            )
+        }
         other => {
             if head.content_length.unwrap_or(0) > 0 || head.has_transfer_encoding {
                 return Err(Some(HttpError::BadRequest("unexpected request body")));
@@ -405,9 +415,11 @@ async fn answer(shard: &Rc<Shard>, route: Route) -> Response {
         }
         Route::Publish(_)
         | Route::PusherApi
+        | Route::CentrifugoApi(_)
         | Route::Subscribe(_)
         | Route::Echo
-        | Route::PusherConnect => {
+        | Route::PusherConnect
+        | Route::CentrifugoConnect => {
             unreachable!("publishes have a body; WebSocket routes are upgraded")
         }
     }
@@ -425,6 +437,9 @@ fn node_readings<'a>(shard: &Shard, snapshots: &'a [ShardSnapshot]) -> NodeReadi
         process: ProcessReadings::read(),
     }
 }
+
+/// Room for a Centrifugo API body's JSON around its data (`channel`, `since`, ...).
+const CENTRIFUGO_API_ENVELOPE_BYTES: usize = 4096;
 
 /// Largest Pusher HTTP API request body (a batch of 10 events of 10 KiB each, with their JSON,
 /// fits many times over).
@@ -627,6 +642,18 @@ async fn upgrade(
         Route::Subscribe(channel) => Some(channel),
         _ => None,
     };
+    let streamed = matches!(admission.protocol, Protocol::RawStream(_));
+    let since = match (&channel, streamed) {
+        (Some(_), _) => match stream_position(&head, streamed) {
+            Ok(since) => since,
+            Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
+        },
+        _ => None,
+    };
+    let negotiated = match admission.deflate {
+        Deflate::On(negotiated) => Some(negotiated),
+        Deflate::Off => None,
+    };
     let key = match register(
         &shard,
         owned,
@@ -641,6 +668,17 @@ async fn upgrade(
         Err(error) => return Box::pin(refuse(&shard, &mut stream, error)).await,
     };
     drop(stream);
+    if let Some(channel) = &channel
+        && streamed
+    {
+        let stream = RawStreamStart {
+            channel: channel.clone(),
+            since,
+            accept: &accept,
+            negotiated,
+        };
+        super::history::complete_raw_stream(&shard, key, stream).await;
+    }
     if let Some(channel) = &channel
         && shard.registry.borrow().is_held(key)
     {
@@ -678,6 +716,9 @@ fn admit_upgrade(
     let mut refusal = None;
     let protocol = match route {
         Route::Echo => Protocol::Raw(RawRole::Echo),
+        Route::CentrifugoConnect => {
+            super::centrifugo::admit(shard.now_ms(), &shard.registry.borrow().centrifugo_limits())
+        }
         Route::PusherConnect => match super::pusher::admit(shard, &head.path, &head.query) {
             Ok(connection) => Protocol::Pusher(Box::new(connection)),
             Err(error) => {
@@ -685,6 +726,9 @@ fn admit_upgrade(
                 Protocol::Raw(RawRole::Subscriber)
             }
         },
+        Route::Subscribe(channel) if shard.history_of(AppSlot::DEFAULT, channel).is_some() => {
+            Protocol::RawStream(Box::new(RawStream::subscribing(channel, shard.now_ms())))
+        }
         _ => Protocol::Raw(RawRole::Subscriber),
     };
     let mut expiry = None;
@@ -722,6 +766,49 @@ fn admit_upgrade(
         deflate,
     };
     Ok((admission, refusal))
+}
+
+/// `?since=OFFSET&epoch=EPOCH` of a `/ws/{channel}` upgrade: only on a channel with history,
+/// both or neither.
+fn stream_position(
+    head: &RequestHead,
+    streamed: bool,
+) -> Result<Option<StreamPosition>, HttpError> {
+    let since = http::query_parameter(&head.query, "since");
+    let epoch = http::query_parameter(&head.query, "epoch");
+    let (since, epoch) = match (since, epoch) {
+        (None, None) => return Ok(None),
+        (Some(since), Some(epoch)) if !epoch.is_empty() => (since, epoch),
+        _ => {
+            return Err(HttpError::BadRequest(
+                "?since= needs ?epoch= (both, from the stream position headers)",
+            ));
+        }
+    };
+    if !streamed {
+        return Err(HttpError::BadRequest(
+            "this channel keeps no history: ?since= cannot be answered",
+        ));
+    }
+    let offset = since
+        .parse::<u64>()
+        .map_err(|_| HttpError::BadRequest("?since= must be an offset (a whole number)"))?;
+    Ok(Some(StreamPosition {
+        offset,
+        epoch: Epoch::new(&epoch),
+    }))
+}
+
+/// What completing a positioned raw subscription needs.
+pub struct RawStreamStart<'a> {
+    /// The channel.
+    pub channel: crate::channel::ChannelName,
+    /// The client's position, when it asks to recover.
+    pub since: Option<StreamPosition>,
+    /// `Sec-WebSocket-Accept`.
+    pub accept: &'a str,
+    /// What was negotiated about permessage-deflate.
+    pub negotiated: Option<crate::protocol::deflate::Negotiated>,
 }
 
 /// Registers an upgraded socket, subscribes it, queues and writes the 101, and handles the
@@ -769,9 +856,17 @@ fn register(
     {
         registry.hold(key);
     }
-    // The 101 goes through the connection's queue, so nothing can overtake it.
-    let response = switching_protocols_response_with(accept, negotiated.as_ref());
-    registry.queue(key, Bytes::from(response));
+    // The 101 goes through the connection's queue, so nothing can overtake it. A positioned
+    // raw subscriber gets it once its channel's history has answered (with its position in
+    // the headers); its publications are held by its cursor until then.
+    let streamed = matches!(
+        registry.get(key).map(|connection| connection.protocol()),
+        Some(Protocol::RawStream(_))
+    );
+    if !streamed {
+        let response = switching_protocols_response_with(accept, negotiated.as_ref());
+        registry.queue(key, Bytes::from(response));
+    }
     registry.stats.count(Counter::WebsocketOpened);
     // A Pusher client hears first whether it is welcome.
     let greeting = match registry.get(key).map(|connection| connection.protocol()) {
@@ -793,6 +888,7 @@ fn register(
         // Frames pipelined behind the request head: handled like a read.
         let mut bytes = leftover;
         super::reactor::handle_pipelined(shard, key, &mut bytes, now_ms);
+        super::centrifugo::spawn_deferred(shard);
         shard.write_slice(&[key]);
     }
     Ok(key)

@@ -16,9 +16,11 @@
 //! down so the kernel routes new connections to the other shards, and publishes leave it out.
 
 mod accept;
+mod centrifugo;
 mod deflate;
 mod event;
 mod fanout;
+mod history;
 mod listen;
 mod outbound;
 mod poller;
@@ -445,6 +447,7 @@ fn spawn_tasks(
         glommio::spawn_local_into(fanout::run_fanout(shard.clone(), sources), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_redis_interest(), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_ticker(), fanout_queue),
+        glommio::spawn_local_into(shard.clone().run_sequencer(), fanout_queue),
         glommio::spawn_local_into(
             reactor::run_reactor(shard.clone(), eventfd),
             connection_queue,

@@ -316,7 +316,7 @@ async fn trigger(
         }
         result.map_err(ApiError::Unavailable)
     } else {
-        shard.publish_all(publications).await.map_err(|refused| {
+        shard.publish_many(publications).await.map_err(|refused| {
             ApiError::Unavailable(format!(
                 "{} shards could not take the event in time; it was sent nowhere",
                 refused.len()

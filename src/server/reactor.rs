@@ -23,7 +23,6 @@ use glommio::io::BufferedFile;
 use super::registry::{ConnectionKey, PartialInput, Protocol, Registry, recv};
 use super::shard::Shard;
 use super::state::{CloseRequest, LifeEvent, Lifecycle, ReadState};
-use crate::apps::Apps;
 use crate::protocol::close::encode_close_reply;
 use crate::protocol::message::{Decoded, Event, MessageDecoder};
 use crate::telemetry::counters::Counter;
@@ -60,6 +59,7 @@ pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
             }
         }
         round(&shard, &mut events, &mut buffer, &mut ready);
+        super::centrifugo::spawn_deferred(&shard);
         shard.flush_all().await;
     }
 }
@@ -111,7 +111,7 @@ fn round(
 pub fn handle_pipelined(shard: &Shard, key: ConnectionKey, bytes: &mut [u8], now_ms: u64) {
     let handled = catch_unwind(AssertUnwindSafe(|| {
         let mut registry = shard.registry.borrow_mut();
-        handle_input(&mut registry, &shard.apps, key, bytes, now_ms);
+        handle_input(&mut registry, shard, key, bytes, now_ms);
     }));
     if handled.is_err() {
         shard.registry.borrow_mut().discard(key);
@@ -138,13 +138,7 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
             }
             Ok(count) => {
                 registry.touch(key, now_ms);
-                handle_input(
-                    &mut registry,
-                    &shard.apps,
-                    key,
-                    &mut scratch[..count],
-                    now_ms,
-                );
+                handle_input(&mut registry, shard, key, &mut scratch[..count], now_ms);
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 registry.set_read(key, ReadState::Waiting);
@@ -166,7 +160,7 @@ fn read_connection(shard: &Shard, key: ConnectionKey, now_ms: u64) {
 /// the bytes of an unfinished frame are kept, in a buffer that grows with what was received.
 fn handle_input(
     registry: &mut Registry,
-    apps: &Apps,
+    shard: &Shard,
     key: ConnectionKey,
     fresh: &mut [u8],
     now_ms: u64,
@@ -175,7 +169,7 @@ fn handle_input(
         None => {
             // Common case: whole frames straight from the scratch buffer, no copy.
             let mut decoder = registry.new_decoder(key);
-            let consumed = handle_frames(registry, apps, key, &mut decoder, fresh, now_ms);
+            let consumed = handle_frames(registry, shard, key, &mut decoder, fresh, now_ms);
             keep_rest(registry, key, decoder, &fresh[consumed..]);
         }
         Some(mut input) => {
@@ -184,7 +178,7 @@ fn handle_input(
                 mut bytes,
                 mut decoder,
             } = *input;
-            let consumed = handle_frames(registry, apps, key, &mut decoder, &mut bytes, now_ms);
+            let consumed = handle_frames(registry, shard, key, &mut decoder, &mut bytes, now_ms);
             bytes.drain(..consumed);
             keep_rest(registry, key, decoder, &bytes);
         }
@@ -212,7 +206,7 @@ fn keep_rest(registry: &mut Registry, key: ConnectionKey, decoder: MessageDecode
 /// more is to be read.
 fn handle_frames(
     registry: &mut Registry,
-    apps: &Apps,
+    shard: &Shard,
     key: ConnectionKey,
     decoder: &mut MessageDecoder,
     bytes: &mut [u8],
@@ -238,7 +232,7 @@ fn handle_frames(
             Ok(Decoded::Fragment { consumed }) => offset += consumed,
             Ok(Decoded::Event { consumed, event }) => {
                 offset += consumed;
-                handle_event(registry, apps, key, event, now_ms);
+                handle_event(registry, shard, key, event, now_ms);
                 // The replies to what a client sends count against its outbound limit as
                 // broadcasts do: one read full of pings must not queue thousands of pongs.
                 if registry.over_queue_limit(key) {
@@ -254,7 +248,7 @@ fn handle_frames(
 /// What one client event means for the connection.
 fn handle_event(
     registry: &mut Registry,
-    apps: &Apps,
+    shard: &Shard,
     key: ConnectionKey,
     event: Event<'_>,
     now_ms: u64,
@@ -263,9 +257,11 @@ fn handle_event(
         return;
     };
     let open = connection.life() == Lifecycle::Open;
-    let role = match connection.protocol() {
-        Protocol::Raw(role) => Some(*role),
-        Protocol::Pusher(_) => None,
+    let handler = match connection.protocol() {
+        Protocol::Raw(role) => Handler::Raw(*role),
+        Protocol::Pusher(_) => Handler::Pusher,
+        Protocol::Centrifugo(_) => Handler::Centrifugo,
+        Protocol::RawStream(_) => Handler::Raw(RawRole::Subscriber),
     };
     match event {
         // RFC 6455 §5.5.3: a pong may be unsolicited; either way it proves liveness.
@@ -282,19 +278,32 @@ fn handle_event(
         Event::Ping(payload) => apply(registry, key, raw::answer_ping(payload)),
         Event::Message { kind, payload } => {
             crate::faults::on_client_message(payload);
-            match role {
+            match handler {
                 // Echoes (Autobahn's 12.* and 13.* come through here) are compressed for a
                 // client that negotiated permessage-deflate.
-                Some(role) => match raw::answer_message(role, kind, payload) {
+                Handler::Raw(role) => match raw::answer_message(role, kind, payload) {
                     Reply::Frame(frame) if role == RawRole::Echo => {
                         registry.queue_compressible(key, frame)
                     }
                     reply => apply(registry, key, reply),
                 },
-                None => super::pusher::handle_message(registry, apps, key, kind, payload, now_ms),
+                Handler::Pusher => {
+                    super::pusher::handle_message(registry, &shard.apps, key, kind, payload, now_ms)
+                }
+                Handler::Centrifugo => {
+                    super::centrifugo::handle_message(registry, shard, key, kind, payload, now_ms)
+                }
             }
         }
     }
+}
+
+/// Which protocol handles a connection's data messages.
+#[derive(Debug, Clone, Copy)]
+enum Handler {
+    Raw(RawRole),
+    Pusher,
+    Centrifugo,
 }
 
 fn apply(registry: &mut Registry, key: ConnectionKey, reply: Reply) {

@@ -46,6 +46,9 @@ use crate::publication::Publication;
 use crate::socket_id::SocketId;
 use crate::telemetry::counters::{CloseReason, Counter, ShardStats};
 use crate::wire::WireFormat;
+use crate::wire::centrifugo::codes::{DisconnectCode, LIVE_GAP};
+use crate::wire::centrifugo::reply::ReplyBatch;
+use crate::wire::centrifugo::session::{Delivery, Session, SessionLimits, Tick};
 use crate::wire::raw::RawRole;
 
 /// A connection's key in its shard's slab.
@@ -131,6 +134,49 @@ pub enum Protocol {
     Raw(RawRole),
     /// Pusher Channels protocol 7 (`/app/{key}`); boxed: a raw connection pays one word.
     Pusher(Box<PusherConnection>),
+    /// The Centrifugo client protocol (`/connection/websocket`): its session (handshake,
+    /// pings, subscriptions and their stream cursors).
+    Centrifugo(Box<CentrifugoConnection>),
+    /// A `/ws/{channel}` subscriber of a channel with history (frames as [`Protocol::Raw`]).
+    RawStream(Box<RawStream>),
+}
+
+/// What a `/ws/{channel}` subscriber of a channel with history keeps: its place in the
+/// channel's stream (the Centrifugo session's cursor machinery, one subscription, no pings).
+#[derive(Debug)]
+pub struct RawStream {
+    /// The cursor of its one subscription.
+    pub session: Session,
+}
+
+impl RawStream {
+    /// A subscriber of `channel` whose history read has not completed yet (publications are
+    /// held until it does).
+    pub fn subscribing(channel: &ChannelName, now_ms: u64) -> RawStream {
+        let limits = SessionLimits {
+            channels_max: 1,
+            ping_interval_ms: 0,
+            pong_timeout_ms: 0,
+            ..SessionLimits::default()
+        };
+        let mut session = Session::new(now_ms, &limits);
+        session.connected(
+            "raw",
+            crate::wire::centrifugo::session::Expiry::Never,
+            now_ms,
+            &limits,
+        );
+        // Cannot fail: a fresh connected session with room for one channel.
+        let _ = session.begin_subscribe(channel, true, &limits);
+        RawStream { session }
+    }
+}
+
+/// What a Centrifugo connection keeps.
+#[derive(Debug)]
+pub struct CentrifugoConnection {
+    /// The protocol state.
+    pub session: Session,
 }
 
 /// What a Pusher connection keeps.
@@ -222,6 +268,11 @@ impl Connection {
         self.read
     }
 
+    /// Distinguishes it from an earlier or later connection with the same key.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
     /// The socket (valid while the entry exists).
     pub fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
@@ -232,6 +283,8 @@ impl Connection {
         match self.protocol {
             Protocol::Raw(_) => WireFormat::Raw,
             Protocol::Pusher(_) => WireFormat::Pusher,
+            Protocol::Centrifugo(_) => WireFormat::Centrifugo,
+            Protocol::RawStream(_) => WireFormat::Raw,
         }
     }
 
@@ -239,17 +292,28 @@ impl Connection {
     /// answering gets 4201 ("Pong reply not received"), one the server sheds gets 4200
     /// ("Generic reconnect immediately"), so pusher-js reconnects as its docs say.
     fn protocol_close(&self, event: LifeEvent) -> LifeEvent {
-        let Protocol::Pusher(_) = self.protocol else {
-            return event;
-        };
         let application =
             |code, reason| LifeEvent::Request(CloseRequest::Application { code, reason });
-        match event {
-            LifeEvent::Request(CloseRequest::Idle) => application(4201, "Pong reply not received"),
-            LifeEvent::Request(CloseRequest::Shutdown) => {
+        match (&self.protocol, event) {
+            (Protocol::Pusher(_), LifeEvent::Request(CloseRequest::Idle)) => {
+                application(4201, "Pong reply not received")
+            }
+            (Protocol::Pusher(_), LifeEvent::Request(CloseRequest::Shutdown)) => {
                 application(4200, "Generic reconnect immediately")
             }
-            other => other,
+            // Centrifugo's codes: the SDK reconnects after 3001 and 3012 and recovers; 3008
+            // (slow) too.
+            (Protocol::Centrifugo(_), LifeEvent::Request(request)) => {
+                let code = match request {
+                    CloseRequest::Idle => DisconnectCode::NoPong,
+                    CloseRequest::Shutdown => DisconnectCode::Shutdown,
+                    CloseRequest::SlowConsumer => DisconnectCode::Slow,
+                    CloseRequest::TokenExpired => DisconnectCode::Expired,
+                    CloseRequest::Application { .. } => return event,
+                };
+                application(code.code(), code.reason())
+            }
+            (_, other) => other,
         }
     }
 
@@ -300,6 +364,8 @@ pub struct Registry {
     spare_flush_list: Vec<ConnectionKey>,
     /// Connections that went over the queue limit during the current pass.
     over_limit: Vec<ConnectionKey>,
+    /// Positioned raw subscribers that saw a gap during the current pass (closed after it).
+    stream_gaps: Vec<ConnectionKey>,
     /// Connections whose input may be waiting (`ReadState::Ready`).
     ready: Vec<ConnectionKey>,
     /// Connections closing, for their deadlines.
@@ -321,6 +387,8 @@ pub struct Registry {
     pub interest_changed: Rc<LocalNotify>,
     /// The shard's permessage-deflate compressor (`None` with `--compression off`).
     compressor: Option<ShardCompressor>,
+    /// The Centrifugo protocol's per-connection limits.
+    centrifugo: SessionLimits,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -335,6 +403,7 @@ impl Registry {
             flush_list: Vec::new(),
             spare_flush_list: Vec::new(),
             over_limit: Vec::new(),
+            stream_gaps: Vec::new(),
             ready: Vec::new(),
             closing: Vec::new(),
             ended: Vec::new(),
@@ -345,6 +414,7 @@ impl Registry {
             interest_changes: None,
             interest_changed: Rc::new(LocalNotify::default()),
             compressor: None,
+            centrifugo: SessionLimits::default(),
             stats: ShardStats::default(),
         }
     }
@@ -353,6 +423,32 @@ impl Registry {
     /// (`--compression on`).
     pub fn enable_compression(&mut self, compressor: ShardCompressor) {
         self.compressor = Some(compressor);
+    }
+
+    /// The Centrifugo protocol's per-connection limits.
+    pub fn set_centrifugo_limits(&mut self, limits: SessionLimits) {
+        self.centrifugo = limits;
+    }
+
+    /// The Centrifugo protocol's per-connection limits.
+    pub fn centrifugo_limits(&self) -> SessionLimits {
+        self.centrifugo
+    }
+
+    /// A Centrifugo connection's session, if `key` is one.
+    pub fn centrifugo_session(&mut self, key: ConnectionKey) -> Option<&mut Session> {
+        match &mut self.connections.get_mut(key.index())?.protocol {
+            Protocol::Centrifugo(connection) => Some(&mut connection.session),
+            _ => None,
+        }
+    }
+
+    /// A positioned raw subscriber's cursor, if `key` is one.
+    pub fn raw_stream_session(&mut self, key: ConnectionKey) -> Option<&mut Session> {
+        match &mut self.connections.get_mut(key.index())?.protocol {
+            Protocol::RawStream(stream) => Some(&mut stream.session),
+            _ => None,
+        }
     }
 
     /// The epoll set (for the reactor).
@@ -684,6 +780,8 @@ impl Registry {
         let mut dropped = 0;
         let mut excluded = 0;
         let mut unframable = 0;
+        let mut held = 0;
+        let mut gaps = Vec::new();
         for &key in &self.channels[channel as usize].subscribers {
             let connection = &mut self.connections[key.index()];
             if !connection.life.is_open() {
@@ -693,6 +791,32 @@ impl Registry {
             if connection.is_excluded(publication.exclude) {
                 excluded += 1;
                 continue;
+            }
+            // A Centrifugo subscription follows the channel's stream: it may be reading
+            // history (the publication is held for the merge), have it already, or have
+            // missed one (then it is dropped and told to resubscribe, which recovers).
+            let session = match &mut connection.protocol {
+                Protocol::Centrifugo(centrifugo) => Some(&mut centrifugo.session),
+                Protocol::RawStream(stream) => Some(&mut stream.session),
+                _ => None,
+            };
+            if let Some(session) = session {
+                match session.on_publication(
+                    &publication.channel,
+                    publication.position.as_ref(),
+                    &publication.payload,
+                    &self.centrifugo,
+                ) {
+                    Delivery::Deliver => {}
+                    Delivery::Buffered | Delivery::Skip => {
+                        held += 1;
+                        continue;
+                    }
+                    Delivery::Insufficient => {
+                        gaps.push(key);
+                        continue;
+                    }
+                }
             }
             let format = connection.format();
             let compressor = self.compressor.as_mut();
@@ -720,8 +844,38 @@ impl Registry {
         self.stats.add(Counter::DeliveriesDroppedClosing, dropped);
         self.stats.add(Counter::DeliveriesExcluded, excluded);
         self.stats.add(Counter::DeliveriesUnframable, unframable);
+        self.stats.add(Counter::DeliveriesHeldByRecovery, held);
         frames.tally.record(&mut self.stats);
+        if !gaps.is_empty() {
+            self.unsubscribe_gaps(publication.app, &publication.channel, &gaps);
+        }
         queued
+    }
+
+    /// Centrifugo subscriptions that found a gap in the live stream: out of the channel, and
+    /// told with an `unsubscribe` push (2500) so the client subscribes again and recovers.
+    /// A raw subscriber cannot be told that way: it is closed with 4011 (reconnect with
+    /// `?since=`), after the pass.
+    fn unsubscribe_gaps(&mut self, app: AppSlot, channel: &ChannelName, gaps: &[ConnectionKey]) {
+        let mut batch = ReplyBatch::new();
+        batch.unsubscribe_push(channel, LIVE_GAP);
+        let Some(frame) = batch.finish() else {
+            return;
+        };
+        for &key in gaps {
+            let raw = matches!(
+                self.get(key).map(Connection::protocol),
+                Some(Protocol::RawStream(_))
+            );
+            if raw {
+                self.stream_gaps.push(key);
+            } else {
+                self.unsubscribe(key, app, channel);
+                self.queue(key, frame.clone());
+            }
+        }
+        self.stats
+            .add(Counter::CentrifugoLiveGaps, gaps.len() as u64);
     }
 
     /// Queues a data frame for one connection, compressed if it negotiated permessage-deflate
@@ -1099,6 +1253,11 @@ impl Registry {
                 self.life(key, LifeEvent::Request(CloseRequest::SlowConsumer), now_ms);
             }
         }
+        let (code, reason) = crate::wire::raw::STREAM_GAP;
+        for key in std::mem::take(&mut self.stream_gaps) {
+            let request = CloseRequest::Application { code, reason };
+            self.life(key, LifeEvent::Request(request), now_ms);
+        }
     }
 
     /// Closes every connection with `request`.
@@ -1125,12 +1284,21 @@ impl Registry {
     ) {
         let mut idle = Vec::new();
         let mut expired = Vec::new();
+        let mut protocol_pings = Vec::new();
+        let mut disconnects = Vec::new();
         let mut pings = 0;
         for (index, connection) in self.connections.iter_mut() {
             if !connection.life.is_open() {
                 continue;
             }
             let key = ConnectionKey::from_index(index);
+            if let Protocol::Centrifugo(centrifugo) = &mut connection.protocol {
+                match centrifugo.session.tick(now_ms, &self.centrifugo) {
+                    Tick::Idle => {}
+                    Tick::SendPing => protocol_pings.push(key),
+                    Tick::Disconnect(code) => disconnects.push((key, code)),
+                }
+            }
             let quiet_ms = now_ms.saturating_sub(connection.last_read_ms);
             if connection
                 .expiry
@@ -1159,6 +1327,22 @@ impl Registry {
         }
         for key in expired {
             self.life(key, LifeEvent::Request(CloseRequest::TokenExpired), now_ms);
+        }
+        if !protocol_pings.is_empty() {
+            let mut batch = ReplyBatch::new();
+            batch.ping();
+            if let Some(frame) = batch.finish() {
+                for &key in &protocol_pings {
+                    self.queue(key, frame.clone());
+                }
+            }
+        }
+        for (key, code) in disconnects {
+            let request = CloseRequest::Application {
+                code: code.code(),
+                reason: code.reason(),
+            };
+            self.life(key, LifeEvent::Request(request), now_ms);
         }
     }
 

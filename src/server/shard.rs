@@ -23,8 +23,10 @@ use futures::SinkExt;
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
 
+use super::centrifugo::DeferredQueue;
 use super::deflate::ShardCompressor;
 use super::event::{LocalEvent, LocalNotify};
+use super::history::{AppendRequest, HistoryAsk, ShardHistory};
 use super::registry::{ConnectionKey, Limits, Registry};
 use super::shared::{ShardSlot, Shared};
 use super::state::CloseRequest;
@@ -35,6 +37,7 @@ use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
 use crate::channel::AppSlot;
 use crate::channel::{ChannelName, ChannelPolicy};
 use crate::config::{Compression, Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
+use crate::history::memory::{MemoryHistory, random_seed};
 use crate::protocol::frame::{OpCode, encode_server_frame};
 use crate::publication::Publication;
 use crate::socket_id::{SocketId, SocketIdGenerator};
@@ -50,6 +53,10 @@ pub enum ShardMessage {
     Snapshot(oneshot::Sender<ShardSnapshot>),
     /// Reply with subscriber counts (for the Pusher channel queries).
     Channels(ChannelsRequest),
+    /// Append to a channel's history here (its owner), then deliver it everywhere.
+    Append(AppendRequest),
+    /// A question to a channel's history here (its owner).
+    History(HistoryAsk),
 }
 
 /// A question about channels and their subscriber counts on a shard.
@@ -216,6 +223,10 @@ pub struct Shard {
     pub apps: Arc<Apps>,
     /// Makes this shard's Pusher socket ids.
     socket_ids: RefCell<SocketIdGenerator>,
+    /// Channel history (`None` when no channel keeps any).
+    pub history: Option<ShardHistory>,
+    /// Centrifugo work waiting for a channel's history owner.
+    pub deferred: DeferredQueue,
 }
 
 impl Shard {
@@ -247,6 +258,21 @@ impl Shard {
         if redis.is_some() {
             registry.track_interest();
         }
+        registry.set_centrifugo_limits(crate::wire::centrifugo::session::SessionLimits {
+            channels_max: config.max_subscriptions.clamp(1, 4096),
+            ..Default::default()
+        });
+        let history = match config.history_policy() {
+            Ok(policy) if !policy.is_disabled() => {
+                let limits = config.history_limits(shared.shards.len());
+                let seed = random_seed() ^ (id.0 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                // Validated at start; a store that cannot be made leaves history off here.
+                MemoryHistory::new(limits, seed)
+                    .ok()
+                    .map(|store| ShardHistory::new(policy, store))
+            }
+            _ => None,
+        };
         Shard {
             id,
             policy: config.channel_policy(),
@@ -268,6 +294,8 @@ impl Shard {
             tokens: config.token_secret.as_ref().map(TokenVerifier::new),
             apps,
             socket_ids: RefCell::new(SocketIdGenerator::from_entropy()),
+            history,
+            deferred: DeferredQueue::default(),
             config,
             shared,
         }
@@ -294,8 +322,10 @@ impl Shard {
     /// once. On `Err` nothing was sent anywhere, so a 503 never leaves a partial delivery that
     /// a retry would duplicate. Shards that died are left out (they have no subscribers any
     /// more).
+    /// A publication to a channel with history goes through the channel's history owner first
+    /// (see `history.rs`).
     pub async fn publish(&self, publication: Publication) -> Result<(), Vec<ShardId>> {
-        self.publish_all(vec![publication]).await
+        self.publish_positioned(publication).await.map(|_| ())
     }
 
     /// Delivers every publication of `publications` to every live shard, or none of them
@@ -403,6 +433,23 @@ impl Shard {
                 "shard {}: its own inbox refused a publish it had room for",
                 self.id
             );
+        }
+    }
+
+    /// Sends one message to shard `peer`, this one included (its own inbox): `Err(Some)` when
+    /// there is no room now, `Err(None)` when the shard is gone.
+    pub fn try_send_to(
+        &self,
+        peer: usize,
+        message: ShardMessage,
+    ) -> Result<(), Option<ShardMessage>> {
+        if peer == self.id.0 {
+            return self.inbox.try_push(message).map_err(Some);
+        }
+        match self.try_send_to_peer(peer, message) {
+            Ok(()) => Ok(()),
+            Err(NotSent::NoRoom(message)) => Err(Some(message)),
+            Err(NotSent::Gone) => Err(None),
         }
     }
 
@@ -606,6 +653,7 @@ impl Shard {
                 registry.check_deadlines(now_ms);
                 registry.finish_ended(now_ms);
             }
+            self.expire_history();
             self.flush_all().await;
             if memory.due(self.open_sockets()) {
                 self.registry.borrow_mut().release_spare_capacity();

@@ -62,6 +62,11 @@ counter_table! {
         DeliveriesDroppedSlow, "deliveries_dropped_slow", "Queued deliveries dropped when a slow consumer was closed";
         DeliveriesExcluded, "deliveries_excluded", "Deliveries skipped for the connection a publish excluded (Pusher socket_id)";
         DeliveriesUnframable, "deliveries_unframable", "Deliveries skipped because the message has no form in the subscriber's protocol (binary to Pusher)";
+        DeliveriesHeldByRecovery, "deliveries_held_by_recovery", "Centrifugo deliveries held back (a subscribe reading history buffers them for the merge) or skipped as already delivered";
+        CentrifugoLiveGaps, "centrifugo_live_gaps", "Centrifugo subscriptions that saw a gap in a channel's stream and were told to resubscribe (unsubscribe 2500; the client recovers)";
+        HistoryAppended, "history_appended", "Publications appended to a channel's history on this shard (the shard that keeps the channel's history)";
+        HistoryRecoveries, "history_recoveries", "Subscribes that asked to recover and got every missed publication";
+        HistoryUnrecoverable, "history_unrecoverable", "Subscribes that asked to recover and were told they cannot (epoch changed, trimmed, too many)";
         DeflateMessagesCompressed, "deflate_messages_compressed", "Messages compressed with permessage-deflate (once per shard and wire format, whatever the number of subscribers)";
         DeflateMessagesIncompressible, "deflate_messages_incompressible", "Messages tried that permessage-deflate would not make smaller (sent uncompressed)";
         DeflateCompressUs, "deflate_compress_us", "Microseconds spent compressing messages (divide by deflate_messages_compressed + deflate_messages_incompressible for the CPU per message)";

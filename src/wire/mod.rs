@@ -3,6 +3,7 @@
 //!
 //! - [`raw`]: the ws4redis-style protocol of `/ws/{channel}` and `/echo`.
 //! - [`pusher`]: Pusher Channels protocol 7 (pusher-js, Laravel Echo, the Pusher SDKs).
+//! - [`centrifugo`]: the Centrifugo bidirectional JSON protocol (centrifuge-js, centrifuge-python).
 //!
 //! A connection speaks one protocol for its whole life; the fan-out frames each publication once
 //! per [`WireFormat`] present among a channel's subscribers, never per subscriber.
@@ -27,17 +28,20 @@ pub enum WireFormat {
     Raw,
     /// Pusher Channels: the `{"event","channel","data"}` envelope as a text frame.
     Pusher,
+    /// Centrifugo: the publication push `{"push":{"channel","pub":{"data","offset"}}}`.
+    Centrifugo,
 }
 
 impl WireFormat {
     /// How many formats exist (the size of a per-message frame cache).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 
     /// Index into a per-message frame cache.
     pub fn index(self) -> usize {
         match self {
             WireFormat::Raw => 0,
             WireFormat::Pusher => 1,
+            WireFormat::Centrifugo => 2,
         }
     }
 }
@@ -57,5 +61,15 @@ pub fn frame_publication(format: WireFormat, publication: &Publication) -> Optio
             let envelope = pusher::outgoing::event(publication.channel.as_str(), event, data, None);
             Some(encode_server_frame(OpCode::Text, &envelope))
         }
+        // Binary payloads have no JSON form (Centrifugo's JSON protocol cannot carry them).
+        WireFormat::Centrifugo => centrifugo::reply::publication_frame(
+            &publication.channel,
+            &publication.payload,
+            publication
+                .position
+                .as_ref()
+                .map(|position| position.offset),
+        )
+        .ok(),
     }
 }

@@ -28,6 +28,25 @@ pub enum Reply {
     Frame(Bytes),
 }
 
+/// Close code of a `/ws/{channel}?since=` connection whose position cannot be recovered (sent
+/// before any message: the client missed publications and must reload its state).
+pub const POSITION_UNRECOVERABLE: (u16, &str) = (4010, "position unrecoverable");
+/// Close code of a positioned connection that found a publication missing in the live stream
+/// (or could not merge it with history): reconnect with `?since=` the last offset received.
+pub const STREAM_GAP: (u16, &str) = (4011, "stream gap: reconnect with since");
+/// Close code when the channel's history did not answer in time (try again).
+pub const HISTORY_UNAVAILABLE: (u16, &str) = (1013, "history unavailable, try again");
+
+/// A payload as the one frame a raw subscriber receives: text when it is UTF-8, else binary.
+pub fn frame_payload(payload: &[u8]) -> Bytes {
+    let opcode = if std::str::from_utf8(payload).is_ok() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    encode_server_frame(opcode, payload)
+}
+
 /// The text heartbeat of browsers, which cannot send ping frames (the seeds' convention).
 const TEXT_PING: &[u8] = b"ping";
 
