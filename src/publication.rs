@@ -36,7 +36,7 @@ pub struct Publication {
     pub published_at: Instant,
     /// Its place in the channel's history stream (`None`: the channel keeps no history).
     /// Stamped once, by the shard that keeps the channel's history, before the fan-out.
-    pub position: Option<StreamPosition>,
+    pub position: Option<Arc<StreamPosition>>,
 }
 
 impl Publication {

@@ -142,10 +142,11 @@ fn check_route_on(head: &RequestHead, rules: RouteRules<'_>, only_channel: Optio
             | Route::Ready
             | Route::PusherConnect
             | Route::PusherApi
+            | Route::CentrifugoConnect
     );
     let api_route = !matches!(
         routed,
-        Route::Subscribe(_) | Route::Echo | Route::PusherConnect
+        Route::Subscribe(_) | Route::Echo | Route::PusherConnect | Route::CentrifugoConnect
     );
     assert!(
         (rules.listener == Listener::Public && public_route)
@@ -183,6 +184,13 @@ fn check_route_on(head: &RequestHead, rules: RouteRules<'_>, only_channel: Optio
             ("/stat".to_string(), Method::Get)
         }
         Route::Metrics => ("/metrics".to_string(), Method::Get),
+        Route::CentrifugoConnect => ("/connection/websocket".to_string(), Method::Get),
+        Route::CentrifugoApi(ringcast::http::CentrifugoApi::Publish) => {
+            ("/api/publish".to_string(), Method::Post)
+        }
+        Route::CentrifugoApi(ringcast::http::CentrifugoApi::History) => {
+            ("/api/history".to_string(), Method::Post)
+        }
         Route::PusherConnect => {
             assert!(head.path.starts_with("/app/"), "{}", head.path);
             return assert_eq!(head.method, Method::Get);

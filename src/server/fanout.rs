@@ -229,7 +229,7 @@ fn take_available(
                 let answer = shard.answer_channels(request.app, &request.query);
                 drop(request.reply.send(answer));
             }
-            ShardMessage::Append(request) => shard.accept_append(request),
+            ShardMessage::Append(request) => shard.accept_append(*request),
             ShardMessage::History(ask) => shard.answer_history(ask),
         }
     }

@@ -161,7 +161,7 @@ impl Shard {
         }
         let owner = self.history_owner(&publication.channel);
         let (reply, answer) = oneshot::channel();
-        let request = ShardMessage::Append(AppendRequest { publication, reply });
+        let request = ShardMessage::Append(Box::new(AppendRequest { publication, reply }));
         if self.send_to_shard(owner, request).await.is_err() {
             return Err(vec![ShardId(owner)]);
         }
@@ -244,12 +244,12 @@ impl Shard {
             drop(request.reply.send(Err(vec![self.id])));
             return;
         };
-        if let Err(error) = history.appends.try_send(request) {
-            if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(request))
-            | glommio::GlommioError::Closed(glommio::ResourceType::Channel(request)) = error
-            {
-                drop(request.reply.send(Err(vec![self.id])));
-            }
+        if let Err(
+            glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(request))
+            | glommio::GlommioError::Closed(glommio::ResourceType::Channel(request)),
+        ) = history.appends.try_send(request)
+        {
+            drop(request.reply.send(Err(vec![self.id])));
         }
     }
 
@@ -312,7 +312,7 @@ impl Shard {
                 .borrow_mut()
                 .stats
                 .count(Counter::HistoryAppended);
-            publication.position = Some(position.clone());
+            publication.position = Some(std::sync::Arc::new(position.clone()));
             // Kept in history even when the delivery is refused: a subscriber then sees a gap
             // at the next publication (or at its position check) and recovers it.
             let delivered = self.publish_all(vec![publication]).await;

@@ -803,7 +803,7 @@ impl Registry {
             if let Some(session) = session {
                 match session.on_publication(
                     &publication.channel,
-                    publication.position.as_ref(),
+                    publication.position.as_deref(),
                     &publication.payload,
                     &self.centrifugo,
                 ) {

@@ -54,7 +54,7 @@ pub enum ShardMessage {
     /// Reply with subscriber counts (for the Pusher channel queries).
     Channels(ChannelsRequest),
     /// Append to a channel's history here (its owner), then deliver it everywhere.
-    Append(AppendRequest),
+    Append(Box<AppendRequest>),
     /// A question to a channel's history here (its owner).
     History(HistoryAsk),
 }
