@@ -3,8 +3,8 @@
 #   1. every Rust test of the workspace (unit, property, integration against real servers,
 #      fault injection),
 #   2. the real client libraries against the real server (tests/clients: pusher-js in Node and
-#      in headless Chromium, laravel-echo, the npm and PyPI pusher SDKs; Chromium receiving
-#      permessage-deflate frames),
+#      in headless Chromium, laravel-echo, the npm and PyPI pusher SDKs; centrifuge-js and
+#      centrifuge-python with history and recovery; Chromium receiving permessage-deflate frames),
 #   3. the comparison driver's own tests (Python, standard library, no server),
 #   4. the Autobahn|Testsuite gate against ringcast's /echo endpoint: kosoku for cases 1-10, the
 #      reference wstest for 12.* and 13.* (permessage-deflate; kosoku 0.1.0 cannot run them;
@@ -53,6 +53,11 @@ if [ -z "${SKIP_CLIENTS:-}" ]; then
     RINGCAST_BIN=target/release/ringcast python3 tests/clients/validate.py --port "$port" \
         --server-cmd 'exec tests/clients/ringcast-server.sh' \
         --only channels,sdk_node,sdk_python,negative,echo,browser,restart --without presence
+
+    # centrifuge-js and centrifuge-python: JWT connect, publications with offsets, exact
+    # recovery of 100 missed, `recovered: false` beyond the history size and after a restart.
+    say "Centrifugo SDKs against ringcast (tests/clients/centrifugo_suite.py)"
+    RINGCAST_BIN=target/release/ringcast python3 tests/clients/centrifugo_suite.py
 
     say "headless Chromium receives permessage-deflate frames (tests/clients/browser-deflate.js)"
     log=$(mktemp)

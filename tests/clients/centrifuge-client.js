@@ -5,12 +5,13 @@
 // what the SDK says about recovery (`wasRecovering`, `recovered`).
 //
 //   node centrifuge-client.js --url ws://127.0.0.1:N/connection/websocket
-//        (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b])
+//        (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b] | --no-token)
 //        [--subscribe a,b] [--since-offset N --since-epoch E] [--sub-token]
 //        [--recoverable] [--positioned] [--ignore-stdin] [--timeout-ms 30000]
 //
 // The connection JWT is HS256 over {"sub":U,"exp":now+exp-s[,"channels":[..]]} (Centrifugo's
-// connection token claims). --sub-token adds a subscription token per channel
+// connection token claims). --no-token connects without one (for servers that allow anonymous
+// connections, or to see one refuse it). --sub-token adds a subscription token per channel
 // ({"sub":U,"channel":C,"exp":..}, same secret), as `private-`/protected channels need.
 // Recovery needs nothing from the client beyond staying subscribed: the SDK remembers each
 // subscription's stream position (offset + epoch) and asks to recover from it when it
@@ -41,7 +42,7 @@ const { emit, parseArgs, deadline, list, commands } = require('./lib/common');
 
 const USAGE = `
 node centrifuge-client.js --url ws://127.0.0.1:N/connection/websocket
-     (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b])
+     (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b] | --no-token)
      [--subscribe a,b] [--since-offset N --since-epoch E] [--sub-token]
      [--recoverable] [--positioned] [--ignore-stdin] [--timeout-ms 30000]`;
 const args = parseArgs(
@@ -52,6 +53,7 @@ const args = parseArgs(
     user: 'user-1',
     'exp-s': 3600,
     'token-channels': '',
+    'no-token': false,
     subscribe: '',
     'since-offset': -1,
     'since-epoch': '',
@@ -63,8 +65,8 @@ const args = parseArgs(
   },
   USAGE,
 );
-if (!args.url || !(args.token || args.tokenSecret)) {
-  process.stderr.write(`--url and one of --token / --token-secret are required\n${USAGE}\n`);
+if (!args.url || !(args.token || args.tokenSecret || args.noToken)) {
+  process.stderr.write(`--url and one of --token / --token-secret / --no-token are required\n${USAGE}\n`);
   process.exit(2);
 }
 
@@ -77,7 +79,7 @@ function jwt(claims, secret) {
 const exp = () => Math.floor(Date.now() / 1000) + args.expS;
 const connectionClaims = { sub: args.user, exp: exp() };
 if (args.tokenChannels) connectionClaims.channels = list(args.tokenChannels);
-const token = args.token || jwt(connectionClaims, args.tokenSecret);
+const token = args.noToken ? '' : args.token || jwt(connectionClaims, args.tokenSecret);
 
 // The WebSocket class the SDK uses: `ws`, remembering the live socket so "drop" can abort it.
 let liveSocket = null;

@@ -5,12 +5,13 @@ subscribes, prints publications with their offsets and what the SDK says about r
 same output lines as centrifuge-client.js.
 
   .venv/bin/python centrifuge_client.py --url ws://127.0.0.1:N/connection/websocket
-        (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b])
+        (--token JWT | --token-secret S [--user U] [--exp-s 3600] [--token-channels a,b] | --no-token)
         [--subscribe a,b] [--sub-token] [--recoverable] [--positioned]
         [--ignore-stdin] [--timeout-s 30]
 
 The connection JWT is HS256 over {"sub":U,"exp":now+exp-s[,"channels":[..]]}; --sub-token adds a
-subscription token per channel ({"sub":U,"channel":C,"exp":..}, same secret). Recovery is the
+subscription token per channel ({"sub":U,"channel":C,"exp":..}, same secret); --no-token connects
+without a token. Recovery is the
 SDK's: each subscription keeps its stream position and asks to recover from it when it
 resubscribes after a reconnect (this SDK has no option to start from a given position).
 
@@ -108,7 +109,7 @@ class Runner:
         claims = {"sub": args.user, "exp": int(time.time()) + args.exp_s}
         if args.token_channels:
             claims["channels"] = [c for c in args.token_channels.split(",") if c]
-        token = args.token or jwt(claims, args.token_secret)
+        token = "" if args.no_token else args.token or jwt(claims, args.token_secret)
         self.client = Client(args.url, events=ClientEvents(), token=token, name="ringcast-tests")
         self.done = asyncio.Event()
 
@@ -205,6 +206,7 @@ def main():
     parser.add_argument("--user", default="user-1")
     parser.add_argument("--exp-s", type=int, default=3600)
     parser.add_argument("--token-channels", default="")
+    parser.add_argument("--no-token", action="store_true")
     parser.add_argument("--subscribe", default="")
     parser.add_argument("--sub-token", action="store_true")
     parser.add_argument("--recoverable", action="store_true")
@@ -212,8 +214,8 @@ def main():
     parser.add_argument("--ignore-stdin", action="store_true")
     parser.add_argument("--timeout-s", type=float, default=30.0)
     args = parser.parse_args()
-    if not (args.token or args.token_secret):
-        parser.error("one of --token / --token-secret is required")
+    if not (args.token or args.token_secret or args.no_token):
+        parser.error("one of --token / --token-secret / --no-token is required")
     code = asyncio.run(Runner(args).run())
     sys.stdout.flush()
     # The stdin reader thread may still block in readline: leave without joining it.
