@@ -6,14 +6,14 @@ check, then the plain summary line "N passed, N failed".
   python3 tests/clients/centrifugo_suite.py [--bin target/release/ringcast] [--only node,python,api,restart]
 
 The script starts `ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2
---history 'chat:*@50' --token-secret S --api-key K` itself (the addresses come from its
+--history 'chat:*@50,feed:*' --token-secret S --api-key K` itself (the addresses come from its
 "listening on A (api on B" log line) and, with each SDK (`node centrifuge-client.js`,
 `.venv/bin/python centrifuge_client.py`):
 - connects with a JWT, subscribes `chat:...`, gets 3 publications made with /api/publish, in
   order, with offsets 1..3; the SDK's `history` works, its `publish` is refused (103);
 - drops the TCP connection (no close frame), publishes 100 while the SDK reports it is not
   connected, and lets it reconnect: exactly those 100, in order, no duplicates, with
-  `was_recovering` and `recovered` true;
+  `was_recovering` and `recovered` true (on `feed:`, which keeps 100: the whole gap, exactly);
 - the same with 80 missed on a channel that keeps 50: `was_recovering` true, `recovered` false;
 - a forged token and no token are refused (disconnect 3500, and the SDK stops reconnecting).
 Then /api/history (positions, `since`, 112 for another epoch, 108 without history, 401
@@ -45,8 +45,9 @@ SECRET = "centrifugo-suite-secret-0123456789abcdef"
 FORGED_SECRET = "not-the-servers-secret-0123456789abcdef"
 #: `--api-key` (at least 16 characters).
 API_KEY = "centrifugo-suite-api-key-0123"
-#: Which channels keep history, and how many publications each.
-HISTORY = "chat:*@50"
+#: Which channels keep history, and how many publications each: `chat:*` 50 (the 80-missed case),
+#: `feed:*` the default `--history-size` of 100 (the 100-missed case: all 100 are still kept).
+HISTORY = "chat:*@50,feed:*"
 #: How long an SDK may take to notice a lost connection, reconnect and resubscribe, in seconds
 #: (centrifuge-js waits 0.5-1 s before its first reconnect, centrifuge-python 0.1-0.2 s; after a
 #: server restart their backoff grows while the server is down).
@@ -268,7 +269,7 @@ class Suite:
 
     def recover(self, sdk):
         c = self.c
-        channel = f"chat:recover-{RUN}-{sdk}"
+        channel = f"feed:recover-{RUN}-{sdk}"
         proc = self.subscribed_with_position(sdk, channel)
         mark = self.drop_and_wait_gone(proc)
         offsets, took_ms = self.publish_many(channel, 2, 100)
