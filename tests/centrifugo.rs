@@ -3,8 +3,8 @@
 //! tests/clients/centrifugo_suite.py, from tests/run.sh): connect with a JWT, subscribe,
 //! publications with offsets, exact recovery after a reconnect, the cases that are not
 //! recovered (a gap beyond the history size, another epoch, a restarted server), the errors
-//! and disconnect codes the SDKs act on, the `history` command, and the server API
-//! (`/api/publish`, `/api/history`) with its key.
+//! and disconnect codes the SDKs act on, the `history` command, the server's 25 s ping, and the
+//! server API (`/api/publish`, `/api/history`) with its key.
 //!
 //! Wire shapes follow `centrifugal/protocol` `client.proto` in its JSON form: commands are
 //! `{"id":N,"connect":{..}}`, replies `{"id":N,"connect":{..}}` or
@@ -930,5 +930,49 @@ fn api_history_pages_positions_and_epochs() {
     assert_eq!(
         answer,
         json!({"error": {"code": 108, "message": "not available"}})
+    );
+}
+
+#[test]
+fn the_server_pings_every_25_seconds_and_a_client_that_answers_stays() {
+    let server = start(&[]);
+    let mut client = Client::connected(&server);
+    client.subscribed("chat:ping");
+    let connected_at = std::time::Instant::now();
+    client
+        .socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(35)))
+        .unwrap();
+    // Bounded: by the 35 s read timeout, and 100 frames.
+    let mut pinged_after = None;
+    for _ in 0..100 {
+        match client.socket.read() {
+            Ok(Message::Text(text)) if text.as_str().split('\n').any(|line| line == "{}") => {
+                pinged_after = Some(connected_at.elapsed());
+                break;
+            }
+            Ok(Message::Text(text)) => panic!("unexpected {text}"),
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
+            other => panic!("no ping: {other:?}"),
+        }
+    }
+    let pinged_after = pinged_after.expect("a server ping");
+    assert!(
+        pinged_after >= Duration::from_secs(20) && pinged_after <= Duration::from_secs(30),
+        "the ping came after {pinged_after:?}, not about 25 s"
+    );
+    client.send_text("{}");
+    client
+        .socket
+        .get_mut()
+        .set_read_timeout(Some(PATIENCE))
+        .unwrap();
+    // Still connected and subscribed after answering.
+    std::thread::sleep(Duration::from_secs(1));
+    publish_at(&server, "chat:ping", json!("after the ping"), 1);
+    assert_eq!(
+        client.next_publication("chat:ping")["data"],
+        json!("after the ping")
     );
 }
