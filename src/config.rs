@@ -286,7 +286,8 @@ pub struct Config {
     /// Which channels keep history for recovery (Centrifugo `recover`, raw `?since=`):
     /// comma-separated rules `PATTERN[@SIZE[/TTL]]`, PATTERN `*`, `prefix*` or a channel name,
     /// first match wins (e.g. `chat:*@50/10m,news`). Empty: no channel keeps history, and
-    /// publishing costs nothing more. Single node only for now (refused with Redis).
+    /// publishing costs nothing more. With `--redis` history is kept in Redis Streams (shared
+    /// by every node); refused with `--redis-cluster` for now.
     #[arg(long, env = "RINGCAST_HISTORY", default_value = "")]
     pub history: String,
 
@@ -490,8 +491,8 @@ impl Config {
         if policy.is_disabled() {
             return Ok(());
         }
-        if self.redis.is_some() || !self.redis_cluster.is_empty() {
-            return Err("--history works on a single node for now: history kept in Redis Streams (needed with --redis / --redis-cluster) is not built yet".into());
+        if !self.redis_cluster.is_empty() {
+            return Err("--history works with --redis (history in Redis Streams) or on a single node; with --redis-cluster it is not built yet".into());
         }
         let shards = match self.shards {
             0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),

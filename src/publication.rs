@@ -83,6 +83,12 @@ impl Publication {
 /// that happens to start with these bytes is wrapped too, so reading is unambiguous.
 const REDIS_ENVELOPE_MAGIC: &[u8] = b"\0ringcast1\n";
 
+/// The first bytes of a message on a channel with history, PUBLISHed by the history script
+/// in Redis (`broker::redis`) right after it appended the message to the channel's stream:
+/// magic, `OFFSET EPOCH` and a newline, then the message as [`Publication::to_redis_payload`]
+/// wrote it.
+pub const REDIS_POSITIONED_MAGIC: &[u8] = b"\0ringcast2\n";
+
 /// The metadata line of a Redis envelope.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RedisEnvelope {
@@ -102,6 +108,7 @@ impl Publication {
         if self.event.is_none()
             && self.exclude.is_none()
             && !self.payload.starts_with(REDIS_ENVELOPE_MAGIC)
+            && !self.payload.starts_with(REDIS_POSITIONED_MAGIC)
         {
             return self.payload.clone();
         }
@@ -121,6 +128,24 @@ impl Publication {
     /// [`Publication::to_redis_payload`], or a plain (ws4redis) message. `None` for an envelope
     /// that does not parse.
     pub fn from_redis(app: AppSlot, channel: ChannelName, payload: Bytes) -> Option<Publication> {
+        if let Some(rest) = payload.strip_prefix(REDIS_POSITIONED_MAGIC) {
+            let line_end = rest.iter().position(|&byte| byte == b'\n')?;
+            let line = std::str::from_utf8(&rest[..line_end]).ok()?;
+            let (offset, epoch) = line.split_once(' ')?;
+            let position = StreamPosition {
+                offset: offset.parse().ok()?,
+                epoch: crate::history::Epoch::new(epoch),
+            };
+            let start = REDIS_POSITIONED_MAGIC.len() + line_end + 1;
+            let inner = payload.slice(start..);
+            // The inner message is never positioned again (the script writes it once).
+            if inner.starts_with(REDIS_POSITIONED_MAGIC) {
+                return None;
+            }
+            let mut publication = Publication::from_redis(app, channel, inner)?;
+            publication.position = Some(Arc::new(position));
+            return Some(publication);
+        }
         let Some(rest) = payload.strip_prefix(REDIS_ENVELOPE_MAGIC) else {
             let mut publication = Publication::new(channel, payload);
             publication.app = app;
@@ -186,6 +211,47 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn positioned_messages_from_the_history_script_carry_their_position() {
+        let channel = ChannelName::new("chat").unwrap();
+        let event = Publication::event(
+            AppSlot::DEFAULT,
+            channel.clone(),
+            Arc::from("e"),
+            Bytes::from_static(b"{}"),
+            None,
+        );
+        for inner in [Bytes::from_static(b"hello"), event.to_redis_payload()] {
+            let mut wire = b"\0ringcast2\n17 abc\n".to_vec();
+            wire.extend_from_slice(&inner);
+            let read =
+                Publication::from_redis(AppSlot::DEFAULT, channel.clone(), Bytes::from(wire))
+                    .unwrap();
+            let position = read.position.as_deref().unwrap();
+            assert_eq!((position.offset, position.epoch.as_str()), (17, "abc"));
+        }
+        for bad in [
+            &b"\0ringcast2\n17\nx"[..],
+            b"\0ringcast2\nx e\nx",
+            b"\0ringcast2\n1 e\n\0ringcast2\n1 e\nx",
+        ] {
+            assert!(
+                Publication::from_redis(
+                    AppSlot::DEFAULT,
+                    channel.clone(),
+                    Bytes::copy_from_slice(bad)
+                )
+                .is_none()
+            );
+        }
+        // A raw payload that starts like a positioned message is wrapped, not misread.
+        let tricky = Publication::new(channel.clone(), Bytes::from_static(b"\0ringcast2\n1 e\nx"));
+        let read =
+            Publication::from_redis(AppSlot::DEFAULT, channel, tricky.to_redis_payload()).unwrap();
+        assert_eq!(&read.payload[..], b"\0ringcast2\n1 e\nx");
+        assert!(read.position.is_none());
     }
 
     #[test]

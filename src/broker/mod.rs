@@ -7,4 +7,5 @@
 //! nothing of shards or HTTP.
 
 pub mod cluster;
+pub mod history;
 pub mod redis;

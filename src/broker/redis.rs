@@ -39,7 +39,10 @@ use tokio::task::JoinHandle;
 use crate::broker::cluster::{
     ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
 };
+use crate::broker::history::HistoryRequest;
 use crate::channel::ChannelName;
+use crate::history::StreamPosition;
+use crate::history::policy::ChannelHistory;
 use crate::publication::Publication;
 use crate::telemetry::counters::RedisCounter;
 use crate::telemetry::{MasterReading, RedisReadings};
@@ -210,8 +213,20 @@ pub struct PublishRequest {
     pub channel: ChannelName,
     /// The message.
     pub payload: Bytes,
-    /// Number of Redis subscribers that received it (all nodes), or why it failed.
-    pub reply: oneshot::Sender<Result<u64, String>>,
+    /// What the channel's history keeps, when it has one (then the message is appended to its
+    /// stream and published positioned, in one script).
+    pub history: Option<ChannelHistory>,
+    /// What became of it, or why it failed.
+    pub reply: oneshot::Sender<Result<Published, String>>,
+}
+
+/// A publish Redis took.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Number of Redis subscribers that received it (all nodes).
+    pub receivers: u64,
+    /// Its place in the channel's history, when the channel has one.
+    pub position: Option<StreamPosition>,
 }
 
 /// What a shard holds to talk to the subscriber core.
@@ -221,6 +236,8 @@ pub struct RedisLink {
     pub interest: mpsc::Sender<InterestUpdate>,
     /// Publishes.
     pub publish: mpsc::Sender<PublishRequest>,
+    /// Questions to the history kept in Redis.
+    pub history: mpsc::Sender<HistoryRequest>,
     /// Shared status.
     pub status: Arc<RedisStatus>,
 }
@@ -294,6 +311,7 @@ pub fn start(
     });
     let (interest_sender, interest) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
+    let (history_sender, history) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let thread_status = status.clone();
     std::thread::Builder::new()
         .name("ringcast-redis".into())
@@ -316,6 +334,7 @@ pub fn start(
             let requests = Requests {
                 interest,
                 publishes,
+                history,
             };
             match backend {
                 BackendConfig::Single(config) => {
@@ -334,6 +353,7 @@ pub fn start(
     Ok(RedisLink {
         interest: interest_sender,
         publish: publish_sender,
+        history: history_sender,
         status,
     })
 }
@@ -352,6 +372,8 @@ struct Requests {
     interest: mpsc::Receiver<InterestUpdate>,
     /// Publishes.
     publishes: mpsc::Receiver<PublishRequest>,
+    /// History questions.
+    history: mpsc::Receiver<HistoryRequest>,
 }
 
 /// What the subscriber core talks to. Everything that differs between one Redis and a cluster
@@ -452,6 +474,7 @@ async fn run(
     let _subscriber_connection = subscriber.connect();
     let _publisher_connection = publisher.connect();
     let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
+    let history_client = publisher.clone();
     let backend = Backend::Single {
         subscriber,
         publisher,
@@ -471,6 +494,14 @@ async fn run(
         (
             "publisher watcher",
             local.spawn_local(watch_publisher(status.clone(), publisher_events)),
+        ),
+        (
+            "history",
+            local.spawn_local(super::history::serve(
+                history_client,
+                Arc::from(settings.prefix.as_str()),
+                requests.history,
+            )),
         ),
         (
             "forwarder",
@@ -530,6 +561,10 @@ async fn run_cluster(
                     cluster.status(),
                     resubscribe_sender,
                 )),
+            ),
+            (
+                "history",
+                tokio::task::spawn_local(super::history::refuse(requests.history)),
             ),
             (
                 "forwarder",
@@ -1096,6 +1131,7 @@ async fn publish(
         .map(|request| {
             let backend = backend.clone();
             let channel = settings.redis_channel(&request.channel);
+            let prefix = settings.prefix.clone();
             async move {
                 if request.reply.is_canceled() {
                     // The request was answered 503 meanwhile: it must not be published now.
@@ -1104,15 +1140,42 @@ async fn publish(
                         Err("abandoned before it was sent".to_string()),
                     );
                 }
-                let result = match &backend {
-                    Backend::Single { publisher, .. } => {
-                        publish_single(publisher, channel, request.payload).await
+                let result = match (&backend, &request.history) {
+                    (Backend::Single { publisher, .. }, Some(history)) => {
+                        super::history::publish_positioned(
+                            publisher,
+                            &prefix,
+                            channel,
+                            &request.channel,
+                            history,
+                            request.payload,
+                        )
+                        .await
+                        .map(|(receivers, position)| Published {
+                            receivers,
+                            position: Some(position),
+                        })
+                    }
+                    (Backend::Single { publisher, .. }, None) => {
+                        publish_single(publisher, channel, request.payload)
+                            .await
+                            .map(|receivers| Published {
+                                receivers,
+                                position: None,
+                            })
                     }
                     // One attempt, failing fast while the slot's master is down or unknown
                     // (the component never sends a failed publish later).
-                    Backend::Cluster(cluster) => cluster
+                    (Backend::Cluster(_), Some(_)) => {
+                        Err("history with a Redis Cluster is not built yet".to_string())
+                    }
+                    (Backend::Cluster(cluster), None) => cluster
                         .publish(&channel, request.payload)
                         .await
+                        .map(|receivers| Published {
+                            receivers,
+                            position: None,
+                        })
                         .map_err(|error| error.to_string()),
                 };
                 (request.reply, result)

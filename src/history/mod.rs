@@ -188,6 +188,27 @@ pub fn check_recovery(
     })
 }
 
+/// What a shard asks a channel's history (its owner shard, or Redis).
+#[derive(Debug, Clone)]
+pub enum HistoryQuestion {
+    /// A subscribe: the stream's top, or (with a position) everything after it.
+    Subscribe {
+        /// The client's position, when it asks to recover.
+        recover: Option<StreamPosition>,
+    },
+    /// A page of history (`history` command, `/api/history`).
+    Page(HistoryQuery),
+}
+
+/// The history's answer.
+#[derive(Debug, Clone)]
+pub enum HistoryAnswer {
+    /// To [`HistoryQuestion::Subscribe`].
+    Subscribe(recovery::HistoryRead),
+    /// To [`HistoryQuestion::Page`].
+    Page(Result<HistoryPage, Unrecoverable>),
+}
+
 /// The operations every history store offers, synchronously. The in-memory store implements
 /// it; a Redis Streams store is asynchronous and offers the same four operations returning the
 /// same types (and decides recovery with the same [`check_recovery`]).

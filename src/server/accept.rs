@@ -514,6 +514,7 @@ async fn publish(
         let receivers = shard
             .publish_through_redis(link, channel.clone(), payload)
             .await
+            .map(|published| published.receivers)
             .map_err(|error| HttpError::Unavailable(format!("redis: {error}")))?;
         return Ok(Response::json(
             200,

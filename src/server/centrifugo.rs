@@ -444,6 +444,14 @@ async fn run_deferred(shard: &Rc<Shard>, deferred: Deferred) {
         },
         DeferredWork::History(query) => HistoryQuestion::Page(query.clone()),
     };
+    // With Redis, history is read once the live subscription is in place (so nothing falls
+    // between them); a subscription still missing after the bounded wait shows up as a gap
+    // at the next publication, which the client recovers.
+    if let (DeferredWork::Subscribe { .. }, Some(_)) = (&work, &shard.redis)
+        && !shard.wait_for_redis_subscription(&channel).await
+    {
+        log::debug!("shard {}: {channel} not yet subscribed in Redis", shard.id);
+    }
     let answer = shard.ask_history(&channel, question).await;
     let now_ms = shard.now_ms();
     {
@@ -617,7 +625,7 @@ async fn api_publish(shard: &Shard, body: &[u8]) -> Response {
         Some(link) => shard
             .publish_publication_through_redis(link, publication)
             .await
-            .map(|_| None)
+            .map(|published| published.position)
             .map_err(|_| ()),
         None => shard.publish_positioned(publication).await.map_err(|_| ()),
     };

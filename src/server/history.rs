@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::SinkExt;
 use futures::channel::oneshot;
 use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 
@@ -26,12 +27,15 @@ use super::accept::RawStreamStart;
 use super::registry::ConnectionKey;
 use super::shard::{Shard, ShardMessage};
 use super::state::{CloseRequest, LifeEvent};
+use crate::broker::history::HistoryRequest;
+use crate::broker::redis::RedisLink;
 use crate::channel::{AppSlot, ChannelName};
+use crate::history::StreamPosition;
 use crate::history::memory::MemoryHistory;
 use crate::history::policy::{ChannelHistory, HistoryPolicy};
 use crate::history::recovery::HistoryRead;
 use crate::history::recovery::RecoveryOutcome;
-use crate::history::{HistoryPage, HistoryQuery, StreamPosition, Unrecoverable};
+pub use crate::history::{HistoryAnswer, HistoryQuestion};
 use crate::protocol::handshake::switching_protocols_response_with_headers;
 use crate::publication::Publication;
 use crate::telemetry::ShardId;
@@ -50,27 +54,6 @@ pub struct AppendRequest {
     pub publication: Publication,
     /// Where its position (or the refusal) goes.
     pub reply: oneshot::Sender<Result<StreamPosition, Vec<ShardId>>>,
-}
-
-/// What a shard asks a channel's history owner.
-#[derive(Debug, Clone)]
-pub enum HistoryQuestion {
-    /// A subscribe: the stream's top, or (with a position) everything after it.
-    Subscribe {
-        /// The client's position, when it asks to recover.
-        recover: Option<StreamPosition>,
-    },
-    /// A page of history (`history` command, `/api/history`).
-    Page(HistoryQuery),
-}
-
-/// The owner's answer.
-#[derive(Debug, Clone)]
-pub enum HistoryAnswer {
-    /// To [`HistoryQuestion::Subscribe`].
-    Subscribe(HistoryRead),
-    /// To [`HistoryQuestion::Page`].
-    Page(Result<HistoryPage, Unrecoverable>),
 }
 
 /// A question to a channel's history owner.
@@ -196,8 +179,13 @@ impl Shard {
         channel: &ChannelName,
         question: HistoryQuestion,
     ) -> Result<HistoryAnswer, HistoryUnavailable> {
-        if self.history_of(AppSlot::DEFAULT, channel).is_none() {
+        let Some(settings) = self.history_of(AppSlot::DEFAULT, channel) else {
             return Err(HistoryUnavailable::NotKept);
+        };
+        if let Some(link) = &self.redis {
+            return self
+                .ask_redis_history(link, channel, settings, question)
+                .await;
         }
         let owner = self.history_owner(channel);
         let (reply, answer) = oneshot::channel();
@@ -212,6 +200,40 @@ impl Shard {
         let bound = self.config.publish_timeout + Duration::from_secs(1);
         match glommio::timer::timeout(bound, async { Ok(answer.await) }).await {
             Ok(Ok(answer)) => Ok(answer),
+            _ => Err(HistoryUnavailable::NoAnswer),
+        }
+    }
+
+    /// With `--redis`: the history is in Redis, asked through the subscriber core.
+    async fn ask_redis_history(
+        &self,
+        link: &RedisLink,
+        channel: &ChannelName,
+        settings: ChannelHistory,
+        question: HistoryQuestion,
+    ) -> Result<HistoryAnswer, HistoryUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        let request = HistoryRequest {
+            channel: channel.clone(),
+            settings,
+            question,
+            reply,
+        };
+        let mut sender = link.history.clone();
+        let exchange = async {
+            sender.send(request).await.ok()?;
+            match answer.await {
+                Ok(Ok(answer)) => Some(answer),
+                Ok(Err(error)) => {
+                    log::warn!("shard {}: history from Redis: {error}", self.id);
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        let bound = self.config.publish_timeout + Duration::from_secs(5);
+        match glommio::timer::timeout(bound, async { Ok(exchange.await) }).await {
+            Ok(Some(answer)) => Ok(answer),
             _ => Err(HistoryUnavailable::NoAnswer),
         }
     }
@@ -352,6 +374,14 @@ pub async fn complete_raw_stream(
     let question = HistoryQuestion::Subscribe {
         recover: start.since.clone(),
     };
+    // With Redis, history is read once the live subscription is in place.
+    if shard.redis.is_some() && !shard.wait_for_redis_subscription(&start.channel).await {
+        log::debug!(
+            "shard {}: {} not yet subscribed in Redis",
+            shard.id,
+            start.channel
+        );
+    }
     let answer = shard.ask_history(&start.channel, question).await;
     let now_ms = shard.now_ms();
     {

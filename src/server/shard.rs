@@ -33,7 +33,7 @@ use super::state::CloseRequest;
 use super::write::Writer;
 use crate::apps::Apps;
 use crate::auth::token::TokenVerifier;
-use crate::broker::redis::{InterestUpdate, PublishRequest, RedisLink};
+use crate::broker::redis::{InterestUpdate, PublishRequest, Published, RedisLink};
 use crate::channel::AppSlot;
 use crate::channel::{ChannelName, ChannelPolicy};
 use crate::config::{Compression, Config, FLUSHES_PER_YIELD, READ_SCRATCH_BYTES};
@@ -664,15 +664,18 @@ impl Shard {
     }
 
     /// With `--redis`: PUBLISH through the subscriber core, so every node (this one included)
-    /// delivers it exactly once. Returns Redis's receiver count, or why it failed (answered 503).
+    /// delivers it exactly once. A channel with history is appended to its stream in Redis in
+    /// the same step. Returns Redis's receiver count and the position, or why it failed
+    /// (answered 503).
     pub async fn publish_through_redis(
         &self,
         link: &RedisLink,
         channel: ChannelName,
         payload: Bytes,
-    ) -> Result<u64, String> {
+    ) -> Result<Published, String> {
         let (reply, answer) = oneshot::channel();
         let request = PublishRequest {
+            history: self.history_of(AppSlot::DEFAULT, &channel),
             channel,
             payload,
             reply,
@@ -701,7 +704,7 @@ impl Shard {
         &self,
         link: &RedisLink,
         publication: Publication,
-    ) -> Result<u64, String> {
+    ) -> Result<Published, String> {
         if publication.app != AppSlot::DEFAULT {
             return Err("only the first application's channels travel through Redis".into());
         }

@@ -154,7 +154,7 @@ impl Server {
     /// for `/publish`, `/stat`, `/metrics`, with the API key if any; else the public one);
     /// returns the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let api = ["/publish", "/stat", "/metrics"]
+        let api = ["/publish", "/stat", "/metrics", "/api/"]
             .iter()
             .any(|prefix| path.starts_with(prefix));
         let (address, headers) = if api {

@@ -1,0 +1,185 @@
+//! Channel history kept in Redis Streams (`--history` with `--redis`), across two nodes and a
+//! real `redis-server` started by the test: positions are the same on every node, a client
+//! recovers exactly on the node it did not use before, and a Redis that loses its data (a
+//! restart without persistence) makes a new epoch, so a client holding the old one is told
+//! it cannot recover. Raw `/ws/{channel}?since=` and the Centrifugo protocol both.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{RedisServer, Server, wait_until};
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+const TOKEN_SECRET: &str = "history-redis-test-secret-0123456789abcdef";
+
+fn node(redis: &RedisServer) -> Server {
+    Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--history",
+        "chat:*@50",
+        "--token-secret",
+        TOKEN_SECRET,
+        "--centrifugo-anonymous",
+    ])
+}
+
+/// `/api/publish` on `server`: the position it answers.
+fn publish(server: &Server, channel: &str, n: u64) -> (u64, String) {
+    let body = json!({"channel": channel, "data": {"n": n}}).to_string();
+    let (status, answer) = server.http("POST", "/api/publish", body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let result = &answer["result"];
+    (
+        result["offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}")),
+        result["epoch"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A raw subscriber with the stream position headers of its 101.
+fn raw(server: &Server, path: &str) -> (WebSocket<TcpStream>, u64, String) {
+    let stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let url = format!("ws://{}{}", server.address, path);
+    let (socket, response) = tungstenite::client(url.as_str(), stream).expect("handshake");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let offset = header("Ringcast-Stream-Offset").parse().unwrap();
+    (socket, offset, header("Ringcast-Stream-Epoch"))
+}
+
+/// The `n` of the next message.
+fn next_n(socket: &mut WebSocket<TcpStream>) -> u64 {
+    loop {
+        match socket.read().expect("a message") {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                return value["n"].as_u64().unwrap();
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn both_ready(a: &Server, b: &Server) {
+    wait_until("both nodes ready", || {
+        common::get_body(a, "/readyz").0 == 200 && common::get_body(b, "/readyz").0 == 200
+    });
+}
+
+#[test]
+fn positions_are_the_same_on_every_node_and_recovery_works_on_the_other_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    both_ready(&a, &b);
+    let (mut on_a, top, epoch) = raw(&a, "/ws/chat:x");
+    assert_eq!(top, 0, "a new stream starts at 0");
+    both_ready(&a, &b);
+    for n in 1..=3 {
+        let (offset, published_epoch) = publish(&b, "chat:x", n);
+        assert_eq!((offset, published_epoch.as_str()), (n, epoch.as_str()));
+    }
+    for n in 1..=3 {
+        assert_eq!(next_n(&mut on_a), n, "live, in order, from the other node");
+    }
+    drop(on_a);
+    // Missed while away, published on either node.
+    for n in 4..=8 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        publish(node, "chat:x", n);
+    }
+    let (mut on_b, since, same_epoch) = raw(&b, &format!("/ws/chat:x?since=3&epoch={epoch}"));
+    assert_eq!((since, same_epoch.as_str()), (3, epoch.as_str()));
+    for n in 4..=8 {
+        assert_eq!(next_n(&mut on_b), n, "recovered exactly, on the other node");
+    }
+    both_ready(&a, &b);
+    publish(&a, "chat:x", 9);
+    assert_eq!(next_n(&mut on_b), 9, "then live");
+
+    // The Centrifugo protocol reads the same stream.
+    let mut client = b.websocket("/connection/websocket");
+    client
+        .send(Message::text(json!({"connect": {}, "id": 1}).to_string()))
+        .unwrap();
+    let connected = read_json(&mut client);
+    assert!(connected["connect"]["client"].is_string(), "{connected}");
+    let subscribe = json!({"subscribe": {"channel": "chat:x", "recover": true, "offset": 6, "epoch": epoch}, "id": 2});
+    client.send(Message::text(subscribe.to_string())).unwrap();
+    let reply = read_json(&mut client);
+    let result = &reply["subscribe"];
+    assert_eq!(result["recovered"], true, "{reply}");
+    let offsets: Vec<u64> = result["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|publication| publication["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, vec![7, 8, 9], "{reply}");
+
+    // History answers the same from either node.
+    let history = |server: &Server| {
+        let body = json!({"channel": "chat:x", "limit": 3, "reverse": true}).to_string();
+        let (status, answer) = server.http("POST", "/api/history", body.as_bytes());
+        assert_eq!(status, 200);
+        serde_json::from_str::<Value>(&answer).unwrap()["result"]["publications"].clone()
+    };
+    assert_eq!(history(&a), history(&b));
+    assert_eq!(history(&a)[0]["offset"], 9);
+}
+
+#[test]
+fn a_redis_that_lost_its_data_makes_a_new_epoch_and_old_positions_are_refused() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    both_ready(&a, &b);
+    let (_, epoch) = publish(&a, "chat:y", 1);
+    publish(&a, "chat:y", 2);
+    // No persistence: everything is gone.
+    redis.restart();
+    both_ready(&a, &b);
+    let (offset, new_epoch) = publish(&b, "chat:y", 3);
+    assert_eq!(offset, 1, "a new life of the stream");
+    assert_ne!(new_epoch, epoch);
+    // The old position: closed with 4010 before any message.
+    let stream = TcpStream::connect(a.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let url = format!("ws://{}/ws/chat:y?since=2&epoch={epoch}", a.address);
+    let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    match socket.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 4010),
+        other => panic!("expected close 4010 first, got {other:?}"),
+    }
+}
+
+fn read_json(socket: &mut WebSocket<TcpStream>) -> Value {
+    loop {
+        match socket.read().expect("a reply") {
+            Message::Text(text) => {
+                return serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
