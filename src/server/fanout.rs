@@ -229,7 +229,11 @@ fn take_available(
                 let answer = shard.answer_channels(request.app, &request.query);
                 drop(request.reply.send(answer));
             }
-            ShardMessage::Append(request) => shard.accept_append(*request),
+            ShardMessage::Append(request) => {
+                if let Some(publication) = shard.accept_append(*request) {
+                    staged.push(publication);
+                }
+            }
             ShardMessage::History(ask) => shard.answer_history(ask),
         }
     }

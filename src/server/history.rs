@@ -89,6 +89,9 @@ pub struct ShardHistory {
     appends: LocalSender<AppendRequest>,
     /// The sequencer's end (taken once, by the task).
     waiting: std::cell::RefCell<Option<LocalReceiver<AppendRequest>>>,
+    /// Appends queued for the sequencer and not yet delivered (while any is, later ones queue
+    /// behind it).
+    queued: std::cell::Cell<usize>,
 }
 
 impl ShardHistory {
@@ -100,6 +103,7 @@ impl ShardHistory {
             store: std::cell::RefCell::new(store),
             appends,
             waiting: std::cell::RefCell::new(Some(waiting)),
+            queued: std::cell::Cell::new(0),
         }
     }
 }
@@ -259,20 +263,64 @@ impl Shard {
         }
     }
 
-    /// The fan-out took an append for a channel this shard owns: queue it for the sequencer
-    /// (refused at once when the sequencer is full).
-    pub fn accept_append(&self, request: AppendRequest) {
+    /// The fan-out took an append for a channel this shard owns. When nothing waits in the
+    /// sequencer and every other shard has room, it is appended and sent to them now, and
+    /// returned for this shard's fan-out to stage (no second trip through a task and the
+    /// inbox); otherwise it waits its turn in the sequencer (refused at once when that is
+    /// full), so a channel's publications always leave in offset order.
+    pub fn accept_append(&self, request: AppendRequest) -> Option<Publication> {
         let Some(history) = &self.history else {
             drop(request.reply.send(Err(vec![self.id])));
-            return;
+            return None;
         };
+        // The inbox may still hold what the sequencer delivered last: then this one goes
+        // behind it, through the sequencer, or this shard would stage it first.
+        if history.queued.get() == 0 && self.inbox.is_empty() && !self.peers_without_room() {
+            let AppendRequest {
+                mut publication,
+                reply,
+            } = request;
+            let Some(settings) = history.policy.lookup(publication.channel.as_str()).copied()
+            else {
+                drop(reply.send(Err(vec![self.id])));
+                return None;
+            };
+            let position = self.append(history, &settings, &publication);
+            publication.position = Some(std::sync::Arc::new(position.clone()));
+            self.send_to_peers(&publication);
+            drop(reply.send(Ok(position)));
+            return Some(publication);
+        }
+        history.queued.set(history.queued.get() + 1);
         if let Err(
             glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(request))
             | glommio::GlommioError::Closed(glommio::ResourceType::Channel(request)),
         ) = history.appends.try_send(request)
         {
+            history.queued.set(history.queued.get() - 1);
             drop(request.reply.send(Err(vec![self.id])));
         }
+        None
+    }
+
+    /// Appends to the store (its one writer); counts it.
+    fn append(
+        &self,
+        history: &ShardHistory,
+        settings: &ChannelHistory,
+        publication: &Publication,
+    ) -> StreamPosition {
+        let position = history.store.borrow_mut().append(
+            &publication.channel,
+            settings,
+            publication.payload.clone(),
+            self.now_ms(),
+        );
+        self.registry
+            .borrow_mut()
+            .stats
+            .count(Counter::HistoryAppended);
+        position
     }
 
     /// The fan-out took a question about a channel this shard owns: answer it now.
@@ -321,23 +369,16 @@ impl Shard {
             } = request;
             let Some(settings) = history.policy.lookup(publication.channel.as_str()).copied()
             else {
+                history.queued.set(history.queued.get().saturating_sub(1));
                 drop(reply.send(Err(vec![self.id])));
                 continue;
             };
-            let position = history.store.borrow_mut().append(
-                &publication.channel,
-                &settings,
-                publication.payload.clone(),
-                self.now_ms(),
-            );
-            self.registry
-                .borrow_mut()
-                .stats
-                .count(Counter::HistoryAppended);
+            let position = self.append(history, &settings, &publication);
             publication.position = Some(std::sync::Arc::new(position.clone()));
             // Kept in history even when the delivery is refused: a subscriber then sees a gap
             // at the next publication (or at its position check) and recovers it.
             let delivered = self.publish_all(vec![publication]).await;
+            history.queued.set(history.queued.get().saturating_sub(1));
             drop(reply.send(delivered.map(|()| position)));
         }
     }

@@ -170,6 +170,11 @@ impl Inbox {
         Ok(())
     }
 
+    /// Nothing waits in it.
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
     /// Moves at most `limit` messages into `out`.
     pub fn drain_into(&self, out: &mut Vec<ShardMessage>, limit: usize) {
         let mut queue = self.queue.borrow_mut();
@@ -409,6 +414,22 @@ impl Shard {
     /// Sends `publication` to every live shard; every channel was checked for room just before,
     /// with no await in between, so none refuses.
     fn send_everywhere(&self, publication: Publication) {
+        self.send_to_peers(&publication);
+        if self
+            .inbox
+            .try_push(ShardMessage::Publish(publication))
+            .is_err()
+        {
+            log::warn!(
+                "shard {}: its own inbox refused a publish it had room for",
+                self.id
+            );
+        }
+    }
+
+    /// Sends `publication` to every other live shard; every channel was checked for room just
+    /// before, with no await in between, so none refuses.
+    pub fn send_to_peers(&self, publication: &Publication) {
         if let Some(mesh) = &self.mesh {
             for peer in 0..mesh.nr_consumers() {
                 if peer == mesh.peer_id() || !self.shared.shards[peer].is_alive() {
@@ -424,16 +445,18 @@ impl Shard {
                 }
             }
         }
-        if self
-            .inbox
-            .try_push(ShardMessage::Publish(publication))
-            .is_err()
-        {
-            log::warn!(
-                "shard {}: its own inbox refused a publish it had room for",
-                self.id
-            );
-        }
+    }
+
+    /// Other live shards whose channel from this shard has no room for one more message.
+    pub fn peers_without_room(&self) -> bool {
+        let Some(mesh) = &self.mesh else {
+            return false;
+        };
+        (0..mesh.nr_consumers()).any(|peer| {
+            peer != mesh.peer_id()
+                && self.shared.shards[peer].is_alive()
+                && !self.mesh_has_room_for(peer, 1)
+        })
     }
 
     /// Sends one message to shard `peer`, this one included (its own inbox): `Err(Some)` when

@@ -3,7 +3,7 @@
 ringcast's Centrifugo protocol and channel history (issue 17), and prints one JSON line per
 check, then the plain summary line "N passed, N failed".
 
-  python3 tests/clients/centrifugo_suite.py [--bin target/release/ringcast] [--only node,python,api,restart]
+  python3 tests/clients/centrifugo_suite.py [--bin target/release/ringcast] [--only node,python,api,restart,twonodes]
 
 The script starts `ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2
 --history 'chat:*@50,feed:*' --token-secret S --api-key K` itself (the addresses come from its
@@ -18,7 +18,10 @@ The script starts `ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shar
 - a forged token and no token are refused (disconnect 3500, and the SDK stops reconnecting).
 Then /api/history (positions, `since`, 112 for another epoch, 108 without history, 401
 without the key), and a restart of the server on the same ports (memory history: a new
-epoch) with both SDKs subscribed: after they reconnect, `recovered` is false.
+epoch) with both SDKs subscribed: after they reconnect, `recovered` is false. Last, `twonodes`:
+a real redis-server and two nodes with `--redis` (history in Redis Streams); each SDK connects
+through a loopback TCP proxy to node A, the proxy then cuts it and points at node B, 100 are
+published on both nodes meanwhile, and the SDK recovers exactly those 100 on node B.
 
 Channel names carry a per-run suffix. Each check line:
 {"type":"check","scenario":..,"name":..,"ok":true|false,"detail":..}. Exit code 0 when every
@@ -52,7 +55,7 @@ HISTORY = "chat:*@50,feed:*"
 #: (centrifuge-js waits 0.5-1 s before its first reconnect, centrifuge-python 0.1-0.2 s; after a
 #: server restart their backoff grows while the server is down).
 RECONNECT_S = 30.0
-SCENARIOS = ("node", "python", "api", "restart")
+SCENARIOS = ("node", "python", "api", "restart", "twonodes")
 #: A suffix that keeps this run's channels apart from any other run's.
 RUN = f"{os.getpid()}-{int(time.time()) % 100000}"
 
@@ -60,8 +63,8 @@ RUN = f"{os.getpid()}-{int(time.time()) % 100000}"
 class Ringcast:
     """The server under test, in its own session, its output appended to a log file."""
 
-    def __init__(self, binary, log_path):
-        self.binary, self.log_path = binary, log_path
+    def __init__(self, binary, log_path, extra=()):
+        self.binary, self.log_path, self.extra = binary, log_path, list(extra)
         self.p = None
         self.address = self.api_address = None
 
@@ -74,7 +77,8 @@ class Ringcast:
             log = open(self.log_path, "a")
             self.p = subprocess.Popen(
                 [self.binary, "--listen", listen, "--api-listen", api_listen, "--shards", "2",
-                 "--history", HISTORY, "--token-secret", SECRET, "--api-key", API_KEY, "--log", "info"],
+                 "--history", HISTORY, "--token-secret", SECRET, "--api-key", API_KEY, "--log", "info",
+                 *self.extra],
                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
             log.close()
@@ -115,6 +119,116 @@ class Ringcast:
         except subprocess.TimeoutExpired:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait(5)
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, no persistence."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.p = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 10
+        # Bounded: by the deadline.
+        while time.monotonic() < deadline:
+            try:
+                import socket
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit("redis-server did not start (tests/run.sh installs it)")
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)
+
+
+class SwitchProxy:
+    """A TCP proxy on loopback that forwards to one node; `switch` points it at another and
+    cuts every connection through it (the client's network drops; it reconnects through the
+    proxy and lands on the other node)."""
+
+    def __init__(self, target):
+        import socket
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.pairs = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        # Bounded: ends when the listener is closed.
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            host, port = self.target.rsplit(":", 1)
+            try:
+                upstream = socket.create_connection((host, int(port)), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        # Bounded: ends when either side closes.
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+            except OSError:
+                break
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def switch(self, target):
+        import socket
+        self.target = target
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.switch(self.target)
+        self.listener.close()
 
 
 class Api:
@@ -170,9 +284,9 @@ class Suite:
         self.http = Api(server)
         self.procs = []
 
-    def client(self, sdk, *argv):
-        """Starts one SDK's client script against the server."""
-        url = f"ws://{self.server.address}/connection/websocket"
+    def client(self, sdk, *argv, address=None):
+        """Starts one SDK's client script against the server (or `address`)."""
+        url = f"ws://{address or self.server.address}/connection/websocket"
         if sdk == "node":
             command = ["node", "centrifuge-client.js", "--url", url, "--timeout-ms", "180000", *argv]
         else:
@@ -357,6 +471,9 @@ class Suite:
         status, body = self.http.post("/api/publish", None, raw=b'{"channel": ')
         c.check("/api/publish with malformed JSON: 400", status == 400, {"status": status, "body": body})
 
+    def twonodes(self):
+        two_nodes(self)
+
     def restart(self):
         """Both SDKs subscribed; the server restarts (memory history: a new epoch)."""
         c = self.c
@@ -382,6 +499,61 @@ class Suite:
             c.check(f"{sdk}: publications after the restart arrive (offset 1 of the new epoch)",
                     result and result.get("offset") == 1 and got and got.get("offset") == 1,
                     {"publish": result, "publication": got})
+
+
+def two_nodes(suite):
+    """Two nodes joined by a real Redis (history in Redis Streams), each SDK behind a proxy
+    that moves it from node A to node B: it recovers exactly what it missed, on B."""
+    c = suite.c
+    redis = RedisServer()
+    nodes = [Ringcast(suite.server.binary, suite.server.log_path, ["--redis", redis.url()]) for _ in range(2)]
+    proxies = []
+    try:
+        for node in nodes:
+            node.start()
+        a, b = nodes
+        api_a, api_b = Api(a), Api(b)
+        for sdk in ("node", "python"):
+            channel = f"feed:two-{RUN}-{sdk}"
+            proxy = SwitchProxy(a.address)
+            proxies.append(proxy)
+            proc = suite.client(sdk, "--token-secret", SECRET, "--subscribe", channel, address=proxy.address)
+            sub = proc.wait_type("subscribed", channel=channel)
+            # The node's Redis subscription of the channel is confirmed before the reply.
+            first = api_b.publish(channel, {"n": 1})
+            got = proc.wait_type("publication", channel=channel)
+            c.check(f"{sdk}: on node A, receives offset 1 published on node B",
+                    sub and first and first.get("offset") == 1 and got and got.get("offset") == 1,
+                    {"subscribed": sub, "publish": first, "publication": got})
+            mark = proc.mark()
+            proxy.switch(b.address)
+            gone = proc.wait(lambda l: l.get("type") in ("disconnected", "connecting"), WAIT_S, mark)
+            c.check(f"{sdk}: its network to node A drops", gone, gone)
+            offsets = [(api_a if n % 2 else api_b).publish(channel, {"n": n}) for n in range(2, 102)]
+            c.check(f"{sdk}: 100 published on both nodes while it was away (offsets 2..101, one epoch)",
+                    [o and o.get("offset") for o in offsets] == list(range(2, 102))
+                    and len({o and o.get("epoch") for o in offsets}) == 1, offsets[:2] + offsets[-2:])
+            again = proc.wait_type("subscribed", RECONNECT_S, mark, channel=channel)
+            c.check(f"{sdk}: resubscribes on node B with was_recovering true, recovered true",
+                    again and again.get("was_recovering") is True and again.get("recovered") is True, again)
+            pubs = suite.publications(proc, channel, 100, mark)
+            got = [(p.get("offset"), p.get("data")) for p in pubs]
+            want = [(n, {"n": n}) for n in range(2, 102)]
+            c.check(f"{sdk}: exactly the 100 missed, in order, no duplicates, on the other node", got == want,
+                    {"count": len(got), "first": got[:3], "last": got[-3:]})
+            live = api_a.publish(channel, {"n": 102})
+            got = proc.wait(lambda l: l.get("type") == "publication" and l.get("offset") == 102, WAIT_S, mark)
+            c.check(f"{sdk}: then live on node B (offset 102, published on node A)", live and got,
+                    {"publish": live, "publication": got})
+            proc.close()
+        api_a.close()
+        api_b.close()
+    finally:
+        for proxy in proxies:
+            proxy.close()
+        for node in nodes:
+            node.stop()
+        redis.stop()
 
 
 def main():
