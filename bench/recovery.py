@@ -8,7 +8,8 @@ and measures:
     exact sequence, in order, nothing missing, nothing twice);
   - the server's CPU seconds over the storm (from /proc/PID/stat);
   - the publish->receive latency (p50/p99/max) of a second channel's subscribers (no history)
-    getting --probe-rate msg/s, before the storm and during it: what the storm costs others.
+    getting --probe-rate msg/s, before the storm and during it: what the storm costs others
+    (they run in a process of their own, on the same client core).
 
 The clients are Python (websockets + asyncio) on --client-core: with large N*M the client is the
 bottleneck, so the time is an upper bound; the server CPU is the server's own cost.
@@ -21,6 +22,7 @@ Binds 127.0.0.1 only; every phase has a timeout; the server is stopped at the en
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import statistics
@@ -92,26 +94,44 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def probe(address, stop, latencies, ready, count):
-    """Subscribers of the probe channel record publish->receive latency (payload = send time)."""
-    async def subscriber():
-        async with websockets.connect(f"ws://{address}/ws/probe", max_queue=None) as socket:
-            ready.append(1)
-            while not stop.is_set():
-                try:
-                    message = await asyncio.wait_for(socket.recv(), 0.5)
-                except asyncio.TimeoutError:
-                    continue
-                sent = json.loads(message)["t"]
-                latencies.append((time.time(), (time.time() - sent) * 1000))
-    return [asyncio.create_task(subscriber()) for _ in range(count)]
+def probe_process(address, api, count, rate, stop, ready, results):
+    """In its own process (so the storm's clients do not delay it): `count` subscribers of the
+    probe channel record publish->receive latency (the payload is the send time) while a
+    publisher sends `rate` msg/s; the (time, ms) pairs go to `results` once `stop` is set."""
+    async def run():
+        latencies, connected = [], []
+        done = asyncio.Event()
 
+        async def subscriber():
+            async with websockets.connect(f"ws://{address}/ws/probe", max_queue=None) as socket:
+                connected.append(1)
+                while not done.is_set():
+                    try:
+                        message = await asyncio.wait_for(socket.recv(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    sent = json.loads(message)["t"]
+                    latencies.append((time.time(), (time.time() - sent) * 1000))
 
-async def probe_publisher(api, stop, rate):
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        await loop.run_in_executor(None, publish, api, "probe", {"t": time.time()})
-        await asyncio.sleep(1 / rate)
+        async def publisher():
+            loop = asyncio.get_running_loop()
+            while not done.is_set():
+                await loop.run_in_executor(None, publish, api, "probe", {"t": time.time()})
+                await asyncio.sleep(1 / rate)
+
+        tasks = [asyncio.create_task(subscriber()) for _ in range(count)]
+        while len(connected) < count:
+            await asyncio.sleep(0.05)
+        ready.set()
+        sender = asyncio.create_task(publisher())
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, stop.wait)
+        done.set()
+        await sender
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return latencies
+
+    results.put(asyncio.run(run()))
 
 
 async def recover_one(address, since, epoch, expected_first, missed, done_at):
@@ -127,12 +147,15 @@ async def recover_one(address, since, epoch, expected_first, missed, done_at):
 
 async def main(args, server, address, api):
     pid = server.pid
-    stop = asyncio.Event()
-    latencies, ready = [], []
-    probes = await probe(address, stop, latencies, ready, args.probe_subscribers)
-    while len(ready) < args.probe_subscribers:
-        await asyncio.sleep(0.05)
-    publisher = asyncio.create_task(probe_publisher(api, stop, args.probe_rate))
+    stop, ready, results = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Queue()
+    prober = multiprocessing.Process(
+        target=probe_process,
+        args=(address, api, args.probe_subscribers, args.probe_rate, stop, ready, results),
+        daemon=True)
+    prober.start()
+    if not ready.wait(30):
+        prober.kill()
+        sys.exit("the probe subscribers did not connect")
     await asyncio.sleep(5)
     baseline_end = time.time()
     # The messages the storm's clients missed.
@@ -153,9 +176,8 @@ async def main(args, server, address, api):
     cpu_storm = cpu_seconds(pid) - cpu_before
     await asyncio.sleep(1)
     stop.set()
-    await publisher
-    for task in probes:
-        task.cancel()
+    latencies = results.get(timeout=30)
+    prober.join(10)
     before = [ms for at, ms in latencies if at <= baseline_end]
     during = [ms for at, ms in latencies if started <= at <= finished + 0.2]
     return {
