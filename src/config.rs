@@ -278,6 +278,15 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_REDIS_FORWARD_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub redis_forward_timeout: Duration,
 
+    /// Memory the node may hold in messages received from Redis and not yet handed to the
+    /// shards: half for the Redis client's receive buffer (as many messages of
+    /// `--max-message-bytes` as fit), half for the per-shard queues (counted in bytes). Beyond
+    /// it, messages are dropped and counted (`redis_messages_dropped`). The default holds 8192
+    /// messages of the default 64 KiB in the client's buffer: bursts of small messages that
+    /// large are absorbed; the bound is the worst case.
+    #[arg(long, env = "RINGCAST_REDIS_BUFFER_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub redis_buffer_bytes: usize,
+
     /// How long the first subscriber of a channel waits for the Redis subscription before its
     /// handshake completes anyway (so it misses nothing published after its 101 when Redis is up).
     #[arg(long, env = "RINGCAST_REDIS_SUBSCRIBE_WAIT", default_value = "2s", value_parser = parse_duration)]
@@ -407,6 +416,12 @@ impl Config {
             settings.validate().map_err(|error| {
                 format!("{error} (write --redis-cluster HOST:PORT[,HOST:PORT...])")
             })?;
+        }
+        if self.redis_buffer_bytes < 2 * self.max_message_bytes {
+            return Err(format!(
+                "--redis-buffer-bytes ({}) must hold two messages of --max-message-bytes ({})",
+                self.redis_buffer_bytes, self.max_message_bytes
+            ));
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be a non-empty word".into());

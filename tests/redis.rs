@@ -299,3 +299,96 @@ fn a_stalled_shard_drops_only_its_own_messages_from_redis() {
         "the stalled shard's queue overflowed: {metrics}"
     );
 }
+
+#[test]
+fn a_stalled_shards_queue_is_bounded_in_bytes() {
+    let redis = RedisServer::start();
+    // 32 MiB: half for the client's receive buffer (16384 messages of 1 KiB), half for the two
+    // shards' queues (8 MiB each, about 7400 of these messages). The forward timeout is long, so
+    // only the byte bound can drop anything.
+    let server = with_redis(
+        &redis,
+        &[
+            "--mesh-capacity",
+            "16",
+            "--max-message-bytes",
+            "1KiB",
+            "--outbound-queue-bytes",
+            "16MiB",
+            "--redis-buffer-bytes",
+            "32MiB",
+            "--redis-forward-timeout",
+            "60s",
+            "--test-fault",
+            "stall-fanout=1",
+        ],
+    );
+    let clients: Vec<_> = (0..24).map(|_| server.websocket("/ws/bytes")).collect();
+    let per_shard = connections_per_shard(&server.stat());
+    assert!(per_shard.iter().all(|count| *count > 0), "{per_shard:?}");
+    let count = 8000;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            std::thread::spawn(move || {
+                client
+                    .get_ref()
+                    .set_read_timeout(Some(Duration::from_secs(8)))
+                    .unwrap();
+                // The stalled shard's clients get a message now and then: stop them in time.
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                let mut received = 0;
+                while received < count && std::time::Instant::now() < deadline {
+                    match client.read() {
+                        Ok(Message::Text(text)) if text.starts_with(&format!("{received:05}")) => {
+                            received += 1
+                        }
+                        Ok(Message::Text(_)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                received
+            })
+        })
+        .collect();
+    // Two bursts of 4000 (each fits a healthy shard's queue while it drains): the stalled
+    // shard's queue fills up across both.
+    let pad = "x".repeat(990);
+    let mut publisher = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    for half in [0..count / 2, count / 2..count] {
+        let mut burst = Vec::new();
+        for index in half {
+            let text = format!("{index:05}{pad}");
+            burst.extend_from_slice(
+                format!(
+                    "*3\r\n$7\r\nPUBLISH\r\n$18\r\nws:broadcast:bytes\r\n${}\r\n{text}\r\n",
+                    text.len()
+                )
+                .as_bytes(),
+            );
+        }
+        std::io::Write::write_all(&mut publisher, &burst).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let received: Vec<usize> = readers
+        .into_iter()
+        .map(|reader| reader.join().unwrap())
+        .collect();
+    let complete = received.iter().filter(|got| **got == count).count();
+    assert_eq!(complete, per_shard[0], "{received:?} {per_shard:?}");
+    let (_, metrics) = server.http("GET", "/metrics", b"");
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ringcast_redis_messages_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in {metrics}"));
+    // The stalled shard takes 16 into its channel, 1 in its forwarder's hands, about 16 more
+    // every 2 s (its stalled fan-out), and what fits in 8 MiB (about 7400); the rest (about 550)
+    // is dropped by the byte bound: with the 60 s forward timeout and a count bound alone
+    // (65536 messages) none of the 8000 would have been. At most half of them: the stalled
+    // shard's queue held at least half its byte budget before dropping.
+    assert!(
+        (1..=4000).contains(&dropped),
+        "dropped {dropped}: {metrics}"
+    );
+}

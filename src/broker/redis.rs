@@ -269,6 +269,8 @@ pub struct RedisSettings {
     /// Largest message forwarded to the shards (`--max-message-bytes`); larger ones are dropped
     /// and counted here, so no subscriber is closed for what another node published.
     pub max_message_bytes: usize,
+    /// `--redis-buffer-bytes`: what received messages may hold before they reach the shards.
+    pub buffer_bytes: usize,
     /// Core to pin the thread to.
     pub core: Option<usize>,
 }
@@ -276,6 +278,17 @@ pub struct RedisSettings {
 impl RedisSettings {
     fn redis_channel(&self, channel: &ChannelName) -> String {
         format!("{}:broadcast:{}", self.prefix, channel)
+    }
+
+    /// Messages the client's receive buffer (fred's, or the cluster component's output) may
+    /// hold: as many of the largest size as fit in half of `--redis-buffer-bytes`.
+    fn received_buffer_messages(&self) -> usize {
+        (self.buffer_bytes / 2 / self.max_message_bytes.max(1)).clamp(2, RECEIVED_BUFFER_MESSAGES)
+    }
+
+    /// Bytes each shard's queue may hold: the other half, split between the shards.
+    fn shard_queue_bytes(&self, shards: usize) -> usize {
+        (self.buffer_bytes / 2 / shards.max(1)).max(self.max_message_bytes + QUEUED_OVERHEAD_BYTES)
     }
 }
 
@@ -295,6 +308,7 @@ pub fn start(
         RedisTarget::Cluster { seeds } => {
             let cluster = ClusterSettings {
                 seeds: seeds.clone(),
+                output_capacity: settings.received_buffer_messages(),
                 ..ClusterSettings::default()
             };
             cluster.validate().map_err(|error| error.to_string())?;
@@ -430,14 +444,17 @@ fn reconnect_policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 5000, 2)
 }
 
-fn build_clients(config: Config) -> Result<(SubscriberClient, Client), Error> {
+fn build_clients(
+    config: Config,
+    buffer_messages: usize,
+) -> Result<(SubscriberClient, Client), Error> {
     let mut config = config;
     // Redis down at start is not fatal: the first connection retries like a reconnect.
     config.fail_fast = false;
     let subscriber = Builder::from_config(config.clone())
         .set_policy(reconnect_policy())
         .with_performance_config(|performance| {
-            performance.broadcast_channel_capacity = RECEIVED_BUFFER_MESSAGES;
+            performance.broadcast_channel_capacity = buffer_messages;
         })
         .with_connection_config(|connection| {
             connection.connection_timeout = COMMAND_TIMEOUT;
@@ -459,7 +476,7 @@ async fn run(
     shards: Vec<mpsc::Sender<Publication>>,
     requests: Requests,
 ) {
-    let (subscriber, publisher) = match build_clients(config) {
+    let (subscriber, publisher) = match build_clients(config, settings.received_buffer_messages()) {
         Ok(clients) => clients,
         Err(error) => {
             log::error!("redis: {error}");
@@ -1001,24 +1018,47 @@ fn spawn_shard_forwarders(
     settings: &RedisSettings,
     status: &Arc<RedisStatus>,
     shards: Vec<mpsc::Sender<Publication>>,
-) -> Vec<tokio::sync::mpsc::Sender<Publication>> {
+) -> Vec<ShardQueue> {
+    let limit_bytes = settings.shard_queue_bytes(shards.len());
     shards
         .into_iter()
         .map(|mut shard| {
-            let (queue, mut queued) = tokio::sync::mpsc::channel(SHARD_QUEUE_MESSAGES);
+            let (sender, mut queued) = tokio::sync::mpsc::channel(SHARD_QUEUE_MESSAGES);
+            let bytes = std::rc::Rc::new(std::cell::Cell::new(0_usize));
             let status = status.clone();
             let wait = settings.forward_timeout;
+            let held = bytes.clone();
             tokio::task::spawn_local(async move {
                 while let Some(publication) = queued.recv().await {
+                    held.set(held.get().saturating_sub(queued_cost(&publication)));
                     let handed = tokio::time::timeout(wait, shard.send(publication)).await;
                     if !matches!(handed, Ok(Ok(()))) {
                         status.add(RedisCounter::MessagesDropped, 1);
                     }
                 }
             });
-            queue
+            ShardQueue {
+                sender,
+                bytes,
+                limit_bytes,
+            }
         })
         .collect()
+}
+
+/// Bytes a queued message counts for: its payload and its handle.
+const QUEUED_OVERHEAD_BYTES: usize = std::mem::size_of::<Publication>();
+
+fn queued_cost(publication: &Publication) -> usize {
+    publication.payload.len() + QUEUED_OVERHEAD_BYTES
+}
+
+/// One shard's queue on the subscriber core, bounded in messages and in bytes (both its ends
+/// run on the core's thread, so a plain cell counts the bytes).
+struct ShardQueue {
+    sender: tokio::sync::mpsc::Sender<Publication>,
+    bytes: std::rc::Rc<std::cell::Cell<usize>>,
+    limit_bytes: usize,
 }
 
 /// Forwards every message from one Redis, in order, to every shard.
@@ -1083,7 +1123,7 @@ fn forward_one(
     prefix: &str,
     channel: &str,
     payload: Option<Bytes>,
-    shards: &[tokio::sync::mpsc::Sender<Publication>],
+    shards: &[ShardQueue],
 ) -> Result<(), ForwarderGone> {
     status.add(RedisCounter::MessagesReceived, 1);
     if payload
@@ -1098,9 +1138,14 @@ fn forward_one(
         status.add(RedisCounter::MessagesInvalid, 1);
         return Ok(());
     };
+    let cost = queued_cost(&publication);
     for shard in shards {
-        match shard.try_send(publication.clone()) {
-            Ok(()) => {}
+        if shard.bytes.get() + cost > shard.limit_bytes {
+            status.add(RedisCounter::MessagesDropped, 1);
+            continue;
+        }
+        match shard.sender.try_send(publication.clone()) {
+            Ok(()) => shard.bytes.set(shard.bytes.get() + cost),
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                 status.add(RedisCounter::MessagesDropped, 1);
             }

@@ -222,6 +222,7 @@ fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerErr
         prefix: config.redis_prefix.clone(),
         forward_timeout: config.redis_forward_timeout,
         max_message_bytes: config.max_message_bytes,
+        buffer_bytes: config.redis_buffer_bytes,
         core: config.redis_core.or(default_core),
     };
     log::info!(
