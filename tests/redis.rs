@@ -242,6 +242,17 @@ fn read_in_order(
     received
 }
 
+/// `ringcast_redis_messages_dropped_total`, and the whole exposition (for the message).
+fn messages_dropped(server: &Server) -> (u64, String) {
+    let (_, metrics) = server.http("GET", "/metrics", b"");
+    let dropped = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ringcast_redis_messages_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in {metrics}"));
+    (dropped, metrics)
+}
+
 #[test]
 fn a_stalled_shard_drops_only_its_own_messages_from_redis() {
     let redis = RedisServer::start();
@@ -288,12 +299,7 @@ fn a_stalled_shard_drops_only_its_own_messages_from_redis() {
         .collect();
     let complete = received.iter().filter(|got| **got == count).count();
     assert_eq!(complete, per_shard[0], "{received:?} {per_shard:?}");
-    let (_, metrics) = server.http("GET", "/metrics", b"");
-    let dropped: u64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("ringcast_redis_messages_dropped_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in {metrics}"));
+    let (dropped, metrics) = messages_dropped(&server);
     assert!(
         dropped > 0,
         "the stalled shard's queue overflowed: {metrics}"
@@ -376,12 +382,7 @@ fn a_stalled_shards_queue_is_bounded_in_bytes() {
         .collect();
     let complete = received.iter().filter(|got| **got == count).count();
     assert_eq!(complete, per_shard[0], "{received:?} {per_shard:?}");
-    let (_, metrics) = server.http("GET", "/metrics", b"");
-    let dropped: u64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("ringcast_redis_messages_dropped_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in {metrics}"));
+    let (dropped, metrics) = messages_dropped(&server);
     // The stalled shard takes 16 into its channel, 1 in its forwarder's hands, about 16 more
     // every 2 s (its stalled fan-out), and what fits in 8 MiB (about 7400); the rest (about 550)
     // is dropped by the byte bound: with the 60 s forward timeout and a count bound alone
