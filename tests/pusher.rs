@@ -378,3 +378,104 @@ fn a_trigger_on_one_node_reaches_the_other_through_redis() {
     }
     excluded_on_b.assert_nothing_more();
 }
+
+/// `GET /channels/{name}`'s `subscription_count` on `server`.
+fn subscription_count(server: &Server, channel: &str) -> u64 {
+    let params = [("info", "subscription_count")];
+    let path = format!("/channels/{channel}");
+    let (status, answer) = rest_with(server, "1", "GET", &path, &params, &Value::Null);
+    assert_eq!(status, 200, "{answer}");
+    answer["subscription_count"].as_u64().unwrap_or(0)
+}
+
+/// `GET /channels` on `server`: each occupied channel with its count.
+fn occupied_channels(server: &Server, prefix: &str) -> Vec<(String, u64)> {
+    let mut params = vec![("info", "subscription_count")];
+    if !prefix.is_empty() {
+        params.push(("filter_by_prefix", prefix));
+    }
+    let (status, answer) = rest_with(server, "1", "GET", "/channels", &params, &Value::Null);
+    assert_eq!(status, 200, "{answer}");
+    let mut channels: Vec<(String, u64)> = answer["channels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, info)| (name.clone(), info["subscription_count"].as_u64().unwrap()))
+        .collect();
+    channels.sort();
+    channels
+}
+
+#[test]
+fn channel_queries_count_every_node_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = [
+        "--app-id",
+        "1",
+        "--app-key",
+        "key-one",
+        "--app-secret",
+        "secret-one",
+        "--redis",
+        &url,
+    ];
+    let node_a = Server::start(&args);
+    let mut node_b = Server::start(&args);
+    let mut on_a: Vec<PusherClient> = (0..2)
+        .map(|_| PusherClient::connect(&node_a, "key-one"))
+        .collect();
+    let mut on_b: Vec<PusherClient> = (0..3)
+        .map(|_| PusherClient::connect(&node_b, "key-one"))
+        .collect();
+    for client in on_a.iter_mut().chain(on_b.iter_mut()) {
+        let answer = client.subscribe("room", None);
+        assert_eq!(answer["event"], "pusher_internal:subscription_succeeded");
+    }
+    let mut lobby_on_b = PusherClient::connect(&node_b, "key-one");
+    assert_eq!(
+        lobby_on_b.subscribe("lobby", None)["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+
+    // Within the report period, both nodes count all five, whichever is asked.
+    common::wait_until("both nodes count every subscriber", || {
+        subscription_count(&node_a, "room") == 5 && subscription_count(&node_b, "room") == 5
+    });
+    let everything = vec![("lobby".to_string(), 1), ("room".to_string(), 5)];
+    assert_eq!(occupied_channels(&node_a, ""), everything);
+    assert_eq!(occupied_channels(&node_b, ""), everything);
+    assert_eq!(
+        occupied_channels(&node_a, "lob"),
+        vec![("lobby".to_string(), 1)]
+    );
+    let (status, answer) = trigger(
+        &node_a,
+        "1",
+        json!({"name": "e", "channel": "room", "data": "d", "info": "subscription_count"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(answer["channels"]["room"]["subscription_count"], 5);
+    let (_, one) = rest(&node_a, "1", "GET", "/channels/room", &Value::Null);
+    assert_eq!(one["occupied"], true);
+
+    // Leaving on one node shows on the other.
+    on_b.truncate(1);
+    common::wait_until("node A sees node B's clients leave", || {
+        subscription_count(&node_a, "room") == 3
+    });
+
+    // A node killed without a word stops being counted once its lease ends (5 s after its
+    // last refresh, which is at most 1 s old).
+    let killed = std::time::Instant::now();
+    node_b.kill();
+    common::wait_until("node B's counts expire", || {
+        occupied_channels(&node_a, "") == vec![("room".to_string(), 2)]
+    });
+    let gone_after = killed.elapsed();
+    assert!(
+        gone_after < Duration::from_secs(7),
+        "node B still counted {gone_after:?} after it died (lease 5 s + refresh 1 s)"
+    );
+    drop((on_a, on_b, lobby_on_b));
+}

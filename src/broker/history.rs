@@ -103,7 +103,7 @@ fn keys(prefix: &str, channel: &ChannelName) -> (String, String) {
 }
 
 /// An epoch never used before (with overwhelming probability): 64 random bits, hex.
-fn fresh_epoch() -> String {
+pub(super) fn fresh_epoch() -> String {
     format!(
         "{:016x}",
         crate::history::memory::random_seed() ^ rand_bits()
@@ -132,7 +132,7 @@ fn command() -> CustomCommand {
     CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
 }
 
-fn as_u64(value: &Value) -> Option<u64> {
+pub(super) fn as_u64(value: &Value) -> Option<u64> {
     match value {
         Value::Integer(number) => u64::try_from(*number).ok(),
         Value::String(text) => text.parse().ok(),

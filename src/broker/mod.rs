@@ -8,4 +8,5 @@
 
 pub mod cluster;
 pub mod history;
+pub mod occupancy;
 pub mod redis;

@@ -238,6 +238,8 @@ pub struct RedisLink {
     pub publish: mpsc::Sender<PublishRequest>,
     /// Questions to the history kept in Redis.
     pub history: mpsc::Sender<HistoryRequest>,
+    /// Channel counts shared with the other nodes (`None` on a Redis Cluster: not built).
+    pub occupancy: Option<super::occupancy::OccupancyLink>,
     /// Shared status.
     pub status: Arc<RedisStatus>,
 }
@@ -326,6 +328,11 @@ pub fn start(
     let (interest_sender, interest) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (history_sender, history) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
+    let (occupancy_link, occupancy) = super::occupancy::channel(REQUEST_CHANNEL_CAPACITY);
+    let occupancy_link = match &settings.target {
+        RedisTarget::Single { .. } => Some(occupancy_link),
+        RedisTarget::Cluster { .. } => None,
+    };
     let thread_status = status.clone();
     std::thread::Builder::new()
         .name("ringcast-redis".into())
@@ -349,6 +356,7 @@ pub fn start(
                 interest,
                 publishes,
                 history,
+                occupancy,
             };
             match backend {
                 BackendConfig::Single(config) => {
@@ -368,6 +376,7 @@ pub fn start(
         interest: interest_sender,
         publish: publish_sender,
         history: history_sender,
+        occupancy: occupancy_link,
         status,
     })
 }
@@ -388,6 +397,8 @@ struct Requests {
     publishes: mpsc::Receiver<PublishRequest>,
     /// History questions.
     history: mpsc::Receiver<HistoryRequest>,
+    /// Channel counts (answered only with one Redis).
+    occupancy: super::occupancy::OccupancyRequests,
 }
 
 /// What the subscriber core talks to. Everything that differs between one Redis and a cluster
@@ -492,6 +503,7 @@ async fn run(
     let _publisher_connection = publisher.connect();
     let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
     let history_client = publisher.clone();
+    let occupancy_client = publisher.clone();
     let backend = Backend::Single {
         subscriber,
         publisher,
@@ -518,6 +530,15 @@ async fn run(
                 history_client,
                 Arc::from(settings.prefix.as_str()),
                 requests.history,
+            )),
+        ),
+        (
+            "occupancy",
+            local.spawn_local(super::occupancy::serve(
+                occupancy_client,
+                Arc::from(settings.prefix.as_str()),
+                status.clone(),
+                requests.occupancy,
             )),
         ),
         (
@@ -994,7 +1015,8 @@ async fn reconcile_cluster(
     Ok(())
 }
 
-async fn timed<T>(
+/// A Redis command with the core's timeout.
+pub(super) async fn timed<T>(
     command: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {

@@ -22,6 +22,7 @@ mod event;
 mod fanout;
 mod history;
 mod listen;
+mod occupancy;
 mod outbound;
 mod poller;
 mod pusher;
@@ -447,6 +448,7 @@ fn spawn_tasks(
     let spawned = [
         glommio::spawn_local_into(fanout::run_fanout(shard.clone(), sources), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_redis_interest(), fanout_queue),
+        glommio::spawn_local_into(occupancy::run_reports(shard.clone()), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_ticker(), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_sequencer(), fanout_queue),
         glommio::spawn_local_into(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::occupancy;
 use super::registry::{ConnectionKey, Protocol, PusherConnection, Registry};
 use super::shard::Shard;
 use super::state::{CloseRequest, LifeEvent};
@@ -243,9 +244,9 @@ async fn api_answer(
         ApiRoute::Channels => {
             let query = api::parse_channels_query(&signed)?;
             let prefix = query.filter_by_prefix.clone().unwrap_or_default();
-            let channels = shard
-                .channel_counts(slot, &prefix, CHANNELS_ANSWER_MAX)
-                .await;
+            let channels = occupancy::channel_counts(shard, slot, &prefix, CHANNELS_ANSWER_MAX)
+                .await
+                .map_err(other_nodes_unavailable)?;
             Ok(api::channels_answer(
                 &query,
                 channels
@@ -257,13 +258,23 @@ async fn api_answer(
             let info = api::parse_channel_query(&channel, &signed)?;
             let name = ChannelName::new(channel.as_str())
                 .expect("Pusher channel names are ringcast channel names");
-            let count = shard.subscription_count(slot, &name).await;
+            let count = occupancy::subscription_count(shard, slot, &name)
+                .await
+                .map_err(other_nodes_unavailable)?;
             Ok(api::channel_answer(info, counts_of(count)))
         }
         // No presence channel is ever occupied here yet; no user is ever signed in.
         ApiRoute::ChannelUsers(_) => Ok(api::users_answer(std::iter::empty())),
         ApiRoute::TerminateUserConnections { .. } => Ok(Bytes::from_static(api::EMPTY_ANSWER)),
     }
+}
+
+/// A channel query Redis could not complete: 503 rather than a count that leaves out the other
+/// nodes.
+fn other_nodes_unavailable(error: String) -> ApiError {
+    ApiError::Unavailable(format!(
+        "the other nodes' channel counts are unavailable: {error}"
+    ))
 }
 
 fn counts_of(subscription_count: u64) -> ChannelCounts {
@@ -328,7 +339,12 @@ async fn trigger(
     for channel in channels {
         let name = ChannelName::new(channel.as_str())
             .expect("Pusher channel names are ringcast channel names");
-        let count = shard.subscription_count(slot, &name).await;
+        // The event went out already: an answer without the other nodes' counts (counted as
+        // `redis_occupancy_failures`) is better than an error the backend would retry.
+        let count = match occupancy::subscription_count(shard, slot, &name).await {
+            Ok(count) => count,
+            Err(_) => shard.subscription_count(slot, &name).await,
+        };
         counts.push((channel, counts_of(count)));
     }
     Ok(counts)

@@ -383,6 +383,9 @@ pub struct Registry {
     /// Channels that appeared or disappeared on this shard since the Redis subscription task
     /// last looked (`None` without Redis). A set: bounded by the number of channel names.
     interest_changes: Option<HashSet<ChannelName>>,
+    /// Channels whose subscriber count changed since the occupancy task last looked (`None`
+    /// without Redis). A set: bounded by the number of channels.
+    occupancy_changes: Option<HashSet<ChannelKey>>,
     /// Wakes the Redis subscription task when `interest_changes` grows.
     pub interest_changed: Rc<LocalNotify>,
     /// The shard's permessage-deflate compressor (`None` with `--compression off`).
@@ -412,6 +415,7 @@ impl Registry {
             next_generation: 0,
             limits,
             interest_changes: None,
+            occupancy_changes: None,
             interest_changed: Rc::new(LocalNotify::default()),
             compressor: None,
             centrifugo: SessionLimits::default(),
@@ -574,6 +578,9 @@ impl Registry {
             position: subscribers.len() as u32,
         });
         subscribers.push(key);
+        if let Some(changes) = &mut self.occupancy_changes {
+            changes.insert(channel_key);
+        }
         Ok(())
     }
 
@@ -644,11 +651,42 @@ impl Registry {
         {
             moved_subscription.position = subscription.position;
         }
+        if let Some(changes) = &mut self.occupancy_changes
+            && !changes.contains(&channel.key)
+        {
+            changes.insert(channel.key.clone());
+        }
         if channel.subscribers.is_empty() {
             let channel = self.channels.remove(subscription.channel as usize);
             self.channel_keys.remove(&channel.key);
             self.record_interest_change(&channel.key);
         }
+    }
+
+    // ----- occupancy shared through Redis -----
+
+    /// Records which channels' subscriber counts change, for the occupancy reports.
+    pub fn track_occupancy(&mut self) {
+        self.occupancy_changes = Some(HashSet::new());
+    }
+
+    /// Up to `max` channels whose count changed since they were last taken, with their count
+    /// now (0: gone); the rest stay for the next call.
+    pub fn take_occupancy_changes(&mut self, max: usize) -> Vec<(AppSlot, ChannelName, usize)> {
+        let Some(changes) = &mut self.occupancy_changes else {
+            return Vec::new();
+        };
+        let taken: Vec<ChannelKey> = changes.iter().take(max).cloned().collect();
+        for key in &taken {
+            changes.remove(key);
+        }
+        taken
+            .into_iter()
+            .map(|key| {
+                let count = self.subscriber_count(key.app, &key.name);
+                (key.app, key.name, count)
+            })
+            .collect()
     }
 
     // ----- Redis interest -----

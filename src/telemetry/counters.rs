@@ -97,6 +97,8 @@ counter_table! {
         Resubscriptions, "redis_resubscriptions", "Channels subscribed again after a reconnect, a failover or a slot migration";
         ServerUnsubscribes, "redis_server_unsubscribes", "Channels a cluster master dropped by itself (its slot moved away); subscribed again on the new owner";
         TopologyChanges, "redis_topology_changes", "Cluster slot maps that differed from the previous one (failovers, slot migrations)";
+        OccupancyWrites, "redis_occupancy_writes", "Channel counts of this node written to Redis (reports and lease refreshes)";
+        OccupancyFailures, "redis_occupancy_failures", "Channel-count writes or questions that failed (a question then answers 503, or this node's counts only for a trigger's info)";
     }
 }
 

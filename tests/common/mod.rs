@@ -202,6 +202,13 @@ impl Server {
         }
     }
 
+    /// Kills the process with SIGKILL (no drain, nothing said to anyone) and reaps it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+
     /// Is the process still running?
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

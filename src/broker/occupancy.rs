@@ -1,0 +1,424 @@
+//! Channel occupancy across nodes (`--redis`): how many connections every node has on each
+//! channel, kept in Redis so that any node answers the Pusher channel queries (`occupied`,
+//! `subscription_count`, `GET /channels`, a trigger's `info`) for all of them.
+//!
+//! Each shard reports the channels whose local count changed, at most once per
+//! [`REPORT_PERIOD`]; the subscriber core writes them into one hash per node and shard
+//! (`{PREFIX:occupancy}:NODE:SHARD`, field `APP_ID \0 CHANNEL`, value the count) and keeps a
+//! lease on it: the hash expires [`LEASE`] after its last refresh, and a sorted set
+//! (`{PREFIX:occupancy}:nodes`) lists each hash with its lease's end, in Redis time. The core
+//! refreshes every [`REFRESH_PERIOD`], and writes its whole mirror again when Redis lost the
+//! hash (a Redis restarted without persistence).
+//!
+//! A question is answered with this node's own counts, asked from its shards at that moment,
+//! plus the other nodes' counts read from Redis in one script (hashes whose lease ended are
+//! skipped). So an answer is exact for this node and at most `REPORT_PERIOD` plus one Redis
+//! round trip old for the others (about 1 s), and a node that died without a word stops being
+//! counted at most `LEASE` (5 s) after its last refresh.
+//!
+//! Every key is under the one hash tag `{PREFIX:occupancy}`, so a script sees them all in one
+//! slot. With `--redis-cluster` this is not built: counts are the answering node's own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand};
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+
+use super::history::{as_u64, fresh_epoch as random_id};
+use super::redis::{RedisStatus, timed};
+use crate::channel::ChannelName;
+use crate::telemetry::counters::RedisCounter;
+
+/// How often a shard reports the channels whose count changed.
+pub const REPORT_PERIOD: Duration = Duration::from_secs(1);
+/// How often the core refreshes its leases.
+const REFRESH_PERIOD: Duration = Duration::from_secs(1);
+/// How long a node's counts outlive its last refresh.
+const LEASE: Duration = Duration::from_secs(5);
+/// Most entries in one report (a shard splits larger changes).
+pub const ENTRIES_PER_REPORT_MAX: usize = 1000;
+/// Questions answered at once.
+const QUERIES_IN_FLIGHT_MAX: usize = 16;
+/// How long a question may take before the shard gives up on the other nodes' counts.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Leases that ended longer ago than this are removed from the node set when a report is
+/// written (keeps the set bounded by the live nodes).
+const FORGET_AFTER_MS: u64 = 60_000;
+
+/// Writes a shard's changes and refreshes its lease. KEYS: node set, shard hash. ARGV: lease
+/// ms, forget-after ms, then (field, count) pairs (count 0 deletes). Returns 1 if the hash
+/// existed after the changes (0: Redis lost it, or it is empty).
+const REPORT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '0' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+local lease = tonumber(ARGV[1])
+local kept = redis.call('PEXPIRE', KEYS[2], lease)
+redis.call('ZADD', KEYS[1], now + lease, KEYS[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return kept
+"#;
+
+/// Adds up the other nodes' counts. KEYS: node set. ARGV: this node's key prefix (skipped),
+/// mode (`one` or `prefix`), the field or field prefix, the most fields returned. Returns the
+/// sum (`one`) or a flat list of field, sum (`prefix`).
+const COUNT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hashes = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local own = ARGV[1]
+local wanted = ARGV[3]
+if ARGV[2] == 'one' then
+  local total = 0
+  for _, hash in ipairs(hashes) do
+    if string.sub(hash, 1, #own) ~= own then
+      local count = redis.call('HGET', hash, wanted)
+      if count then total = total + tonumber(count) end
+    end
+  end
+  return total
+end
+local limit = tonumber(ARGV[4])
+local sums = {}
+local names = {}
+for _, hash in ipairs(hashes) do
+  if string.sub(hash, 1, #own) ~= own then
+    local entries = redis.call('HGETALL', hash)
+    for i = 1, #entries, 2 do
+      local field = entries[i]
+      if string.sub(field, 1, #wanted) == wanted then
+        if sums[field] == nil and #names < limit then
+          names[#names + 1] = field
+          sums[field] = 0
+        end
+        if sums[field] ~= nil then
+          sums[field] = sums[field] + tonumber(entries[i + 1])
+        end
+      end
+    end
+  end
+end
+local out = {}
+for _, field in ipairs(names) do
+  out[#out + 1] = field
+  out[#out + 1] = sums[field]
+end
+return out
+"#;
+
+/// One channel's count on one shard.
+#[derive(Debug, Clone)]
+pub struct OccupancyEntry {
+    /// The application's id (the same on every node, unlike its slot).
+    pub app_id: Arc<str>,
+    /// The channel.
+    pub channel: ChannelName,
+    /// Connections subscribed on that shard now (0: none).
+    pub count: u64,
+}
+
+/// A shard's changed counts.
+#[derive(Debug)]
+pub struct OccupancyReport {
+    /// Which shard.
+    pub shard: usize,
+    /// At most [`ENTRIES_PER_REPORT_MAX`] entries.
+    pub entries: Vec<OccupancyEntry>,
+}
+
+/// What a question asks about one application's channels.
+#[derive(Debug, Clone)]
+pub enum OccupancyQuestion {
+    /// One channel's count.
+    One(ChannelName),
+    /// The channels whose names start with the prefix (at most `limit`).
+    Prefix {
+        /// The name prefix (may be empty).
+        prefix: String,
+        /// Most channels answered.
+        limit: usize,
+    },
+}
+
+/// A question about the other nodes' counts.
+#[derive(Debug)]
+pub struct OccupancyQuery {
+    /// The application's id.
+    pub app_id: Arc<str>,
+    /// What is asked.
+    pub question: OccupancyQuestion,
+    /// The channels with the other nodes' counts added up (one entry for `One`, even at 0).
+    pub reply: oneshot::Sender<Result<Vec<(ChannelName, u64)>, String>>,
+}
+
+/// What the shards hold to report and ask.
+#[derive(Debug, Clone)]
+pub struct OccupancyLink {
+    /// Reports of changed counts.
+    pub reports: mpsc::Sender<OccupancyReport>,
+    /// Questions.
+    pub queries: mpsc::Sender<OccupancyQuery>,
+}
+
+/// The core's ends of an [`OccupancyLink`].
+pub struct OccupancyRequests {
+    reports: mpsc::Receiver<OccupancyReport>,
+    queries: mpsc::Receiver<OccupancyQuery>,
+}
+
+/// A link and its receiving ends; `capacity` bounds each queue.
+pub fn channel(capacity: usize) -> (OccupancyLink, OccupancyRequests) {
+    let (reports, report_receiver) = mpsc::channel(capacity);
+    let (queries, query_receiver) = mpsc::channel(capacity);
+    (
+        OccupancyLink { reports, queries },
+        OccupancyRequests {
+            reports: report_receiver,
+            queries: query_receiver,
+        },
+    )
+}
+
+/// The Redis key names of one node.
+#[derive(Debug, Clone)]
+struct Keys {
+    /// The sorted set of every node's hashes with their lease's end.
+    nodes: String,
+    /// This node's hashes start with this.
+    own_prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str, node: &str) -> Keys {
+        let tag = format!("{{{prefix}:occupancy}}");
+        Keys {
+            nodes: format!("{tag}:nodes"),
+            own_prefix: format!("{tag}:{node}:"),
+        }
+    }
+
+    fn shard(&self, shard: usize) -> String {
+        format!("{}{shard}", self.own_prefix)
+    }
+}
+
+/// A field: `APP_ID \0 CHANNEL` (a NUL is in neither).
+fn field(app_id: &str, channel: &str) -> Bytes {
+    let mut out = Vec::with_capacity(app_id.len() + 1 + channel.len());
+    out.extend_from_slice(app_id.as_bytes());
+    out.push(0);
+    out.extend_from_slice(channel.as_bytes());
+    Bytes::from(out)
+}
+
+fn command() -> CustomCommand {
+    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
+}
+
+/// Runs the occupancy part of the core until the shards hang up: reports and lease refreshes
+/// in one task, questions (a bounded number at once) in another.
+pub async fn serve(
+    client: Client,
+    prefix: Arc<str>,
+    status: Arc<RedisStatus>,
+    requests: OccupancyRequests,
+) {
+    let keys = Keys::new(&prefix, &random_id());
+    let writer = write_reports(
+        client.clone(),
+        keys.clone(),
+        status.clone(),
+        requests.reports,
+    );
+    let answers = answer_queries(client, keys, status, requests.queries);
+    futures::join!(writer, answers);
+}
+
+/// What this node wrote for one shard, to write it all again if Redis lost it.
+#[derive(Default)]
+struct Mirror {
+    counts: HashMap<Bytes, u64>,
+    /// The last write failed or found the hash gone: write everything at the next refresh.
+    stale: bool,
+}
+
+async fn write_reports(
+    client: Client,
+    keys: Keys,
+    status: Arc<RedisStatus>,
+    mut reports: mpsc::Receiver<OccupancyReport>,
+) {
+    let mut mirrors: HashMap<usize, Mirror> = HashMap::new();
+    let mut refresh = tokio::time::interval(REFRESH_PERIOD);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            report = reports.next() => {
+                let Some(report) = report else { return };
+                let mirror = mirrors.entry(report.shard).or_default();
+                let mut changes = Vec::with_capacity(report.entries.len());
+                for entry in report.entries {
+                    let field = field(&entry.app_id, entry.channel.as_str());
+                    if entry.count == 0 {
+                        mirror.counts.remove(&field);
+                    } else {
+                        mirror.counts.insert(field.clone(), entry.count);
+                    }
+                    changes.push((field, entry.count));
+                }
+                let written = write(&client, &keys, report.shard, &changes).await;
+                note_write(&status, mirror, written);
+            }
+            _ = refresh.tick() => {
+                for (&shard, mirror) in mirrors.iter_mut() {
+                    let changes: Vec<(Bytes, u64)> = if mirror.stale {
+                        mirror.counts.iter().map(|(field, &count)| (field.clone(), count)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let written = write(&client, &keys, shard, &changes).await;
+                    note_write(&status, mirror, written);
+                }
+            }
+        }
+    }
+}
+
+/// Records how a write went: a failed write, or a hash Redis no longer has while this node
+/// has counts in it, makes the mirror stale (written whole at the next refresh).
+fn note_write(status: &RedisStatus, mirror: &mut Mirror, written: Result<bool, String>) {
+    match written {
+        Ok(kept) => {
+            mirror.stale = !kept && !mirror.counts.is_empty();
+            status.add(RedisCounter::OccupancyWrites, 1);
+        }
+        Err(error) => {
+            log::debug!("redis: occupancy write failed: {error}");
+            mirror.stale = true;
+            status.add(RedisCounter::OccupancyFailures, 1);
+        }
+    }
+}
+
+/// One script: the changes, the lease. `Ok(true)` when the hash exists afterwards.
+async fn write(
+    client: &Client,
+    keys: &Keys,
+    shard: usize,
+    changes: &[(Bytes, u64)],
+) -> Result<bool, String> {
+    let mut args = Vec::with_capacity(6 + 2 * changes.len());
+    args.push(Value::from(REPORT_SCRIPT));
+    args.push(Value::from(2_i64));
+    args.push(Value::from(keys.nodes.clone()));
+    args.push(Value::from(keys.shard(shard)));
+    args.push(Value::from(LEASE.as_millis() as i64));
+    args.push(Value::from(FORGET_AFTER_MS as i64));
+    for (field, count) in changes {
+        args.push(Value::Bytes(field.clone()));
+        args.push(Value::from(count.to_string()));
+    }
+    let reply: Value = timed(client.custom(command(), args)).await?;
+    Ok(as_u64(&reply) == Some(1))
+}
+
+async fn answer_queries(
+    client: Client,
+    keys: Keys,
+    status: Arc<RedisStatus>,
+    queries: mpsc::Receiver<OccupancyQuery>,
+) {
+    queries
+        .for_each_concurrent(QUERIES_IN_FLIGHT_MAX, |query| {
+            let (client, keys, status) = (client.clone(), keys.clone(), status.clone());
+            async move {
+                let answer = count(&client, &keys, &query.app_id, &query.question).await;
+                if answer.is_err() {
+                    status.add(RedisCounter::OccupancyFailures, 1);
+                }
+                let _ = query.reply.send(answer);
+            }
+        })
+        .await;
+}
+
+/// The other nodes' counts for `question`.
+async fn count(
+    client: &Client,
+    keys: &Keys,
+    app_id: &str,
+    question: &OccupancyQuestion,
+) -> Result<Vec<(ChannelName, u64)>, String> {
+    let (mode, wanted, limit) = match question {
+        OccupancyQuestion::One(channel) => ("one", field(app_id, channel.as_str()), 1),
+        OccupancyQuestion::Prefix { prefix, limit } => ("prefix", field(app_id, prefix), *limit),
+    };
+    let args = vec![
+        Value::from(COUNT_SCRIPT),
+        Value::from(1_i64),
+        Value::from(keys.nodes.clone()),
+        Value::from(keys.own_prefix.clone()),
+        Value::from(mode),
+        Value::Bytes(wanted),
+        Value::from(limit.min(i64::MAX as usize) as i64),
+    ];
+    let reply: Value = timed(client.custom(command(), args)).await?;
+    match (question, reply) {
+        (OccupancyQuestion::One(channel), total) => {
+            let total = as_u64(&total).ok_or("unexpected answer from the occupancy script")?;
+            Ok(vec![(channel.clone(), total)])
+        }
+        (OccupancyQuestion::Prefix { .. }, Value::Array(values)) => {
+            let skip = app_id.len() + 1;
+            let mut out = Vec::with_capacity(values.len() / 2);
+            let mut values = values.into_iter();
+            // Bounded: the script returns at most `limit` pairs.
+            while let (Some(name), Some(total)) = (values.next(), values.next()) {
+                let name = match &name {
+                    Value::Bytes(bytes) => std::str::from_utf8(bytes).ok().map(str::to_string),
+                    Value::String(text) => Some(text.to_string()),
+                    _ => None,
+                };
+                let channel = name
+                    .and_then(|name| name.get(skip..).and_then(ChannelName::new))
+                    .ok_or("bad channel name from the occupancy script")?;
+                let total = as_u64(&total).ok_or("bad count from the occupancy script")?;
+                out.push((channel, total));
+            }
+            Ok(out)
+        }
+        (OccupancyQuestion::Prefix { .. }, Value::Null) => Ok(Vec::new()),
+        _ => Err("unexpected answer from the occupancy script".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_node_shares_one_hash_tag() {
+        let keys = Keys::new("ws", "n1");
+        assert_eq!(keys.nodes, "{ws:occupancy}:nodes");
+        assert_eq!(keys.shard(3), "{ws:occupancy}:n1:3");
+        assert!(keys.shard(3).starts_with(&keys.own_prefix));
+    }
+
+    #[test]
+    fn fields_separate_the_app_from_the_channel() {
+        assert_eq!(&field("12", "news")[..], b"12\0news");
+        // A prefix question on app "1" never matches app "12"'s channels.
+        assert!(!field("12", "news").starts_with(&field("1", "")));
+    }
+}

@@ -1,0 +1,141 @@
+//! A shard's part in the channel counts shared across nodes (`--redis`, see
+//! [`crate::broker::occupancy`]): it reports the channels whose count changed, at most once per
+//! `REPORT_PERIOD`, and adds the other nodes' counts to its own node's when the Pusher API asks.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::SinkExt;
+use futures::channel::oneshot;
+
+use super::shard::Shard;
+use crate::broker::occupancy::{
+    ENTRIES_PER_REPORT_MAX, OccupancyEntry, OccupancyQuery, OccupancyQuestion, OccupancyReport,
+    QUERY_TIMEOUT, REPORT_PERIOD,
+};
+use crate::channel::{AppSlot, ChannelName};
+
+/// Reports this shard's changed channel counts to the subscriber core, every `REPORT_PERIOD`.
+pub async fn run_reports(shard: Rc<Shard>) {
+    let Some(mut reports) = shard
+        .redis
+        .as_ref()
+        .and_then(|link| link.occupancy.as_ref())
+        .map(|occupancy| occupancy.reports.clone())
+    else {
+        return;
+    };
+    shard.registry.borrow_mut().track_occupancy();
+    loop {
+        glommio::timer::sleep(REPORT_PERIOD).await;
+        // Bounded: each round takes up to ENTRIES_PER_REPORT_MAX changes out of a finite set.
+        loop {
+            let changes = shard
+                .registry
+                .borrow_mut()
+                .take_occupancy_changes(ENTRIES_PER_REPORT_MAX);
+            if changes.is_empty() {
+                break;
+            }
+            let entries = changes
+                .into_iter()
+                .filter_map(|(app, channel, count)| {
+                    Some(OccupancyEntry {
+                        app_id: app_id(&shard, app)?,
+                        channel,
+                        count: count as u64,
+                    })
+                })
+                .collect();
+            let report = OccupancyReport {
+                shard: shard.id.0,
+                entries,
+            };
+            if reports.send(report).await.is_err() {
+                log::error!("shard {}: the Redis core stopped", shard.id);
+                return;
+            }
+        }
+    }
+}
+
+/// The id of the application in `slot` (channels outside any application are not reported:
+/// nothing asks for them).
+fn app_id(shard: &Shard, slot: AppSlot) -> Option<Arc<str>> {
+    shard.apps.get(slot).map(|app| Arc::from(app.id.as_str()))
+}
+
+/// The other nodes' counts for `question` about `slot`'s channels: empty without Redis (or on
+/// a Redis Cluster, where the counts are not shared), an error when Redis could not answer in
+/// time.
+pub async fn other_nodes(
+    shard: &Shard,
+    slot: AppSlot,
+    question: OccupancyQuestion,
+) -> Result<Vec<(ChannelName, u64)>, String> {
+    let Some(mut queries) = shard
+        .redis
+        .as_ref()
+        .and_then(|link| link.occupancy.as_ref())
+        .map(|occupancy| occupancy.queries.clone())
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(app_id) = app_id(shard, slot) else {
+        return Ok(Vec::new());
+    };
+    let (reply, answer) = oneshot::channel();
+    let query = OccupancyQuery {
+        app_id,
+        question,
+        reply,
+    };
+    let asked = async {
+        queries
+            .send(query)
+            .await
+            .map_err(|_| "the Redis core stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the Redis core stopped".to_string())?
+    };
+    glommio::timer::timeout(QUERY_TIMEOUT, async { Ok(asked.await) })
+        .await
+        .unwrap_or_else(|_| Err("Redis did not answer in time".into()))
+}
+
+/// `name`'s subscribers on every node: this node's now, the others' as last reported.
+pub async fn subscription_count(
+    shard: &Shard,
+    slot: AppSlot,
+    name: &ChannelName,
+) -> Result<u64, String> {
+    let here = shard.subscription_count(slot, name).await;
+    let there = other_nodes(shard, slot, OccupancyQuestion::One(name.clone())).await?;
+    Ok(here + there.iter().map(|(_, count)| count).sum::<u64>())
+}
+
+/// The channels of `slot` starting with `prefix` on every node, with their counts added up
+/// (at most `limit`).
+pub async fn channel_counts(
+    shard: &Shard,
+    slot: AppSlot,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<(ChannelName, u64)>, String> {
+    let here = shard.channel_counts(slot, prefix, limit).await;
+    let question = OccupancyQuestion::Prefix {
+        prefix: prefix.to_string(),
+        limit,
+    };
+    let there = other_nodes(shard, slot, question).await?;
+    let mut totals: std::collections::BTreeMap<ChannelName, u64> = here.into_iter().collect();
+    for (name, count) in there {
+        *totals.entry(name).or_default() += count;
+    }
+    Ok(totals
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .take(limit)
+        .collect())
+}
