@@ -479,3 +479,57 @@ fn channel_queries_count_every_node_through_redis() {
     );
     drop((on_a, on_b, lobby_on_b));
 }
+
+#[test]
+fn every_application_travels_through_redis_in_its_own_namespace() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let apps = apps_file();
+    let node_a = Server::start(&["--apps", apps.as_str(), "--redis", &url]);
+    let node_b = Server::start(&["--apps", apps.as_str(), "--redis", &url]);
+    let mut second_on_b = PusherClient::connect(&node_b, "key-two");
+    let mut first_on_b = PusherClient::connect(&node_b, "key-one");
+    for client in [&mut second_on_b, &mut first_on_b] {
+        assert_eq!(
+            client.subscribe("room", None)["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    common::wait_until("both namespaces subscribed in Redis", || {
+        let channels = redis.subscribed_channels();
+        ["ws:broadcast:room", "ws:app:2:broadcast:room"]
+            .iter()
+            .all(|wanted| channels.iter().any(|name| name == wanted))
+    });
+    // A trigger for the second application on node A reaches its client on node B only.
+    let (status, answer) = trigger(
+        &node_a,
+        "2",
+        json!({"name": "said", "channel": "room", "data": "to two"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let event = second_on_b.next_event();
+    assert_eq!(
+        (event["event"].as_str(), event["data"].as_str()),
+        (Some("said"), Some("to two"))
+    );
+    first_on_b.assert_nothing_more();
+    // And the first application's trigger reaches only the first application's client.
+    let (status, _) = trigger(
+        &node_a,
+        "1",
+        json!({"name": "said", "channel": "room", "data": "to one"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(first_on_b.next_event()["data"], "to one");
+    second_on_b.assert_nothing_more();
+    // A message another program publishes on the second application's Redis channel is
+    // delivered there as the event `message`.
+    redis.command(&["PUBLISH", "ws:app:2:broadcast:room", "from redis"]);
+    let event = second_on_b.next_event();
+    assert_eq!(
+        (event["event"].as_str(), event["data"].as_str()),
+        (Some("message"), Some("from redis"))
+    );
+    first_on_b.assert_nothing_more();
+}

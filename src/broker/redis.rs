@@ -40,7 +40,7 @@ use crate::broker::cluster::{
     ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
 };
 use crate::broker::history::HistoryRequest;
-use crate::channel::ChannelName;
+use crate::channel::{AppSlot, ChannelName};
 use crate::history::StreamPosition;
 use crate::history::policy::ChannelHistory;
 use crate::publication::Publication;
@@ -198,10 +198,10 @@ impl RedisStatus {
 pub struct InterestUpdate {
     /// Which shard.
     pub shard: usize,
-    /// Channels that now have subscribers on that shard.
-    pub added: Vec<ChannelName>,
+    /// Channels (of an application's namespace) that now have subscribers on that shard.
+    pub added: Vec<(AppSlot, ChannelName)>,
     /// Channels that no longer have subscribers on that shard.
-    pub removed: Vec<ChannelName>,
+    pub removed: Vec<(AppSlot, ChannelName)>,
     /// Fulfilled once every added channel is subscribed in Redis.
     pub confirmed: oneshot::Sender<()>,
 }
@@ -209,6 +209,8 @@ pub struct InterestUpdate {
 /// A publish to send through Redis.
 #[derive(Debug)]
 pub struct PublishRequest {
+    /// The application whose namespace the channel is in.
+    pub app: AppSlot,
     /// The channel (without prefix).
     pub channel: ChannelName,
     /// The message.
@@ -266,6 +268,10 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     /// Channel prefix (`ws` gives `ws:broadcast:{channel}`).
     pub prefix: String,
+    /// The applications' ids by slot: the first application's channels are
+    /// `{prefix}:broadcast:{channel}` (the ws4redis names, shared with the raw protocol), the
+    /// others' `{prefix}:app:{id}:broadcast:{channel}`.
+    pub app_ids: Vec<String>,
     /// Longest wait for a full shard channel before a message is dropped for that shard.
     pub forward_timeout: Duration,
     /// Largest message forwarded to the shards (`--max-message-bytes`); larger ones are dropped
@@ -278,8 +284,30 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
-    fn redis_channel(&self, channel: &ChannelName) -> String {
-        format!("{}:broadcast:{}", self.prefix, channel)
+    /// The Redis channel of `channel` in `app`'s namespace (`None`: no such application).
+    fn redis_channel(&self, app: AppSlot, channel: &ChannelName) -> Option<String> {
+        if app == AppSlot::DEFAULT {
+            return Some(format!("{}:broadcast:{}", self.prefix, channel));
+        }
+        let id = self.app_ids.get(usize::from(app.0))?;
+        Some(format!("{}:app:{id}:broadcast:{}", self.prefix, channel))
+    }
+
+    /// The namespace and channel of a Redis channel name (`None`: not one of ours).
+    fn channel_of(&self, redis_channel: &str) -> Option<(AppSlot, ChannelName)> {
+        let rest = redis_channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(':')?;
+        if let Some(name) = rest.strip_prefix("broadcast:") {
+            return Some((AppSlot::DEFAULT, ChannelName::new(name)?));
+        }
+        let (id, name) = rest.strip_prefix("app:")?.split_once(":broadcast:")?;
+        let slot = self
+            .app_ids
+            .iter()
+            .position(|known| known == id)
+            .filter(|&slot| slot > 0)?;
+        Some((AppSlot(u16::try_from(slot).ok()?), ChannelName::new(name)?))
     }
 
     /// Messages the client's receive buffer (fred's, or the cluster component's output) may
@@ -894,13 +922,17 @@ fn apply_update(
     update: InterestUpdate,
 ) {
     let mut channels = Vec::with_capacity(update.added.len());
-    for channel in &update.added {
-        let name = settings.redis_channel(channel);
+    for (app, channel) in &update.added {
+        let Some(name) = settings.redis_channel(*app, channel) else {
+            continue;
+        };
         wanted.entry(name.clone()).or_default().insert(update.shard);
         channels.push(name);
     }
-    for channel in &update.removed {
-        let name = settings.redis_channel(channel);
+    for (app, channel) in &update.removed {
+        let Some(name) = settings.redis_channel(*app, channel) else {
+            continue;
+        };
         if let Some(shards) = wanted.get_mut(&name) {
             shards.remove(&update.shard);
             if shards.is_empty() {
@@ -1091,7 +1123,6 @@ async fn forward(
     shards: Vec<mpsc::Sender<Publication>>,
 ) {
     let shards = spawn_shard_forwarders(&settings, &status, shards);
-    let prefix = format!("{}:broadcast:", settings.prefix);
     loop {
         let message = match messages.recv().await {
             Ok(message) => message,
@@ -1108,7 +1139,7 @@ async fn forward(
             _ => None,
         };
         let channel: &str = &message.channel;
-        if forward_one(&settings, &status, &prefix, channel, payload, &shards).is_err() {
+        if forward_one(&settings, &status, channel, payload, &shards).is_err() {
             return;
         }
     }
@@ -1122,11 +1153,10 @@ async fn forward_cluster(
     shards: Vec<mpsc::Sender<Publication>>,
 ) {
     let shards = spawn_shard_forwarders(&settings, &status, shards);
-    let prefix = format!("{}:broadcast:", settings.prefix);
     while let Some(ClusterMessage { channel, payload }) = messages.recv().await {
         // A channel name that is not UTF-8 is not ours: counted as invalid.
         let channel = std::str::from_utf8(&channel).unwrap_or_default();
-        if forward_one(&settings, &status, &prefix, channel, Some(payload), &shards).is_err() {
+        if forward_one(&settings, &status, channel, Some(payload), &shards).is_err() {
             return;
         }
     }
@@ -1142,7 +1172,6 @@ struct ForwarderGone;
 fn forward_one(
     settings: &RedisSettings,
     status: &RedisStatus,
-    prefix: &str,
     channel: &str,
     payload: Option<Bytes>,
     shards: &[ShardQueue],
@@ -1155,7 +1184,7 @@ fn forward_one(
         status.add(RedisCounter::MessagesOversized, 1);
         return Ok(());
     }
-    let Some(publication) = payload.and_then(|payload| to_publication(prefix, channel, payload))
+    let Some(publication) = payload.and_then(|payload| to_publication(settings, channel, payload))
     else {
         status.add(RedisCounter::MessagesInvalid, 1);
         return Ok(());
@@ -1180,10 +1209,10 @@ fn forward_one(
     Ok(())
 }
 
-fn to_publication(prefix: &str, channel: &str, payload: Bytes) -> Option<Publication> {
-    let channel = ChannelName::new(channel.strip_prefix(prefix)?)?;
+fn to_publication(settings: &RedisSettings, channel: &str, payload: Bytes) -> Option<Publication> {
+    let (app, channel) = settings.channel_of(channel)?;
     crate::faults::on_redis_payload(&payload);
-    Publication::from_redis(crate::channel::AppSlot::DEFAULT, channel, payload)
+    Publication::from_redis(app, channel, payload)
 }
 
 /// Turns publish requests into PUBLISH (one Redis) or SPUBLISH (cluster: to the master that
@@ -1197,9 +1226,12 @@ async fn publish(
     requests
         .map(|request| {
             let backend = backend.clone();
-            let channel = settings.redis_channel(&request.channel);
+            let channel = settings.redis_channel(request.app, &request.channel);
             let prefix = settings.prefix.clone();
             async move {
+                let Some(channel) = channel else {
+                    return (request.reply, Err("no such application".to_string()));
+                };
                 if request.reply.is_canceled() {
                     // The request was answered 503 meanwhile: it must not be published now.
                     return (
@@ -1289,7 +1321,53 @@ async fn publish_single(
 
 #[cfg(test)]
 mod tests {
-    use super::{redacted_url, server_address};
+    use super::{AppSlot, ChannelName, RedisSettings, RedisTarget, redacted_url, server_address};
+
+    fn settings() -> RedisSettings {
+        RedisSettings {
+            target: RedisTarget::Single {
+                url: "redis://127.0.0.1".into(),
+            },
+            prefix: "ws".into(),
+            app_ids: vec!["1".into(), "two".into()],
+            forward_timeout: std::time::Duration::from_millis(1),
+            max_message_bytes: 1024,
+            buffer_bytes: 1 << 20,
+            core: None,
+        }
+    }
+
+    #[test]
+    fn each_application_has_its_own_redis_channels() {
+        let settings = settings();
+        let news = ChannelName::new("news").unwrap();
+        let first = settings.redis_channel(AppSlot::DEFAULT, &news).unwrap();
+        let second = settings.redis_channel(AppSlot(1), &news).unwrap();
+        assert_eq!(first, "ws:broadcast:news");
+        assert_eq!(second, "ws:app:two:broadcast:news");
+        assert_eq!(settings.redis_channel(AppSlot(2), &news), None);
+        assert_eq!(
+            settings.channel_of(&first),
+            Some((AppSlot::DEFAULT, news.clone()))
+        );
+        assert_eq!(
+            settings.channel_of(&second),
+            Some((AppSlot(1), news.clone()))
+        );
+        // A default-namespace channel whose name looks like another app's stays default.
+        let tricky = ChannelName::new("app:two:broadcast:x").unwrap();
+        let name = settings.redis_channel(AppSlot::DEFAULT, &tricky).unwrap();
+        assert_eq!(settings.channel_of(&name), Some((AppSlot::DEFAULT, tricky)));
+        // Unknown applications, the first app by id, other prefixes: not ours.
+        for foreign in [
+            "ws:app:three:broadcast:news",
+            "ws:app:1:broadcast:news",
+            "other:broadcast:news",
+            "wsx:broadcast:news",
+        ] {
+            assert_eq!(settings.channel_of(foreign), None, "{foreign}");
+        }
+    }
 
     #[test]
     fn the_per_master_table_shows_host_and_port_only() {

@@ -512,7 +512,7 @@ async fn publish(
     if let Some(link) = &shard.redis {
         // Through Redis, so every node delivers it exactly once, this one included.
         let receivers = shard
-            .publish_through_redis(link, channel.clone(), payload)
+            .publish_through_redis(link, AppSlot::DEFAULT, channel.clone(), payload)
             .await
             .map(|published| published.receivers)
             .map_err(|error| HttpError::Unavailable(format!("redis: {error}")))?;
@@ -853,7 +853,7 @@ fn register(
     // its handshake: its writes are held until then.
     if let Some(channel) = channel
         && shard.redis.is_some()
-        && !registry.channel_confirmed(channel)
+        && !registry.channel_confirmed(AppSlot::DEFAULT, channel)
     {
         registry.hold(key);
     }

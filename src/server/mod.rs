@@ -102,7 +102,7 @@ pub fn run(config: Config, apps: Apps) -> Result<(), ServerError> {
     );
     let (address, public_listeners) = listen::bind_listeners(config.listen, shard_count)?;
     let (api_address, api_listeners) = listen::bind_listeners(config.api_listen, shard_count)?;
-    let RedisStart { link, mut inboxes } = start_redis(&config, &cores)?;
+    let RedisStart { link, mut inboxes } = start_redis(&config, &apps, &cores)?;
     let mut shared = Shared::new(
         shard_count,
         max_connections,
@@ -190,7 +190,7 @@ struct RedisStart {
 }
 
 /// Starts the Redis subscriber core if `--redis` or `--redis-cluster` is set.
-fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerError> {
+fn start_redis(config: &Config, apps: &Apps, cores: &[usize]) -> Result<RedisStart, ServerError> {
     let target = match (&config.redis, config.redis_cluster.is_empty()) {
         (Some(url), _) => RedisTarget::Single { url: url.clone() },
         (None, false) => RedisTarget::Cluster {
@@ -221,6 +221,7 @@ fn start_redis(config: &Config, cores: &[usize]) -> Result<RedisStart, ServerErr
     let settings = RedisSettings {
         target,
         prefix: config.redis_prefix.clone(),
+        app_ids: apps.iter().map(|app| app.id.clone()).collect(),
         forward_timeout: config.redis_forward_timeout,
         max_message_bytes: config.max_message_bytes,
         buffer_bytes: config.redis_buffer_bytes,

@@ -382,7 +382,7 @@ pub struct Registry {
     limits: Limits,
     /// Channels that appeared or disappeared on this shard since the Redis subscription task
     /// last looked (`None` without Redis). A set: bounded by the number of channel names.
-    interest_changes: Option<HashSet<ChannelName>>,
+    interest_changes: Option<HashSet<ChannelKey>>,
     /// Channels whose subscriber count changed since the occupancy task last looked (`None`
     /// without Redis). A set: bounded by the number of channels.
     occupancy_changes: Option<HashSet<ChannelKey>>,
@@ -696,29 +696,28 @@ impl Registry {
         self.interest_changes = Some(HashSet::new());
     }
 
-    /// Channels that appeared or disappeared since the last call.
-    pub fn take_interest_changes(&mut self) -> Vec<ChannelName> {
+    /// Channels (with their namespace) that appeared or disappeared since the last call.
+    pub fn take_interest_changes(&mut self) -> Vec<(AppSlot, ChannelName)> {
         self.interest_changes
             .as_mut()
-            .map(|changes| changes.drain().collect())
+            .map(|changes| changes.drain().map(|key| (key.app, key.name)).collect())
             .unwrap_or_default()
     }
 
-    /// Only the default namespace travels through Redis (the ws4redis channel names).
+    /// Every namespace travels through Redis (see `broker::redis` for the channel names).
     fn record_interest_change(&mut self, key: &ChannelKey) {
-        if key.app == AppSlot::DEFAULT
-            && let Some(changes) = &mut self.interest_changes
-            && changes.insert(key.name.clone())
+        if let Some(changes) = &mut self.interest_changes
+            && changes.insert(key.clone())
         {
             self.interest_changed.notify_all();
         }
     }
 
-    /// Marks `names` of the default namespace (those still present) as subscribed in Redis.
-    pub fn confirm_channels(&mut self, names: &[ChannelName]) {
-        for name in names {
+    /// Marks `names` (those still present) as subscribed in Redis.
+    pub fn confirm_channels(&mut self, names: &[(AppSlot, ChannelName)]) {
+        for (app, name) in names {
             let key = ChannelKey {
-                app: AppSlot::DEFAULT,
+                app: *app,
                 name: name.clone(),
             };
             if let Some(&channel) = self.channel_keys.get(&key) {
@@ -727,10 +726,10 @@ impl Registry {
         }
     }
 
-    /// Is `name` of the default namespace confirmed as subscribed in Redis?
-    pub fn channel_confirmed(&self, name: &ChannelName) -> bool {
+    /// Is `name` of `app`'s namespace confirmed as subscribed in Redis?
+    pub fn channel_confirmed(&self, app: AppSlot, name: &ChannelName) -> bool {
         let key = ChannelKey {
-            app: AppSlot::DEFAULT,
+            app,
             name: name.clone(),
         };
         self.channel_keys

@@ -693,12 +693,14 @@ impl Shard {
     pub async fn publish_through_redis(
         &self,
         link: &RedisLink,
+        app: AppSlot,
         channel: ChannelName,
         payload: Bytes,
     ) -> Result<Published, String> {
         let (reply, answer) = oneshot::channel();
         let request = PublishRequest {
-            history: self.history_of(AppSlot::DEFAULT, &channel),
+            history: self.history_of(app, &channel),
+            app,
             channel,
             payload,
             reply,
@@ -721,18 +723,15 @@ impl Shard {
         }
     }
 
-    /// With `--redis`: a publication with its metadata (a Pusher trigger) through Redis. Only
-    /// the default namespace travels through Redis.
+    /// With `--redis`: a publication with its metadata (a Pusher trigger) through Redis, in
+    /// its application's namespace.
     pub async fn publish_publication_through_redis(
         &self,
         link: &RedisLink,
         publication: Publication,
     ) -> Result<Published, String> {
-        if publication.app != AppSlot::DEFAULT {
-            return Err("only the first application's channels travel through Redis".into());
-        }
         let payload = publication.to_redis_payload();
-        self.publish_through_redis(link, publication.channel, payload)
+        self.publish_through_redis(link, publication.app, publication.channel, payload)
             .await
     }
 
@@ -745,7 +744,7 @@ impl Shard {
         };
         let changed = self.registry.borrow().interest_changed.clone();
         // Channels this shard has reported as wanted (bounded by the channel limit).
-        let mut announced: std::collections::HashSet<ChannelName> = Default::default();
+        let mut announced: std::collections::HashSet<(AppSlot, ChannelName)> = Default::default();
         // One sender for the task's life: a futures mpsc channel gives every sender a slot of
         // its own, so a clone per update would never wait for the bounded queue.
         let mut interest = link.interest.clone();
@@ -759,15 +758,16 @@ impl Shard {
             let (mut added, mut removed) = (Vec::new(), Vec::new());
             {
                 let registry = self.registry.borrow();
-                for name in changes {
-                    let present = registry.subscriber_count(AppSlot::DEFAULT, &name) > 0;
+                for key in changes {
+                    let (app, name) = (key.0, &key.1);
+                    let present = registry.subscriber_count(app, name) > 0;
                     // A channel removed and made again since the last look is announced but
                     // new, so unconfirmed: ask again (the core's update is idempotent).
-                    let unconfirmed = !registry.channel_confirmed(&name);
-                    if present && (announced.insert(name.clone()) || unconfirmed) {
-                        added.push(name);
-                    } else if !present && announced.remove(&name) {
-                        removed.push(name);
+                    let unconfirmed = !registry.channel_confirmed(app, name);
+                    if present && (announced.insert(key.clone()) || unconfirmed) {
+                        added.push(key);
+                    } else if !present && announced.remove(&key) {
+                        removed.push(key);
                     }
                 }
             }
@@ -803,7 +803,11 @@ impl Shard {
         // Bounded by the deadline; each round is a confirmation from the Redis core.
         loop {
             let notified = self.confirmations.notified();
-            if self.registry.borrow().channel_confirmed(channel) {
+            if self
+                .registry
+                .borrow()
+                .channel_confirmed(AppSlot::DEFAULT, channel)
+            {
                 return true;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -816,7 +820,10 @@ impl Shard {
             })
             .await;
             if waited.is_err() {
-                return self.registry.borrow().channel_confirmed(channel);
+                return self
+                    .registry
+                    .borrow()
+                    .channel_confirmed(AppSlot::DEFAULT, channel);
             }
         }
     }
