@@ -498,16 +498,12 @@ impl Config {
         self.validate_compression()
     }
 
-    /// `--history*`: a policy that parses, limits that hold, and no Redis (history across
-    /// nodes needs Redis Streams, not built yet: refusing is better than offsets that differ
-    /// from node to node without saying so).
+    /// `--history*`: a policy that parses and limits that hold (with `--redis` or
+    /// `--redis-cluster` the history lives in Redis Streams, the same on every node).
     fn validate_history(&self) -> Result<(), String> {
         let policy = self.history_policy()?;
         if policy.is_disabled() {
             return Ok(());
-        }
-        if !self.redis_cluster.is_empty() {
-            return Err("--history works with --redis (history in Redis Streams) or on a single node; with --redis-cluster it is not built yet".into());
         }
         let shards = match self.shards {
             0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),

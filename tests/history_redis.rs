@@ -2,14 +2,19 @@
 //! real `redis-server` started by the test: positions are the same on every node, a client
 //! recovers exactly on the node it did not use before, and a Redis that loses its data (a
 //! restart without persistence) makes a new epoch, so a client holding the old one is told
-//! it cannot recover. Raw `/ws/{channel}?since=` and the Centrifugo protocol both.
+//! it cannot recover. Raw `/ws/{channel}?since=` and the Centrifugo protocol both. On a real
+//! 3-master Redis Cluster (`--redis-cluster`): exact history and recovery on every master, and
+//! the Pusher channel counts shared between nodes.
 
 mod common;
 
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::redis_cluster::RedisCluster;
 use common::{RedisServer, Server, wait_until};
+use ringcast::apps::App;
+use ringcast::auth::rest::sign_query;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
@@ -160,16 +165,107 @@ fn a_redis_that_lost_its_data_makes_a_new_epoch_and_old_positions_are_refused() 
     assert_eq!(offset, 1, "a new life of the stream");
     assert_ne!(new_epoch, epoch);
     // The old position: closed with 4010 before any message.
-    let stream = TcpStream::connect(a.address).unwrap();
+    assert_unrecoverable(&a, &format!("/ws/chat:y?since=2&epoch={epoch}"));
+}
+
+/// A raw subscribe at `path` is closed with 4010 before any message.
+fn assert_unrecoverable(server: &Server, path: &str) {
+    let stream = TcpStream::connect(server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let url = format!("ws://{}/ws/chat:y?since=2&epoch={epoch}", a.address);
+    let url = format!("ws://{}{path}", server.address);
     let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap();
     match socket.read() {
         Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 4010),
         other => panic!("expected close 4010 first, got {other:?}"),
     }
+}
+
+/// A node on `cluster` with history on `chat:*` and one Pusher application.
+fn cluster_node(cluster: &RedisCluster) -> Server {
+    Server::start(&[
+        "--redis-cluster",
+        &cluster.seeds().join(","),
+        "--history",
+        "chat:*@50",
+        "--token-secret",
+        TOKEN_SECRET,
+        "--app-id",
+        "1",
+        "--app-key",
+        "key-one",
+        "--app-secret",
+        "secret-one",
+    ])
+}
+
+#[test]
+fn on_a_redis_cluster_every_master_keeps_exact_history_and_counts_are_shared() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (cluster_node(&cluster), cluster_node(&cluster));
+    both_ready(&a, &b);
+    // One channel whose pub/sub channel (and so its history keys) lives on each master.
+    let channels: Vec<String> = cluster
+        .masters()
+        .into_iter()
+        .map(|master| cluster.channel_on(master, "ws:broadcast:chat:m"))
+        .map(|channel| channel["ws:broadcast:".len()..].to_string())
+        .collect();
+    assert_eq!(channels.len(), 3);
+    for channel in &channels {
+        let (mut on_a, top, epoch) = raw(&a, &format!("/ws/{channel}"));
+        assert_eq!(top, 0, "a new stream starts at 0");
+        both_ready(&a, &b);
+        for n in 1..=5 {
+            let node = if n % 2 == 0 { &a } else { &b };
+            let (offset, published_epoch) = publish(node, channel, n);
+            assert_eq!((offset, published_epoch.as_str()), (n, epoch.as_str()));
+        }
+        for n in 1..=5 {
+            assert_eq!(next_n(&mut on_a), n, "{channel}: live, in order");
+        }
+        let path = format!("/ws/{channel}?since=2&epoch={epoch}");
+        let (mut on_b, since, same_epoch) = raw(&b, &path);
+        assert_eq!((since, same_epoch.as_str()), (2, epoch.as_str()));
+        for n in 3..=5 {
+            assert_eq!(
+                next_n(&mut on_b),
+                n,
+                "{channel}: recovered on the other node"
+            );
+        }
+        both_ready(&a, &b);
+        publish(&a, channel, 6);
+        assert_eq!(next_n(&mut on_a), 6);
+        assert_eq!(next_n(&mut on_b), 6, "{channel}: then live");
+        assert_unrecoverable(&b, &format!("/ws/{channel}?since=2&epoch=0123456789abcdef"));
+    }
+
+    // Pusher channel counts are shared through the cluster too: a subscriber on node A is
+    // counted by node B.
+    let mut pusher = a.websocket("/app/key-one?protocol=7&client=test&version=1");
+    read_json(&mut pusher);
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "room"}});
+    pusher.send(Message::text(subscribe.to_string())).unwrap();
+    let succeeded = read_json(&mut pusher);
+    assert_eq!(succeeded["event"], "pusher_internal:subscription_succeeded");
+    let app = App::new("1", "key-one", "secret-one").unwrap();
+    let count_on_b = || {
+        let path = "/apps/1/channels/room";
+        let params = [("info", "subscription_count")];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let query = sign_query(&app, "GET", path, &params, b"", now);
+        let (status, body) = common::http_to(b.address, "GET", &format!("{path}?{query}"), "", b"");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["subscription_count"].as_u64()
+    };
+    wait_until("node B counts node A's subscriber", || {
+        count_on_b() == Some(1)
+    });
 }
 
 fn read_json(socket: &mut WebSocket<TcpStream>) -> Value {

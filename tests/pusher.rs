@@ -440,7 +440,9 @@ fn channel_queries_count_every_node_through_redis() {
 
     // Within the report period, both nodes count all five, whichever is asked.
     common::wait_until("both nodes count every subscriber", || {
-        subscription_count(&node_a, "room") == 5 && subscription_count(&node_b, "room") == 5
+        subscription_count(&node_a, "room") == 5
+            && subscription_count(&node_b, "room") == 5
+            && common::get_body(&node_a, "/readyz").0 == 200
     });
     let everything = vec![("lobby".to_string(), 1), ("room".to_string(), 5)];
     assert_eq!(occupied_channels(&node_a, ""), everything);
@@ -500,6 +502,8 @@ fn every_application_travels_through_redis_in_its_own_namespace() {
         ["ws:broadcast:room", "ws:app:2:broadcast:room"]
             .iter()
             .all(|wanted| channels.iter().any(|name| name == wanted))
+            && common::get_body(&node_a, "/readyz").0 == 200
+            && common::get_body(&node_b, "/readyz").0 == 200
     });
     // A trigger for the second application on node A reaches its client on node B only.
     let (status, answer) = trigger(

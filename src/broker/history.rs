@@ -1,7 +1,7 @@
-//! Channel history in Redis (`--history` with `--redis`): one Redis Stream per channel plus a
-//! small hash with the stream's epoch and top offset, both under the channel's hash tag
-//! (`{prefix}:history:{channel}:s` and `:m`), so a future Redis Cluster version keeps a
-//! channel's keys in one slot.
+//! Channel history in Redis (`--history` with `--redis` or `--redis-cluster`): one Redis Stream
+//! per channel plus a small hash with the stream's epoch and top offset, both under the hash
+//! tag of the channel's pub/sub channel (`{prefix}:history:{{prefix}:broadcast:{channel}}:s`
+//! and `:m`), so on a cluster a channel's keys and its SPUBLISH are in one slot.
 //!
 //! A publication to a channel with history is one Lua script (atomic in Redis): take the
 //! epoch (made on first use), increment the top offset, XADD the message under the id
@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::{ClusterHash, CustomCommand};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 
@@ -35,13 +34,16 @@ use crate::history::{
 };
 use crate::publication::REDIS_POSITIONED_MAGIC;
 
+use super::scripts::{Attempts, Scripts};
+
 /// How much longer than a stream its epoch and top offset are kept, ms.
 const META_EXTRA_TTL_MS: u64 = 24 * 3600 * 1000;
 /// History reads in flight at once on the publishing connection.
 const READS_IN_FLIGHT_MAX: usize = 64;
 
 /// Appends and publishes. KEYS: stream, meta. ARGV: pub/sub channel, message, size, stream ttl
-/// ms, epoch if new, meta ttl ms, magic. Returns {offset, epoch, receivers}.
+/// ms, epoch if new, meta ttl ms, magic, publish command (`publish`, or `spublish` on a
+/// cluster: the channel hashes to the keys' slot). Returns {offset, epoch, receivers}.
 const PUBLISH_SCRIPT: &str = r#"
 redis.call('hsetnx', KEYS[2], 'e', ARGV[5])
 local epoch = redis.call('hget', KEYS[2], 'e')
@@ -49,7 +51,7 @@ local offset = redis.call('hincrby', KEYS[2], 's', 1)
 redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-1', 'd', ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[6])
-local receivers = redis.call('publish', ARGV[1], ARGV[7] .. offset .. ' ' .. epoch .. '\n' .. ARGV[2])
+local receivers = redis.call(ARGV[8], ARGV[1], ARGV[7] .. offset .. ' ' .. epoch .. '\n' .. ARGV[2])
 return {offset, epoch, receivers}
 "#;
 
@@ -96,10 +98,34 @@ pub struct HistoryRequest {
     pub reply: oneshot::Sender<Result<HistoryAnswer, String>>,
 }
 
-/// The keys of a channel's history: the stream and its metadata (one hash tag: one slot).
-fn keys(prefix: &str, channel: &ChannelName) -> (String, String) {
-    let base = format!("{prefix}:history:{{{}}}", channel.as_str());
-    (format!("{base}:s"), format!("{base}:m"))
+/// The keys of a channel's history: the stream and its metadata. Their hash tag is the
+/// channel's pub/sub channel (`{prefix}:broadcast:{channel}`, which has no braces: channel
+/// names cannot), so on a Redis Cluster both keys and the SPUBLISH of the publish script are
+/// in one slot, on one master.
+fn keys(prefix: &str, channel: &ChannelName) -> Vec<String> {
+    let base = format!(
+        "{prefix}:history:{{{prefix}:broadcast:{}}}",
+        channel.as_str()
+    );
+    vec![format!("{base}:s"), format!("{base}:m")]
+}
+
+/// How the publish script publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishCommand {
+    /// `PUBLISH` (one Redis).
+    Publish,
+    /// `SPUBLISH` (a Redis Cluster's sharded pub/sub).
+    Spublish,
+}
+
+impl PublishCommand {
+    fn name(self) -> &'static str {
+        match self {
+            PublishCommand::Publish => "publish",
+            PublishCommand::Spublish => "spublish",
+        }
+    }
 }
 
 /// An epoch never used before (with overwhelming probability): 64 random bits, hex.
@@ -116,20 +142,6 @@ fn rand_bits() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
         .rotate_left(29)
-}
-
-fn eval(keys: (String, String), args: Vec<Value>, script: &'static str) -> Vec<Value> {
-    let mut all = Vec::with_capacity(4 + args.len());
-    all.push(Value::from(script));
-    all.push(Value::from(2_i64));
-    all.push(Value::from(keys.0));
-    all.push(Value::from(keys.1));
-    all.extend(args);
-    all
-}
-
-fn command() -> CustomCommand {
-    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
 }
 
 pub(super) fn as_u64(value: &Value) -> Option<u64> {
@@ -158,14 +170,16 @@ fn as_bytes(value: Value) -> Option<Bytes> {
 }
 
 /// Appends `message` (as it goes on the pub/sub channel) to `channel`'s stream and PUBLISHes
-/// it positioned; returns the receivers and the position.
+/// it positioned; returns the receivers and the position. One attempt: a script that failed
+/// is never run again later (its message would arrive late, or twice).
 pub async fn publish_positioned(
-    client: &Client,
+    scripts: &Scripts,
     prefix: &str,
     redis_channel: String,
     channel: &ChannelName,
     settings: &ChannelHistory,
     message: Bytes,
+    publish: PublishCommand,
 ) -> Result<(u64, StreamPosition), String> {
     let args = vec![
         Value::from(redis_channel),
@@ -175,11 +189,12 @@ pub async fn publish_positioned(
         Value::from(fresh_epoch()),
         Value::from((settings.ttl_ms + META_EXTRA_TTL_MS) as i64),
         Value::Bytes(Bytes::from_static(REDIS_POSITIONED_MAGIC)),
+        Value::from(publish.name()),
     ];
-    let reply: Vec<Value> = client
-        .custom(command(), eval(keys(prefix, channel), args, PUBLISH_SCRIPT))
-        .await
-        .map_err(|error| error.to_string())?;
+    let reply = scripts
+        .eval(PUBLISH_SCRIPT, keys(prefix, channel), args, Attempts::Once)
+        .await?
+        .into_array();
     let [offset, epoch, receivers] = reply.as_slice() else {
         return Err("unexpected answer from the history script".into());
     };
@@ -197,7 +212,7 @@ struct Read {
 }
 
 async fn read(
-    client: &Client,
+    scripts: &Scripts,
     prefix: &str,
     channel: &ChannelName,
     settings: &ChannelHistory,
@@ -212,10 +227,10 @@ async fn read(
         Value::from(offset.min(i64::MAX as u64) as i64),
         Value::from(count.min(i64::MAX as usize) as i64),
     ];
-    let reply: Vec<Value> = client
-        .custom(command(), eval(keys(prefix, channel), args, READ_SCRIPT))
-        .await
-        .map_err(|error| error.to_string())?;
+    let reply = scripts
+        .eval(READ_SCRIPT, keys(prefix, channel), args, Attempts::Retried)
+        .await?
+        .into_array();
     let mut values = reply.into_iter();
     let (Some(epoch), Some(top)) = (values.next(), values.next()) else {
         return Err("unexpected answer from the history script".into());
@@ -240,14 +255,14 @@ async fn read(
 
 /// Answers one question from Redis.
 async fn answer(
-    client: &Client,
+    scripts: &Scripts,
     prefix: &str,
     request: &HistoryRequest,
 ) -> Result<HistoryAnswer, String> {
     let (channel, settings) = (&request.channel, &request.settings);
     match &request.question {
         HistoryQuestion::Subscribe { recover: None } => {
-            let top = read(client, prefix, channel, settings, "none", 0, 0).await?;
+            let top = read(scripts, prefix, channel, settings, "none", 0, 0).await?;
             Ok(HistoryAnswer::Subscribe(HistoryRead::Top(top.position)))
         }
         HistoryQuestion::Subscribe {
@@ -256,7 +271,7 @@ async fn answer(
             // One more than a recovery may return: enough to tell "too many" from "exact".
             let max = settings.size;
             let found = read(
-                client,
+                scripts,
                 prefix,
                 channel,
                 settings,
@@ -278,7 +293,16 @@ async fn answer(
                 (Some(since), true) => ("before", since.offset),
                 (None, true) => ("last", 0),
             };
-            let found = read(client, prefix, channel, settings, mode, offset, query.limit).await?;
+            let found = read(
+                scripts,
+                prefix,
+                channel,
+                settings,
+                mode,
+                offset,
+                query.limit,
+            )
+            .await?;
             if let Some(since) = &query.since
                 && since.epoch != found.position.epoch
             {
@@ -296,27 +320,15 @@ async fn answer(
 }
 
 /// Answers history questions from the shards, a bounded number at once.
-pub async fn serve(client: Client, prefix: Arc<str>, requests: mpsc::Receiver<HistoryRequest>) {
+pub async fn serve(scripts: Scripts, prefix: Arc<str>, requests: mpsc::Receiver<HistoryRequest>) {
     requests
         .for_each_concurrent(READS_IN_FLIGHT_MAX, |request| {
-            let client = client.clone();
+            let scripts = scripts.clone();
             let prefix = prefix.clone();
             async move {
-                let result = answer(&client, &prefix, &request).await;
+                let result = answer(&scripts, &prefix, &request).await;
                 let _ = request.reply.send(result);
             }
-        })
-        .await;
-}
-
-/// Refuses every history question (a Redis Cluster: not built yet; refused at start too).
-pub async fn refuse(requests: mpsc::Receiver<HistoryRequest>) {
-    requests
-        .for_each(|request| {
-            let _ = request
-                .reply
-                .send(Err("history with a Redis Cluster is not built yet".into()));
-            async {}
         })
         .await;
 }
@@ -328,9 +340,13 @@ mod tests {
     #[test]
     fn a_channels_keys_share_one_hash_tag() {
         let channel = ChannelName::new("chat:room-1").unwrap();
-        let (stream, meta) = keys("ws", &channel);
-        assert_eq!(stream, "ws:history:{chat:room-1}:s");
-        assert_eq!(meta, "ws:history:{chat:room-1}:m");
+        let [stream, meta] = <[String; 2]>::try_from(keys("ws", &channel)).unwrap();
+        assert_eq!(stream, "ws:history:{ws:broadcast:chat:room-1}:s");
+        assert_eq!(meta, "ws:history:{ws:broadcast:chat:room-1}:m");
+        // The pub/sub channel is the keys' hash tag: one slot on a cluster.
+        let tag = crate::broker::cluster::topology::hash_slot;
+        assert_eq!(tag("ws:broadcast:chat:room-1"), tag(&stream));
+        assert_eq!(tag(&stream), tag(&meta));
     }
 
     #[test]

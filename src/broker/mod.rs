@@ -10,3 +10,4 @@ pub mod cluster;
 pub mod history;
 pub mod occupancy;
 pub mod redis;
+pub mod scripts;

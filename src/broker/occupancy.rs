@@ -17,7 +17,7 @@
 //! counted at most `LEASE` (5 s) after its last refresh.
 //!
 //! Every key is under the one hash tag `{PREFIX:occupancy}`, so a script sees them all in one
-//! slot. With `--redis-cluster` this is not built: counts are the answering node's own.
+//! slot (on a Redis Cluster, on the master that serves it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::{ClusterHash, CustomCommand};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 
 use super::history::{as_u64, fresh_epoch as random_id};
-use super::redis::{RedisStatus, timed};
+use super::redis::RedisStatus;
+use super::scripts::{Attempts, Scripts};
 use crate::channel::ChannelName;
 use crate::telemetry::counters::RedisCounter;
 
@@ -222,26 +222,22 @@ fn field(app_id: &str, channel: &str) -> Bytes {
     Bytes::from(out)
 }
 
-fn command() -> CustomCommand {
-    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
-}
-
 /// Runs the occupancy part of the core until the shards hang up: reports and lease refreshes
 /// in one task, questions (a bounded number at once) in another.
 pub async fn serve(
-    client: Client,
+    scripts: Scripts,
     prefix: Arc<str>,
     status: Arc<RedisStatus>,
     requests: OccupancyRequests,
 ) {
     let keys = Keys::new(&prefix, &random_id());
     let writer = write_reports(
-        client.clone(),
+        scripts.clone(),
         keys.clone(),
         status.clone(),
         requests.reports,
     );
-    let answers = answer_queries(client, keys, status, requests.queries);
+    let answers = answer_queries(scripts, keys, status, requests.queries);
     futures::join!(writer, answers);
 }
 
@@ -254,7 +250,7 @@ struct Mirror {
 }
 
 async fn write_reports(
-    client: Client,
+    scripts: Scripts,
     keys: Keys,
     status: Arc<RedisStatus>,
     mut reports: mpsc::Receiver<OccupancyReport>,
@@ -277,7 +273,7 @@ async fn write_reports(
                     }
                     changes.push((field, entry.count));
                 }
-                let written = write(&client, &keys, report.shard, &changes).await;
+                let written = write(&scripts, &keys, report.shard, &changes).await;
                 note_write(&status, mirror, written);
             }
             _ = refresh.tick() => {
@@ -287,7 +283,7 @@ async fn write_reports(
                     } else {
                         Vec::new()
                     };
-                    let written = write(&client, &keys, shard, &changes).await;
+                    let written = write(&scripts, &keys, shard, &changes).await;
                     note_write(&status, mirror, written);
                 }
             }
@@ -313,37 +309,40 @@ fn note_write(status: &RedisStatus, mirror: &mut Mirror, written: Result<bool, S
 
 /// One script: the changes, the lease. `Ok(true)` when the hash exists afterwards.
 async fn write(
-    client: &Client,
+    scripts: &Scripts,
     keys: &Keys,
     shard: usize,
     changes: &[(Bytes, u64)],
 ) -> Result<bool, String> {
-    let mut args = Vec::with_capacity(6 + 2 * changes.len());
-    args.push(Value::from(REPORT_SCRIPT));
-    args.push(Value::from(2_i64));
-    args.push(Value::from(keys.nodes.clone()));
-    args.push(Value::from(keys.shard(shard)));
+    let mut args = Vec::with_capacity(2 + 2 * changes.len());
     args.push(Value::from(LEASE.as_millis() as i64));
     args.push(Value::from(FORGET_AFTER_MS as i64));
     for (field, count) in changes {
         args.push(Value::Bytes(field.clone()));
         args.push(Value::from(count.to_string()));
     }
-    let reply: Value = timed(client.custom(command(), args)).await?;
+    let reply = scripts
+        .eval(
+            REPORT_SCRIPT,
+            vec![keys.nodes.clone(), keys.shard(shard)],
+            args,
+            Attempts::Retried,
+        )
+        .await?;
     Ok(as_u64(&reply) == Some(1))
 }
 
 async fn answer_queries(
-    client: Client,
+    scripts: Scripts,
     keys: Keys,
     status: Arc<RedisStatus>,
     queries: mpsc::Receiver<OccupancyQuery>,
 ) {
     queries
         .for_each_concurrent(QUERIES_IN_FLIGHT_MAX, |query| {
-            let (client, keys, status) = (client.clone(), keys.clone(), status.clone());
+            let (scripts, keys, status) = (scripts.clone(), keys.clone(), status.clone());
             async move {
-                let answer = count(&client, &keys, &query.app_id, &query.question).await;
+                let answer = count(&scripts, &keys, &query.app_id, &query.question).await;
                 if answer.is_err() {
                     status.add(RedisCounter::OccupancyFailures, 1);
                 }
@@ -355,7 +354,7 @@ async fn answer_queries(
 
 /// The other nodes' counts for `question`.
 async fn count(
-    client: &Client,
+    scripts: &Scripts,
     keys: &Keys,
     app_id: &str,
     question: &OccupancyQuestion,
@@ -365,15 +364,19 @@ async fn count(
         OccupancyQuestion::Prefix { prefix, limit } => ("prefix", field(app_id, prefix), *limit),
     };
     let args = vec![
-        Value::from(COUNT_SCRIPT),
-        Value::from(1_i64),
-        Value::from(keys.nodes.clone()),
         Value::from(keys.own_prefix.clone()),
         Value::from(mode),
         Value::Bytes(wanted),
         Value::from(limit.min(i64::MAX as usize) as i64),
     ];
-    let reply: Value = timed(client.custom(command(), args)).await?;
+    let reply = scripts
+        .eval(
+            COUNT_SCRIPT,
+            vec![keys.nodes.clone()],
+            args,
+            Attempts::Retried,
+        )
+        .await?;
     match (question, reply) {
         (OccupancyQuestion::One(channel), total) => {
             let total = as_u64(&total).ok_or("unexpected answer from the occupancy script")?;

@@ -32,6 +32,8 @@ use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::Message;
+
+use super::scripts::Scripts;
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
@@ -56,7 +58,7 @@ const REQUEST_CHANNEL_CAPACITY: usize = 1024;
 /// PUBLISH commands in flight at once (pipelined on one connection, answered in order).
 const PUBLISHES_IN_FLIGHT_MAX: usize = 256;
 /// How long one Redis command may take before it counts as failed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most shard reports waiting for their channels to be confirmed.
 const WAITERS_MAX: usize = 4096;
 /// Capacity of fred's internal message broadcast (messages received but not yet forwarded).
@@ -240,8 +242,8 @@ pub struct RedisLink {
     pub publish: mpsc::Sender<PublishRequest>,
     /// Questions to the history kept in Redis.
     pub history: mpsc::Sender<HistoryRequest>,
-    /// Channel counts shared with the other nodes (`None` on a Redis Cluster: not built).
-    pub occupancy: Option<super::occupancy::OccupancyLink>,
+    /// Channel counts shared with the other nodes.
+    pub occupancy: super::occupancy::OccupancyLink,
     /// Shared status.
     pub status: Arc<RedisStatus>,
 }
@@ -357,10 +359,6 @@ pub fn start(
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (history_sender, history) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (occupancy_link, occupancy) = super::occupancy::channel(REQUEST_CHANNEL_CAPACITY);
-    let occupancy_link = match &settings.target {
-        RedisTarget::Single { .. } => Some(occupancy_link),
-        RedisTarget::Cluster { .. } => None,
-    };
     let thread_status = status.clone();
     std::thread::Builder::new()
         .name("ringcast-redis".into())
@@ -440,7 +438,8 @@ enum Backend {
         /// PUBLISH.
         publisher: Client,
     },
-    /// A Redis Cluster: SSUBSCRIBE / SUNSUBSCRIBE per master, SPUBLISH to the slot's owner.
+    /// A Redis Cluster: SSUBSCRIBE / SUNSUBSCRIBE per master, SPUBLISH (and the scripts of
+    /// the state kept in Redis) to the slot's owner.
     Cluster(ClusterSubscriber),
 }
 
@@ -555,7 +554,7 @@ async fn run(
         (
             "history",
             local.spawn_local(super::history::serve(
-                history_client,
+                Scripts::Single(history_client),
                 Arc::from(settings.prefix.as_str()),
                 requests.history,
             )),
@@ -563,7 +562,7 @@ async fn run(
         (
             "occupancy",
             local.spawn_local(super::occupancy::serve(
-                occupancy_client,
+                Scripts::Single(occupancy_client),
                 Arc::from(settings.prefix.as_str()),
                 status.clone(),
                 requests.occupancy,
@@ -630,7 +629,20 @@ async fn run_cluster(
             ),
             (
                 "history",
-                tokio::task::spawn_local(super::history::refuse(requests.history)),
+                tokio::task::spawn_local(super::history::serve(
+                    Scripts::Cluster(cluster.clone()),
+                    Arc::from(settings.prefix.as_str()),
+                    requests.history,
+                )),
+            ),
+            (
+                "occupancy",
+                tokio::task::spawn_local(super::occupancy::serve(
+                    Scripts::Cluster(cluster.clone()),
+                    Arc::from(settings.prefix.as_str()),
+                    status.clone(),
+                    requests.occupancy,
+                )),
             ),
             (
                 "forwarder",
@@ -1242,12 +1254,13 @@ async fn publish(
                 let result = match (&backend, &request.history) {
                     (Backend::Single { publisher, .. }, Some(history)) => {
                         super::history::publish_positioned(
-                            publisher,
+                            &Scripts::Single(publisher.clone()),
                             &prefix,
                             channel,
                             &request.channel,
                             history,
                             request.payload,
+                            super::history::PublishCommand::Publish,
                         )
                         .await
                         .map(|(receivers, position)| Published {
@@ -1265,8 +1278,21 @@ async fn publish(
                     }
                     // One attempt, failing fast while the slot's master is down or unknown
                     // (the component never sends a failed publish later).
-                    (Backend::Cluster(_), Some(_)) => {
-                        Err("history with a Redis Cluster is not built yet".to_string())
+                    (Backend::Cluster(cluster), Some(history)) => {
+                        super::history::publish_positioned(
+                            &Scripts::Cluster(cluster.clone()),
+                            &prefix,
+                            channel,
+                            &request.channel,
+                            history,
+                            request.payload,
+                            super::history::PublishCommand::Spublish,
+                        )
+                        .await
+                        .map(|(receivers, position)| Published {
+                            receivers,
+                            position: Some(position),
+                        })
                     }
                     (Backend::Cluster(cluster), None) => cluster
                         .publish(&channel, request.payload)

@@ -625,9 +625,11 @@ async fn api_publish(shard: &Shard, body: &[u8]) -> Response {
         Some(link) => shard
             .publish_publication_through_redis(link, publication)
             .await
-            .map(|published| published.position)
-            .map_err(|_| ()),
-        None => shard.publish_positioned(publication).await.map_err(|_| ()),
+            .map(|published| published.position),
+        None => shard
+            .publish_positioned(publication)
+            .await
+            .map_err(|_| "the shards could not take it in time".to_string()),
     };
     match published {
         Ok(Some(position)) => Response::json(
@@ -635,9 +637,9 @@ async fn api_publish(shard: &Shard, body: &[u8]) -> Response {
             &json!({"result": {"offset": position.offset, "epoch": position.epoch.as_str()}}),
         ),
         Ok(None) => Response::json(200, &json!({"result": {}})),
-        Err(()) => Response::json(
+        Err(reason) => Response::json(
             503,
-            &json!({"error": {"code": ClientError::Internal.code(), "message": "the message could not be delivered in time"}}),
+            &json!({"error": {"code": ClientError::Internal.code(), "message": format!("the message was not published: {reason}")}}),
         ),
     }
 }

@@ -20,8 +20,7 @@ pub async fn run_reports(shard: Rc<Shard>) {
     let Some(mut reports) = shard
         .redis
         .as_ref()
-        .and_then(|link| link.occupancy.as_ref())
-        .map(|occupancy| occupancy.reports.clone())
+        .map(|link| link.occupancy.reports.clone())
     else {
         return;
     };
@@ -65,9 +64,8 @@ fn app_id(shard: &Shard, slot: AppSlot) -> Option<Arc<str>> {
     shard.apps.get(slot).map(|app| Arc::from(app.id.as_str()))
 }
 
-/// The other nodes' counts for `question` about `slot`'s channels: empty without Redis (or on
-/// a Redis Cluster, where the counts are not shared), an error when Redis could not answer in
-/// time.
+/// The other nodes' counts for `question` about `slot`'s channels: empty without Redis, an
+/// error when Redis could not answer in time.
 pub async fn other_nodes(
     shard: &Shard,
     slot: AppSlot,
@@ -76,8 +74,7 @@ pub async fn other_nodes(
     let Some(mut queries) = shard
         .redis
         .as_ref()
-        .and_then(|link| link.occupancy.as_ref())
-        .map(|occupancy| occupancy.queries.clone())
+        .map(|link| link.occupancy.queries.clone())
     else {
         return Ok(Vec::new());
     };

@@ -36,7 +36,10 @@ impl Server {
     /// Starts `ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2 --echo <args>`.
     pub fn start(args: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-        command.args(["--listen", "127.0.0.1:0", "--log", "info"]);
+        command.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--log") {
+            command.args(["--log", "info"]);
+        }
         if !args.contains(&"--api-listen") {
             command.args(["--api-listen", "127.0.0.1:0"]);
         }

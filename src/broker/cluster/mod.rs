@@ -454,7 +454,39 @@ impl ClusterSubscriber {
     }
 
     async fn publish_once(&self, channel: &str, payload: Bytes) -> Result<u64, ClusterError> {
-        let slot = hash_slot(channel);
+        let channel = channel.to_string();
+        self.on_owner(hash_slot(&channel), move |client| {
+            let (channel, payload) = (channel.clone(), payload.clone());
+            async move { client.spublish::<u64, _, _>(channel, payload).await }
+        })
+        .await
+    }
+
+    /// One EVAL of a script on the master that serves `slot` (the slot of its keys; a script
+    /// must not reach outside it), with the same rules as a publish: one attempt, at once
+    /// or not at all, following one `MOVED`.
+    pub async fn eval(&self, slot: u16, args: Vec<Value>) -> Result<Value, ClusterError> {
+        self.on_owner(slot, move |client| {
+            let args = args.clone();
+            async move {
+                let eval = fred::types::CustomCommand::new_static(
+                    "EVAL",
+                    fred::types::ClusterHash::Custom(slot),
+                    false,
+                );
+                client.custom::<Value, Value>(eval, args).await
+            }
+        })
+        .await
+    }
+
+    /// Runs `command` once on the master that serves `slot`; fails at once while the owner is
+    /// unknown or not connected; follows one `MOVED` (a redirected command did not run).
+    async fn on_owner<T, F, Fut>(&self, slot: u16, command: F) -> Result<T, ClusterError>
+    where
+        F: Fn(fred::clients::WithOptions<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let (address, client) = {
             let shared = self.shared.borrow();
             let owner = shared
@@ -464,17 +496,15 @@ impl ClusterSubscriber {
             let client = shared.publishers.get(&owner.address).cloned();
             (owner.address.clone(), client)
         };
-        let first = self
-            .spublish(client, &address, slot, channel, payload.clone())
-            .await;
+        let first = self.send_once(client, &address, slot, &command).await;
         let Err(PublishFailure::Moved(to)) = first else {
             return first.map_err(PublishFailure::into_error);
         };
         // Cluster spec: a client receiving MOVED "should reissue the query to the
-        // specified node" (and refresh its slot map). MOVED means it was not published.
+        // specified node" (and refresh its slot map). MOVED means it did not run.
         self.refresh.notify_one();
         let client = self.shared.borrow().publishers.get(&to).cloned();
-        self.spublish(client, &to, slot, channel, payload)
+        self.send_once(client, &to, slot, &command)
             .await
             .map_err(PublishFailure::into_error)
     }
@@ -512,7 +542,7 @@ impl Confirmation {
     }
 }
 
-/// How one SPUBLISH attempt failed.
+/// How one attempt on a slot's owner failed.
 enum PublishFailure {
     /// Redirected to this address: not published, may be sent there.
     Moved(String),
@@ -530,15 +560,18 @@ impl PublishFailure {
 }
 
 impl ClusterSubscriber {
-    /// One SPUBLISH attempt on `address`'s publisher.
-    async fn spublish(
+    /// One attempt of `command` on `address`'s publisher.
+    async fn send_once<T, F, Fut>(
         &self,
         publisher: Option<Publisher>,
         address: &str,
         slot: u16,
-        channel: &str,
-        payload: Bytes,
-    ) -> Result<u64, PublishFailure> {
+        command: &F,
+    ) -> Result<T, PublishFailure>
+    where
+        F: Fn(fred::clients::WithOptions<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let down = || {
             PublishFailure::Error(ClusterError::OwnerDown {
                 slot,
@@ -567,10 +600,9 @@ impl ClusterSubscriber {
             timeout: Some(timeout),
             ..Options::default()
         };
-        let with_options = publisher.client.with_options(&options);
-        let sent = with_options.spublish::<u64, _, _>(channel.to_string(), payload);
+        let sent = command(publisher.client.with_options(&options));
         match tokio::time::timeout(timeout, sent).await {
-            Ok(Ok(receivers)) => Ok(receivers),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => match ReplyError::parse(error.details().as_bytes()) {
                 ReplyError::Moved { address, .. } => Err(PublishFailure::Moved(address)),
                 _ if *error.kind() == ErrorKind::Timeout => {
