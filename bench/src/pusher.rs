@@ -18,6 +18,9 @@ use sha2::Sha256;
 
 /// rest-api.md: "auth_version ... currently 1.0".
 const AUTH_VERSION: &str = "1.0";
+/// Bytes a server's Pusher message may add around a payload (event name, channel, JSON), and
+/// the largest protocol message (`pusher:connection_established` is about 120 bytes).
+pub const ENVELOPE_BYTES_MAX: usize = 1024;
 /// The event name every trigger of the harness uses (short: the envelope is overhead).
 pub const EVENT_NAME: &str = "m";
 /// protocol: "pusher:pong ... Sent in response to a pusher:ping"; both have empty data.

@@ -211,7 +211,12 @@ impl ClientThread {
         let connections: Vec<Connection> = (0..slots)
             .map(|slot| Connection::new(((slot * threads + thread_index) % channels) as u32))
             .collect();
-        let payload_bytes_max = config.payload_bytes.max(125);
+        // Raw: the payload, or a control frame (RFC 6455 §5.5: at most 125 bytes). Pusher: the
+        // payload inside its envelope, or a protocol message.
+        let payload_bytes_max = match config.pusher_subscriptions {
+            Some(_) => config.payload_bytes + crate::pusher::ENVELOPE_BYTES_MAX,
+            None => config.payload_bytes.max(125),
+        };
         let mut accounting = Accounting::new(
             slots,
             channels,
