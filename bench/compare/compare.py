@@ -238,6 +238,8 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
                            "dir": str(run_dir.relative_to(context["out"])), "ok": False,
                            "metrics": {}, "problems": [], "notes": []}
     started = time.monotonic()
+    # The machine may be shared (builds): the load around every run goes into the summary.
+    run["load_before"] = environment.load_average()
     try:
         server = servers.RunningServer(name, context["layout"], context["binaries"], run_dir / SERVER_LOG)
     except servers.ServerError as error:
@@ -287,6 +289,7 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
             sampler.stop()
         ended, stop_problems = server.stop()
         run["server_end"] = ended
+        run["load_after"] = environment.load_average()
         run["problems"] += [f"driver: {problem}" for problem in stop_problems]
         run["seconds"] = round(time.monotonic() - started, 1)
         (run_dir / DRIVER_JSON).write_text(json.dumps(run, indent=2) + "\n")
@@ -376,7 +379,11 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
         lines += ["", f"Problems and notes ({scenario}):", ""]
         lines += aggregate.problem_lines(runs, scenario, names)
         lines.append("")
-    lines += ["## Servers", "", "| server | publish answer (probe, no subscriber) | measured pid (harness) | process tree |", "| --- | --- | --- | --- |"]
+    lines += ["## Load average (1/5/15 min) before and after each run", "",
+              "The machine may be shared; a load well above the cores the runs use means other work competed.", "",
+              "| run | before | after |", "| --- | --- | --- |"]
+    lines += [f"| {run['id']} | {run.get('load_before', '—')} | {run.get('load_after', '—')} |" for run in runs]
+    lines += ["", "## Servers", "", "| server | publish answer (probe, no subscriber) | measured pid (harness) | process tree |", "| --- | --- | --- | --- |"]
     for name in names:
         first = next((run for run in runs if run["server"] == name and run.get("measured_pid")), {})
         tree = ", ".join(sorted({entry.split("(")[0] for entry in first.get("tree_processes", [])}))
