@@ -366,7 +366,8 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
              f"harness on cores {document['layout']['client_cores']}; {document['repeat']} repetition(s), interleaved "
              f"(every scenario runs every server once per repetition); load average at start {document['load_average']['start']}, "
              f"at end {document['load_average']['end']}; {document['wall_seconds'] / 60:.1f} min. "
-             "Cells: median [min–max] over repetitions. Machine and versions: env.txt.", ""]
+             "Cells: median [min–max] over repetitions. Machine and versions: env.txt.", "",
+             busy_sentence(runs, os.cpu_count() or 1), ""]
     if document["excluded_servers"]:
         lines += ["Excluded: " + "; ".join(f"{name}: {why}" for name, why in document["excluded_servers"].items()), ""]
     for scenario in document["scenarios"]:
@@ -381,6 +382,7 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
         lines.append("")
     lines += ["## Load average (1/5/15 min) before and after each run", "",
               "The machine may be shared; a load well above the cores the runs use means other work competed.", "",
+              busy_sentence(runs, os.cpu_count() or 1), "",
               "| run | before | after |", "| --- | --- | --- |"]
     lines += [f"| {run['id']} | {run.get('load_before', '—')} | {run.get('load_after', '—')} |" for run in runs]
     lines += ["", "## Servers", "", "| server | publish answer (probe, no subscriber) | measured pid (harness) | process tree |", "| --- | --- | --- | --- |"]
@@ -391,6 +393,19 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
     lines += ["", "Runs: `runs/r<repetition>-<scenario>-<server>/` (harness summary.txt/json, .hgrm, server.log, "
               "driver.json with the exact harness command).", ""]
     return "\n".join(lines)
+
+
+def busy_sentence(runs: list[dict[str, Any]], cpus: int) -> str:
+    """Whether other work competed: the highest 1-minute load around a run against the CPUs."""
+    loads = [float(run[key].split()[0]) for run in runs for key in ("load_before", "load_after")
+             if run.get(key) and run[key].split()]
+    if not loads:
+        return "No load readings."
+    peak = max(loads)
+    if peak > cpus:
+        return (f"**The machine was busy**: the 1-minute load reached {peak:g} on {cpus} CPUs (the runs themselves "
+                "keep at most the server core and the client core busy), so other work competed with the runs.")
+    return f"The 1-minute load stayed at or below {peak:g} on {cpus} CPUs."
 
 
 def resummarize(out: Path) -> int:
