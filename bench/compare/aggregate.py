@@ -222,3 +222,61 @@ def problem_lines(runs: list[dict[str, Any]], scenario: str, servers: list[str])
                 lines.append(f"- **{server}** {where}: {text}" if kind == "problems"
                              else f"- {server} {where} (note): {text}")
     return lines or ["- none"]
+
+
+#: Issue 13's targets for the Pusher workload: (metric, numerator server, denominator server,
+#: lowest acceptable ratio numerator / denominator).
+PUSHER_RATIO_TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
+    "throughput": [
+        ("max_sustained_deliveries_per_s", "ringcast", "soketi", 20.0),
+        ("max_sustained_deliveries_per_s", "ringcast", "sockudo", 15.0),
+        ("deliveries_per_server_core", "ringcast", "soketi", 20.0),
+        ("deliveries_per_server_core", "ringcast", "sockudo", 15.0),
+        ("max_sustained_deliveries_per_s", "ringcast", "ringcast-raw", 0.8),
+        ("deliveries_per_server_core", "ringcast", "ringcast-raw", 0.8),
+    ],
+}
+#: Issue 13: "no more than 1.5 KiB per idle Pusher connection subscribed to one channel".
+PUSHER_IDLE_BYTES_MAX = 1.5 * 1024
+
+
+def pusher_target_lines(scenario: str, per_server: dict[str, Any], servers: list[str]) -> list[str]:
+    """Markdown: issue 13's targets for this scenario, each ratio numerator / denominator of the
+    medians with its range over the repetitions (worst pairing to best), and whether it is met."""
+    lines: list[str] = []
+    if scenario == "idle":
+        for server in servers:
+            spread = (per_server.get(server) or {}).get("tree_pss_per_connection_bytes")
+            if spread is None or server not in ("ringcast", "ringcast-raw"):
+                continue
+            verdict = "met" if spread["median"] <= PUSHER_IDLE_BYTES_MAX else "NOT met"
+            path = "Pusher (/app/{key}, subscribed to one channel)" if server == "ringcast" else "native /ws/{channel}"
+            lines.append(f"- {server} {path}: {render_bytes(spread['median'])} per idle connection "
+                         f"[{render_bytes(spread['min'])}–{render_bytes(spread['max'])}]"
+                         + (f"; target <= 1.5 KiB: {verdict}" if server == "ringcast" else ""))
+        for server in servers:
+            if server in ("ringcast", "ringcast-raw"):
+                continue
+            mine = (per_server.get("ringcast") or {}).get("tree_pss_per_connection_bytes")
+            theirs = (per_server.get(server) or {}).get("tree_pss_per_connection_bytes")
+            if mine and theirs and mine["median"] > 0:
+                lines.append(f"- {server} / ringcast memory per idle connection: {theirs['median'] / mine['median']:.3g}× "
+                             f"({render_bytes(theirs['median'])} vs {render_bytes(mine['median'])})")
+    for key, numerator, denominator, minimum in PUSHER_RATIO_TARGETS.get(scenario, []):
+        if numerator not in servers or denominator not in servers:
+            continue
+        top = (per_server.get(numerator) or {}).get(key)
+        bottom = (per_server.get(denominator) or {}).get(key)
+        label = next(metric.label for metric in METRICS[scenario] if metric.key == key)
+        if not top or not bottom or not bottom["median"] or not bottom["min"]:
+            lines.append(f"- {label}, {numerator} / {denominator}: not measured (target >= {minimum:g}×)")
+            continue
+        ratio = top["median"] / bottom["median"]
+        low, high = top["min"] / bottom["max"], top["max"] / bottom["min"]
+        verdict = "met" if ratio >= minimum else "NOT met"
+        lines.append(f"- {label}, {numerator} / {denominator}: {ratio:.3g}× [{low:.3g}–{high:.3g}] "
+                     f"({render_rate(top['median'])} vs {render_rate(bottom['median'])}); target >= {minimum:g}×: {verdict}")
+    if lines:
+        lines.insert(0, "Issue 13 targets (ratios of the medians; [range]: worst to best pairing of runs):")
+        lines.insert(1, "")
+    return lines

@@ -51,10 +51,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="bench/compare/run.sh",
         description="Build, install and run ringcast and its peers through the same ringcast-bench scenarios, "
                     "interleaved, and write a side-by-side summary.")
-    parser.add_argument("--servers", default=",".join(servers.SERVER_NAMES),
-                        help="comma list, ringcast first (ratios are against it) [%(default)s]")
-    parser.add_argument("--scenarios", default=",".join(scenarios.SCENARIO_NAMES), help="comma list [%(default)s]")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions, interleaved [%(default)s]")
+    parser.add_argument("--workload", choices=("raw", "pusher"), default="raw",
+                        help="raw: /ws + /publish (the default servers); pusher: Pusher protocol 7 on /app/{key} with "
+                             "signed triggers (servers ringcast,soketi,sockudo, scenarios idle,throughput, 2 "
+                             "repetitions, unless given; ringcast-raw adds ringcast's native path) [%(default)s]")
+    parser.add_argument("--servers", help="comma list, ringcast first (ratios are against it) "
+                                          f"[raw: {','.join(servers.SERVER_NAMES)}]")
+    parser.add_argument("--scenarios", help=f"comma list [raw: {','.join(scenarios.SCENARIO_NAMES)}]")
+    parser.add_argument("--repeat", type=int, help="repetitions, interleaved [raw: 3; pusher: 2]")
     parser.add_argument("--connections", type=int, help="connections per idle/fanout run [10000; --quick 500]")
     parser.add_argument("--throughput-connections", type=int, help="subscribers per throughput run [4000; --quick 500]")
     parser.add_argument("--rate", type=float, help="fanout publishes per second [10]")
@@ -83,12 +87,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="rewrite summary.md/json and the plots of an existing results/compare/<name> from its runs")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
     args = parser.parse_args(argv)
+    pusher = args.workload == "pusher"
+    if args.servers is None:
+        args.servers = ",".join(servers.PUSHER_WORKLOAD_SERVER_NAMES if pusher else servers.SERVER_NAMES)
+    if args.scenarios is None:
+        args.scenarios = "idle,throughput" if pusher else ",".join(scenarios.SCENARIO_NAMES)
+    if args.repeat is None:
+        args.repeat = 2 if pusher else 3
     args.server_list = [name for name in args.servers.split(",") if name]
     args.scenario_list = [name for name in args.scenarios.split(",") if name]
     unknown = [name for name in args.server_list if name not in servers.PORTS]
     unknown += [name for name in args.scenario_list if name not in scenarios.SCENARIO_NAMES]
     if unknown:
         parser.error(f"unknown server or scenario: {', '.join(unknown)}")
+    if not pusher and servers.RINGCAST_RAW in args.server_list:
+        parser.error(f"{servers.RINGCAST_RAW} is only for --workload pusher (it is ringcast in the raw workload)")
     if not args.server_list or not args.scenario_list or not 1 <= args.repeat <= 100:
         parser.error("need at least one server and scenario, and --repeat in 1..100")
     try:
@@ -225,6 +238,8 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
                            "dir": str(run_dir.relative_to(context["out"])), "ok": False,
                            "metrics": {}, "problems": [], "notes": []}
     started = time.monotonic()
+    # The machine may be shared (builds): the load around every run goes into the summary.
+    run["load_before"] = environment.load_average()
     try:
         server = servers.RunningServer(name, context["layout"], context["binaries"], run_dir / SERVER_LOG)
     except servers.ServerError as error:
@@ -238,11 +253,12 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
         run["measured_pid"] = pid_description
         baseline = procfs.read_tree(server.root_pid, with_memory=True)
         run["tree_processes"] = [f"{reading.name}({reading.pid})" for reading in baseline.processes]
+        pusher = servers.speaks_pusher(name, context["layout"].workload)
         command = ["taskset", "-c", context["client_cores"], str(context["bench_bin"]),
-                   *scenarios.harness_args(scenario, settings),
+                   *scenarios.harness_args(scenario, settings, "pusher" if pusher else "raw"),
                    "--host", f"127.0.0.1:{server.port}",
                    *([] if scenario == "idle"
-                     else ["--publish-host", f"127.0.0.1:{servers.publish_port(name)}"]),
+                     else ["--publish-host", f"127.0.0.1:{servers.publish_port(name, pusher)}"]),
                    "--server-pid", str(pid),
                    "--server-git-dir", str(REPO), "--client-cores", context["client_cores"],
                    "--output-dir", str(run_dir)]
@@ -273,6 +289,7 @@ def run_one(rep: int, scenario: str, name: str, context: dict[str, Any]) -> dict
             sampler.stop()
         ended, stop_problems = server.stop()
         run["server_end"] = ended
+        run["load_after"] = environment.load_average()
         run["problems"] += [f"driver: {problem}" for problem in stop_problems]
         run["seconds"] = round(time.monotonic() - started, 1)
         (run_dir / DRIVER_JSON).write_text(json.dumps(run, indent=2) + "\n")
@@ -315,6 +332,7 @@ def write_results(out: Path, runs: list[dict[str, Any]], context: dict[str, Any]
         "servers": names, "scenarios": scenario_list, "repeat": context["repeat"],
         "layout": {"server_cores": context["layout"].server_cores, "client_cores": context["client_cores"]},
         "excluded_servers": context["excluded"], "aggregate": aggregated, "plots": plots, "runs": runs,
+        "workload": context.get("workload", "raw"),
         "load_average": {"start": context["load_start"], "end": context.get("load_end") or environment.load_average()},
         "wall_seconds": context.get("wall_seconds") or round(time.monotonic() - context["started"], 1),
     }
@@ -341,13 +359,15 @@ SCENARIO_TEXT = {
 def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     """The text of summary.md."""
     settings, names = document["settings"], document["servers"]
-    lines = [f"# ringcast vs peers: {document['name']}", "",
+    workload = document.get("workload", "raw")
+    lines = [f"# ringcast vs peers: {document['name']}" + (" (Pusher protocol 7 workload)" if workload == "pusher" else ""), "",
              f"Command: `{document['command']}`", "",
              f"{settings['connections']} connections ({settings.get('throughput_connections', settings['connections'])} for throughput); servers on cores {document['layout']['server_cores']}, "
              f"harness on cores {document['layout']['client_cores']}; {document['repeat']} repetition(s), interleaved "
              f"(every scenario runs every server once per repetition); load average at start {document['load_average']['start']}, "
              f"at end {document['load_average']['end']}; {document['wall_seconds'] / 60:.1f} min. "
-             "Cells: median [min–max] over repetitions. Machine and versions: env.txt.", ""]
+             "Cells: median [min–max] over repetitions. Machine and versions: env.txt.", "",
+             busy_sentence(runs, os.cpu_count() or 1), ""]
     if document["excluded_servers"]:
         lines += ["Excluded: " + "; ".join(f"{name}: {why}" for name, why in document["excluded_servers"].items()), ""]
     for scenario in document["scenarios"]:
@@ -355,10 +375,17 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
         lines += aggregate.scenario_tables(scenario, document["aggregate"][scenario], names)
         if scenario in document["plots"]:
             lines += ["", f"Latency by percentile, every run: [{document['plots'][scenario]}]({document['plots'][scenario]})"]
+        if document.get("workload") == "pusher":
+            lines += ["", *aggregate.pusher_target_lines(scenario, document["aggregate"][scenario], names)]
         lines += ["", f"Problems and notes ({scenario}):", ""]
         lines += aggregate.problem_lines(runs, scenario, names)
         lines.append("")
-    lines += ["## Servers", "", "| server | publish answer (probe, no subscriber) | measured pid (harness) | process tree |", "| --- | --- | --- | --- |"]
+    lines += ["## Load average (1/5/15 min) before and after each run", "",
+              "The machine may be shared; a load well above the cores the runs use means other work competed.", "",
+              busy_sentence(runs, os.cpu_count() or 1), "",
+              "| run | before | after |", "| --- | --- | --- |"]
+    lines += [f"| {run['id']} | {run.get('load_before', '—')} | {run.get('load_after', '—')} |" for run in runs]
+    lines += ["", "## Servers", "", "| server | publish answer (probe, no subscriber) | measured pid (harness) | process tree |", "| --- | --- | --- | --- |"]
     for name in names:
         first = next((run for run in runs if run["server"] == name and run.get("measured_pid")), {})
         tree = ", ".join(sorted({entry.split("(")[0] for entry in first.get("tree_processes", [])}))
@@ -366,6 +393,19 @@ def summary_markdown(document: dict[str, Any], runs: list[dict[str, Any]]) -> st
     lines += ["", "Runs: `runs/r<repetition>-<scenario>-<server>/` (harness summary.txt/json, .hgrm, server.log, "
               "driver.json with the exact harness command).", ""]
     return "\n".join(lines)
+
+
+def busy_sentence(runs: list[dict[str, Any]], cpus: int) -> str:
+    """Whether other work competed: the highest 1-minute load around a run against the CPUs."""
+    loads = [float(run[key].split()[0]) for run in runs for key in ("load_before", "load_after")
+             if run.get(key) and run[key].split()]
+    if not loads:
+        return "No load readings."
+    peak = max(loads)
+    if peak > cpus:
+        return (f"**The machine was busy**: the 1-minute load reached {peak:g} on {cpus} CPUs (the runs themselves "
+                "keep at most the server core and the client core busy), so other work competed with the runs.")
+    return f"The 1-minute load stayed at or below {peak:g} on {cpus} CPUs."
 
 
 def resummarize(out: Path) -> int:
@@ -389,8 +429,10 @@ def resummarize(out: Path) -> int:
     settings = scenarios.Settings(**previous["settings"])
     context = {"settings": settings, "servers": previous["servers"], "scenarios": previous["scenarios"],
                "command": previous["command"], "repeat": previous["repeat"], "excluded": previous["excluded_servers"],
-               "layout": servers.Layout(previous["layout"]["server_cores"], previous["layout"]["client_cores"]),
+               "layout": servers.Layout(previous["layout"]["server_cores"], previous["layout"]["client_cores"],
+                                        previous.get("workload", "raw")),
                "client_cores": previous["layout"]["client_cores"], "load_start": previous["load_average"]["start"],
+               "workload": previous.get("workload", "raw"),
                "load_end": previous["load_average"]["end"], "wall_seconds": previous["wall_seconds"]}
     write_results(out, runs, context)
     print(f"rewrote {out / 'summary.md'}")
@@ -413,10 +455,12 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         print(f"{len(plan)} runs, roughly {estimate_s / 60:.0f} min; results in {out}")
         for scenario in args.scenario_list:
-            print(f"  {scenario}: ringcast-bench {shlex.join(scenarios.harness_args(scenario, settings))} "
+            protocol = "pusher" if args.workload == "pusher" else "raw"
+            print(f"  {scenario}: ringcast-bench {shlex.join(scenarios.harness_args(scenario, settings, protocol))} "
                   f"--host 127.0.0.1:<port> --server-pid <pid> --client-cores {args.client_cores} --output-dir ...")
         for name in args.server_list:
-            argv_, env = servers.start_command(name, servers.Layout(args.server_cores, args.client_cores), binaries)
+            argv_, env = servers.start_command(
+                name, servers.Layout(args.server_cores, args.client_cores, args.workload), binaries)
             print(f"  {name}: {' '.join(f'{key}={value}' for key, value in env.items())} {shlex.join(argv_)}")
         return 0
     if args.resummarize:
@@ -435,7 +479,8 @@ def main(argv: list[str]) -> int:
         if not path.is_file():
             log(f"error: {path} missing (build it, or pass --ringcast-bin / --bench-bin)")
             return 2
-    excluded = {} if args.skip_install else install([n for n in args.server_list if n != "ringcast"], out / "install")
+    excluded = {} if args.skip_install else install(
+        [n for n in args.server_list if not servers.is_ringcast(n)], out / "install")
     names = [name for name in args.server_list if name not in excluded]
     hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     most = max(settings.connections, settings.throughput_connections)
@@ -446,8 +491,8 @@ def main(argv: list[str]) -> int:
     if busy:
         log(f"error: ports in use before starting: {', '.join(f'{n}:{servers.PORTS[n]}' for n in busy)}")
         return 2
-    layout = servers.Layout(args.server_cores, args.client_cores)
-    context = {"settings": settings, "out": out, "layout": layout, "binaries": binaries, "bench_bin": bench_bin,
+    layout = servers.Layout(args.server_cores, args.client_cores, args.workload)
+    context = {"workload": args.workload, "settings": settings, "out": out, "layout": layout, "binaries": binaries, "bench_bin": bench_bin,
                "client_cores": args.client_cores, "servers": names, "scenarios": args.scenario_list,
                "repeat": args.repeat, "excluded": excluded, "command": command, "started": time.monotonic(),
                "load_start": environment.load_average()}

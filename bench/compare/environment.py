@@ -84,6 +84,12 @@ def peer_versions(repo: Path) -> list[str]:
             _first_line(["node", "-p", "require('./node_modules/ws/package.json').version"], cwd=peers / "node-ws")),
         f"gorilla: {_first_line(['go', 'version'])}, gorilla/websocket {deb('golang-github-gorilla-websocket-dev')}",
         f"tokio-tungstenite / fastwebsockets: {_first_line(['rustc', '-V'])} (crate versions in their Cargo.lock)",
+        "soketi: @soketi/soketi {} on node {} (bench/peers/soketi/node_modules)".format(
+            _first_line([str(peers / "soketi" / "node_modules" / ".bin" / "node"), "-p",
+                         "require('@soketi/soketi/package.json').version"], cwd=peers / "soketi"),
+            _first_line([str(peers / "soketi" / "node_modules" / ".bin" / "node"), "-v"])),
+        "sockudo: {} (bench/peers/sockudo/root/VERSION)".format(
+            _first_line(["cat", str(peers / "sockudo" / "root" / "VERSION")])),
     ]
 
 

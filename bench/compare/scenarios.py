@@ -85,12 +85,16 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
 
 
-def harness_args(scenario: str, settings: Settings) -> list[str]:
-    """The scenario's own options (everything but host, pid, cores and output)."""
+def harness_args(scenario: str, settings: Settings, protocol: str = "raw") -> list[str]:
+    """The scenario's own options (everything but host, pid, cores and output); `protocol`
+    "pusher" subscribes through /app/{key} and publishes signed triggers (ringcast-bench's
+    defaults for the app are the peers' `pusher_env`: 1 / app-key / app-secret)."""
     s = settings
     connections = s.throughput_connections if scenario == "throughput" else s.connections
     common = ["--connections", str(connections), "--client-threads", str(s.client_threads),
               "--channel-prefix", "compare"]
+    if protocol == "pusher":
+        common += ["--protocol", "pusher"]
     if s.source_ips:
         common += ["--source-ips", s.source_ips]
     publish = ["--payload-bytes", str(s.payload_bytes), "--drain", format_seconds(s.drain_s)]

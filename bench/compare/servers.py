@@ -31,11 +31,17 @@ SERVER_NAMES = ("ringcast", "nchan", "pushpin", "node-ws", "gorilla", "tokio-tun
 #: signed /apps/{id}/... API, not /ws + /publish, so they are not in the default list; the
 #: harness needs its Pusher mode to measure them. Readiness is a signed trigger (pusher_probe).
 PUSHER_SERVER_NAMES = ("soketi", "sockudo")
+#: The Pusher workload (`run.sh --workload pusher`): every server on /app/{key} and signed
+#: triggers, ringcast first. `ringcast-raw` may be added: the same ringcast (same flags, the
+#: same app configured) measured on its native /ws + /publish path, for the Pusher/raw ratio.
+PUSHER_WORKLOAD_SERVER_NAMES = ("ringcast", "soketi", "sockudo")
+#: ringcast started for the native path beside the Pusher workload.
+RINGCAST_RAW = "ringcast-raw"
 #: Ports: ringcast next to the peers' defaults (bench/peers/README.md).
 PORTS = {
     "ringcast": 18100, "nchan": 18101, "pushpin": 18102, "node-ws": 18103,
     "gorilla": 18104, "tokio-tungstenite": 18105, "fastwebsockets": 18106,
-    "soketi": 18107, "sockudo": 18108,
+    "soketi": 18107, "sockudo": 18108, RINGCAST_RAW: 18100,
 }
 
 
@@ -66,12 +72,25 @@ def pusher_signed_path(app: PusherApp, method: str, path: str, body: bytes, time
 READY_TIMEOUT_S = 30.0
 #: Where each server takes `POST /publish` when not on its WebSocket port: ringcast's API
 #: listener (its public port has no publish route).
-PUBLISH_PORTS = {"ringcast": 18200}
+PUBLISH_PORTS = {"ringcast": 18200, RINGCAST_RAW: 18200}
 
 
-def publish_port(name: str) -> int:
-    """The port `POST /publish` goes to for server `name`."""
+def publish_port(name: str, pusher: bool = False) -> int:
+    """The port publishes go to for server `name`: `POST /publish` on ringcast's API listener,
+    or with `pusher` (the Pusher workload) the signed API on the server's own port."""
+    if pusher:
+        return PORTS[name]
     return PUBLISH_PORTS.get(name, PORTS[name])
+
+
+def is_ringcast(name: str) -> bool:
+    """ringcast, on either path."""
+    return name in ("ringcast", RINGCAST_RAW)
+
+
+def speaks_pusher(name: str, workload: str) -> bool:
+    """Whether the harness measures `name` through the Pusher protocol in `workload`."""
+    return name in PUSHER_SERVER_NAMES or (workload == "pusher" and name != RINGCAST_RAW)
 
 
 #: How long a server may take to exit after SIGTERM (ringcast drains up to 10 s by default).
@@ -88,6 +107,9 @@ class Layout:
     server_cores: str
     #: taskset list for the harness (client threads and publisher) and this driver.
     client_cores: str
+    #: "raw" or "pusher": with "pusher", ringcast is started with the one Pusher app
+    #: (`--app-id/--app-key/--app-secret`, the peers' `pusher_env` defaults).
+    workload: str = "raw"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +125,15 @@ class Binaries:
 def start_command(name: str, layout: Layout, binaries: Binaries) -> tuple[list[str], dict[str, str]]:
     """argv and extra environment that start server `name` in the foreground."""
     port = PORTS[name]
-    if name == "ringcast":
+    if is_ringcast(name):
         cores = procfs.expand_cpu_list(layout.server_cores)
+        app = PusherApp()
+        pusher_app = (["--app-id", app.app_id, "--app-key", app.key, "--app-secret", app.secret]
+                      if layout.workload == "pusher" else [])
         return [
             "taskset", "-c", layout.server_cores, str(binaries.ringcast),
             "--listen", f"127.0.0.1:{port}", "--api-listen", f"127.0.0.1:{publish_port(name)}",
-            "--shards", str(len(cores)), "--cores", ",".join(map(str, cores)),
+            "--shards", str(len(cores)), "--cores", ",".join(map(str, cores)), *pusher_app,
         ], {}
     return [str(binaries.repo / "bench" / "peers" / name / "start.sh")], {
         "PORT": str(port), "CORES": layout.server_cores,
@@ -191,6 +216,8 @@ class RunningServer:
         if self.port in procfs.listening_ports():
             raise ServerError(f"port {self.port} is already in use before starting {name}")
         argv, extra_env = start_command(name, layout, binaries)
+        #: Readiness is a signed trigger (Pusher peers, and ringcast in the Pusher workload).
+        self.pusher_probe = speaks_pusher(name, layout.workload)
         self.log_path = log_path
         self._log = open(log_path, "wb")
         try:
@@ -226,9 +253,8 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.process.returncode} while starting; see {self.log_path}")
             if self.port in procfs.listening_ports():
-                status = publish_status(publish_port(self.name))
-                status = (pusher_probe_status(self.port) if self.name in PUSHER_SERVER_NAMES
-                          else publish_status(self.port))
+                status = (pusher_probe_status(self.port) if self.pusher_probe
+                          else publish_status(publish_port(self.name)))
                 if status is not None and 200 <= status < 300:
                     self.probe_status = status
                     # Multi-process servers (Pushpin) may still be wiring up; let them finish.

@@ -48,6 +48,16 @@ pub enum PublishVia {
     Redis,
 }
 
+/// The protocol subscribers and publishers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+pub enum WireProtocol {
+    /// `GET /ws/{channel}` subscribers, raw payloads; `POST /publish/{channel}` (or Redis).
+    Raw,
+    /// Pusher Channels protocol 7: `GET /app/{key}` then `pusher:subscribe`; signed
+    /// `POST /apps/{id}/events` triggers; payloads arrive as the event's `data`.
+    Pusher,
+}
+
 /// Options every scenario shares.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct CommonArgs {
@@ -121,6 +131,18 @@ pub struct CommonArgs {
     /// so the client's CPU stays what it is without compression.
     #[arg(long, default_value_t = false)]
     pub deflate: bool,
+    /// Wire protocol of subscribers and publishers (`pusher`: text payloads over HTTP only).
+    #[arg(long, value_enum, default_value_t = WireProtocol::Raw)]
+    pub protocol: WireProtocol,
+    /// Pusher application id (`--protocol pusher`), as in bench/peers/common.sh `pusher_env`.
+    #[arg(long, default_value = "1")]
+    pub app_id: String,
+    /// Pusher application key.
+    #[arg(long, default_value = "app-key")]
+    pub app_key: String,
+    /// Pusher application secret (signs the triggers).
+    #[arg(long, default_value = "app-secret")]
+    pub app_secret: String,
     /// Arguments for the spawned server, after `--`.
     #[arg(last = true)]
     pub server_args: Vec<String>,

@@ -9,6 +9,7 @@ mod histogram;
 mod payload;
 mod plot;
 mod publisher;
+mod pusher;
 mod report;
 mod scenario;
 mod sequence;

@@ -9,6 +9,11 @@
 //!
 //! HTTP answers are counted (200 / 413 / 503 / other) but loss is decided only by what
 //! subscribers receive.
+//!
+//! Pusher triggers (`--protocol pusher`) are whole requests built per message: the body carries
+//! the payload and is signed (`body_md5`, `auth_signature`), so nothing can be prebuilt. Servers
+//! that close the connection after every API answer (soketi, Sockudo: `Connection: close`) get
+//! a fresh connection after each answer; those reconnects are counted apart and are not errors.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -23,6 +28,7 @@ use crate::clock::monotonic_ns;
 use crate::error::{BenchError, BenchResult};
 use crate::histogram::{LatencySummary, new_latency_histogram, record_latency_ns, summarize};
 use crate::payload::{self, PayloadKind, Stamp};
+use crate::pusher::{self, PusherApp};
 
 /// Largest response head or body accepted (bounds the inbound buffer).
 const INBOUND_BYTES_MAX: usize = 64 * 1024;
@@ -47,6 +53,15 @@ pub enum PublishTarget {
         addr: SocketAddr,
         /// `Host` header.
         host_header: String,
+    },
+    /// Pusher's signed `POST /apps/{id}/events`.
+    Pusher {
+        /// Server address.
+        addr: SocketAddr,
+        /// `Host` header.
+        host_header: String,
+        /// The application whose secret signs the requests.
+        app: PusherApp,
     },
     /// `PUBLISH {prefix}:broadcast:{channel}`.
     Redis {
@@ -92,6 +107,9 @@ pub struct ResponseCounters {
     /// Requests sent again because their idle connection was closed under them (a duplicate
     /// delivery, if the server did publish the first copy, is counted by the receivers).
     pub stale_retries: u64,
+    /// Connections replaced because the answer said `Connection: close` (soketi and Sockudo
+    /// close after every API answer); not errors.
+    pub closed_after_answer: u64,
 }
 
 /// Results of one publishing run.
@@ -186,7 +204,7 @@ impl Publisher {
             })
             .collect();
         let request_suffix: &'static [u8] = match config.target {
-            PublishTarget::Http { .. } => b"",
+            PublishTarget::Http { .. } | PublishTarget::Pusher { .. } => b"",
             PublishTarget::Redis { .. } => b"\r\n",
         };
         let mut publisher = Publisher {
@@ -215,7 +233,9 @@ impl Publisher {
     /// Opens and registers the socket of connection `index`.
     fn open(&self, index: usize) -> BenchResult<TcpStream> {
         let addr = match &self.config.target {
-            PublishTarget::Http { addr, .. } | PublishTarget::Redis { addr, .. } => *addr,
+            PublishTarget::Http { addr, .. }
+            | PublishTarget::Pusher { addr, .. }
+            | PublishTarget::Redis { addr, .. } => *addr,
         };
         let stream = StdTcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .map_err(|error| BenchError::Publisher(format!("cannot connect to {addr}: {error}")))?;
@@ -253,6 +273,7 @@ impl Publisher {
             reconnects: 0,
             round_trip_ns: new_latency_histogram(),
             payload: vec![0u8; self.config.payload_bytes],
+            body: Vec::new(),
         };
         // Notice connections the server closed while we were not looking (between runs).
         self.poll
@@ -356,12 +377,33 @@ impl Publisher {
         };
         payload::encode(&mut run.payload, &stamp, self.config.payload_kind);
         let connection = &mut self.connections[index];
-        connection.outbound.clear();
-        connection
-            .outbound
-            .extend_from_slice(&self.request_prefixes[channel]);
-        connection.outbound.extend_from_slice(&run.payload);
-        connection.outbound.extend_from_slice(self.request_suffix);
+        if let PublishTarget::Pusher {
+            app, host_header, ..
+        } = &self.config.target
+        {
+            pusher::write_trigger_body(
+                &mut run.body,
+                &self.config.channel_names[channel],
+                &run.payload,
+            );
+            let now_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            pusher::write_trigger_request(
+                &mut connection.outbound,
+                app,
+                host_header,
+                &run.body,
+                now_s,
+            );
+        } else {
+            connection.outbound.clear();
+            connection
+                .outbound
+                .extend_from_slice(&self.request_prefixes[channel]);
+            connection.outbound.extend_from_slice(&run.payload);
+            connection.outbound.extend_from_slice(self.request_suffix);
+        }
         connection.written = 0;
         connection.inbound.clear();
         connection.state = State::Busy;
@@ -424,6 +466,8 @@ impl Publisher {
         let connection = &mut self.connections[index];
         let answer = match &self.config.target {
             PublishTarget::Http { .. } => parse_http_answer(&connection.inbound),
+            PublishTarget::Pusher { .. } => parse_http_answer(&connection.inbound)
+                .map(|answer| pusher_answer(answer, &connection.inbound)),
             PublishTarget::Redis { .. } => parse_resp_answer(&connection.inbound),
         };
         let Some(answer) = answer else { return Ok(()) };
@@ -440,7 +484,8 @@ impl Publisher {
             .inbound
             .drain(..answer.bytes.min(connection.inbound.len()));
         if answer.close {
-            return self.reconnect(index, run);
+            run.responses.closed_after_answer += 1;
+            return self.replace_socket(index);
         }
         Ok(())
     }
@@ -490,7 +535,7 @@ impl Publisher {
         Ok(())
     }
 
-    /// Replaces the socket of connection `index`.
+    /// Replaces the socket of connection `index` after a failure (counted, and bounded).
     fn reconnect(&mut self, index: usize, run: &mut Run) -> BenchResult<()> {
         run.reconnects += 1;
         if run.reconnects > u64::from(RECONNECTS_MAX) * self.connections.len() as u64 {
@@ -498,6 +543,11 @@ impl Publisher {
                 "too many reconnects: the server keeps closing publisher connections".into(),
             ));
         }
+        self.replace_socket(index)
+    }
+
+    /// Opens a fresh socket for connection `index`, which becomes idle.
+    fn replace_socket(&mut self, index: usize) -> BenchResult<()> {
         let _ = self
             .poll
             .registry()
@@ -532,6 +582,8 @@ struct Run {
     round_trip_ns: Histogram<u64>,
     /// Scratch payload.
     payload: Vec<u8>,
+    /// Scratch Pusher trigger body.
+    body: Vec<u8>,
 }
 
 /// Builds the bytes before the payload for `channel`.
@@ -544,6 +596,8 @@ fn request_prefix(
     payload_kind: PayloadKind,
 ) -> Vec<u8> {
     match target {
+        // Built whole per message (`pusher::write_trigger_request`).
+        PublishTarget::Pusher { .. } => Vec::new(),
         PublishTarget::Http { host_header, .. } => {
             let content_type = match payload_kind {
                 PayloadKind::Text => "text/plain",
@@ -635,6 +689,19 @@ fn parse_http_answer(bytes: &[u8]) -> Option<Answer> {
     })
 }
 
+/// A Pusher API answer: soketi answers every error with 200 and `{"error":..}` in the body,
+/// so a 2xx whose body names an error is not a success.
+fn pusher_answer(answer: Answer, bytes: &[u8]) -> Answer {
+    let answered = &bytes[..answer.bytes.min(bytes.len())];
+    if answer.status == AnswerStatus::Ok && memchr::memmem::find(answered, b"\"error\"").is_some() {
+        return Answer {
+            status: AnswerStatus::Other,
+            ..answer
+        };
+    }
+    answer
+}
+
 /// Parses one RESP reply to PUBLISH (`:n` integer or `-ERR`); `None` while incomplete.
 fn parse_resp_answer(bytes: &[u8]) -> Option<Answer> {
     let line_end = bytes.windows(2).position(|pair| pair == b"\r\n")?;
@@ -680,6 +747,17 @@ mod tests {
             parse_http_answer(large).unwrap().status,
             AnswerStatus::TooLarge
         );
+    }
+
+    #[test]
+    fn pusher_errors_answered_with_200_are_not_successes() {
+        let error = b"HTTP/1.1 200 OK\r\nContent-Length: 44\r\nConnection: close\r\n\r\n{\"error\":\"The auth signature is invalid.\",\"code\":401}";
+        let answer = parse_http_answer(&error[..]).unwrap();
+        assert!(answer.close);
+        assert_eq!(pusher_answer(answer, error).status, AnswerStatus::Other);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+        let answer = parse_http_answer(&ok[..]).unwrap();
+        assert_eq!(pusher_answer(answer, ok).status, AnswerStatus::Ok);
     }
 
     #[test]

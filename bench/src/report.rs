@@ -160,6 +160,9 @@ pub struct PublishSummary {
     pub idle_reconnects: u64,
     /// Requests sent again after their idle connection was closed under them.
     pub stale_retries: u64,
+    /// Connections replaced after an answer with `Connection: close` (not errors).
+    #[serde(default)]
+    pub closed_after_answer: u64,
     /// Publish round trip.
     pub round_trip: LatencySummary,
 }
@@ -178,6 +181,7 @@ impl From<&PublishReport> for PublishSummary {
             connection_errors: report.responses.connection_errors + report.responses.unanswered,
             idle_reconnects: report.responses.idle_reconnects,
             stale_retries: report.responses.stale_retries,
+            closed_after_answer: report.responses.closed_after_answer,
             round_trip: report.round_trip,
         }
     }

@@ -111,6 +111,26 @@ class ScenarioTest(unittest.TestCase):
         self.assertEqual(argv, ["/r/bench/peers/soketi/start.sh"])
         self.assertEqual(env, {"PORT": "18107", "CORES": "0"})
 
+    def test_pusher_workload_starts_ringcast_with_the_app_and_asks_the_harness_for_pusher(self):
+        layout = servers.Layout(server_cores="0", client_cores="1", workload="pusher")
+        binaries = servers.Binaries(Path("/r"), Path("/r/ringcast"))
+        for name in ("ringcast", servers.RINGCAST_RAW):
+            argv, _ = servers.start_command(name, layout, binaries)
+            self.assertEqual(argv[argv.index("--app-key") + 1], "app-key")
+        argv, _ = servers.start_command("ringcast", servers.Layout("0", "1"), binaries)
+        self.assertNotIn("--app-key", argv)
+        self.assertTrue(servers.speaks_pusher("ringcast", "pusher"))
+        self.assertFalse(servers.speaks_pusher(servers.RINGCAST_RAW, "pusher"))
+        self.assertTrue(servers.speaks_pusher("soketi", "raw"))
+        self.assertEqual(servers.publish_port("ringcast", pusher=True), 18100)
+        self.assertEqual(servers.publish_port(servers.RINGCAST_RAW), 18200)
+        settings = scenarios.full_settings(1)
+        self.assertIn("--protocol", scenarios.harness_args("throughput", settings, "pusher"))
+        self.assertNotIn("--protocol", scenarios.harness_args("throughput", settings))
+        args = compare.parse_args(["--workload", "pusher"])
+        self.assertEqual((args.server_list, args.scenario_list, args.repeat),
+                         (["ringcast", "soketi", "sockudo"], ["idle", "throughput"], 2))
+
     def test_pusher_signing_matches_the_docs_worked_example(self):
         # Pusher docs, rest-api "Worked authentication example".
         app = servers.PusherApp(app_id="3", key="278d425bdf160c739803", secret="7ad3773142a6692b25b8")
@@ -154,6 +174,20 @@ class AggregateTest(unittest.TestCase):
         table = "\n".join(aggregate.scenario_tables("fanout", result, ["ringcast", "nchan"]))
         self.assertIn("4 ms (1/2 runs)", table)
         self.assertIn("2×", table)
+
+    def test_pusher_targets_are_ratios_ringcast_over_peer_with_ranges(self):
+        key = "max_sustained_deliveries_per_s"
+        runs = [run("ringcast", 1, {key: 2.0e6}, scenario="throughput"),
+                run("ringcast", 2, {key: 1.0e6}, scenario="throughput"),
+                run("soketi", 1, {key: 5.0e4}, scenario="throughput"),
+                run("soketi", 2, {key: 1.0e5}, scenario="throughput")]
+        result = aggregate.aggregate(runs, ["ringcast", "soketi"], ["throughput"])["throughput"]
+        text = "\n".join(aggregate.pusher_target_lines("throughput", result, ["ringcast", "soketi"]))
+        self.assertIn("ringcast / soketi: 20× [10–40]", text)
+        self.assertIn("target >= 20×: met", text)
+        idle = [run("ringcast", 1, {"tree_pss_per_connection_bytes": 2000.0}, scenario="idle")]
+        result = aggregate.aggregate(idle, ["ringcast"], ["idle"])["idle"]
+        self.assertIn("NOT met", "\n".join(aggregate.pusher_target_lines("idle", result, ["ringcast"])))
 
     def test_hold_memory_is_the_median_inside_the_window(self):
         readings = [procfs.TreeReading(t, pss, 0, 0.0, []) for t, pss in ((0.5, 1), (1.5, 10), (2.0, 30), (2.5, 20), (9, 99))]

@@ -40,6 +40,10 @@ pub struct FrameCounters {
     /// their compressed size, the bytes on the wire).
     #[serde(default)]
     pub compressed: u64,
+    /// Pusher: text messages that are neither the harness's event nor a protocol step the
+    /// connection waited for (e.g. `pusher:pong`, another event).
+    #[serde(default)]
+    pub pusher_other: u64,
 }
 
 impl FrameCounters {
@@ -56,6 +60,7 @@ impl FrameCounters {
         self.fragmented += other.fragmented;
         self.clock_anomalies += other.clock_anomalies;
         self.pings += other.pings;
+        self.pusher_other += other.pusher_other;
     }
 }
 
@@ -243,6 +248,11 @@ impl Accounting {
     /// Counts a ping (the caller answers it).
     pub fn count_ping(&mut self) {
         self.frames.pings += 1;
+    }
+
+    /// Counts a Pusher message that is neither a delivery nor an awaited protocol step.
+    pub fn count_other_message(&mut self) {
+        self.frames.pusher_other += 1;
     }
 
     /// Counts a fragmented message or continuation frame.

@@ -4,11 +4,18 @@
 //! of an unfinished frame (or response head) are kept in `partial`, which is empty — and holds no
 //! allocation — most of the time. `outbound` holds what could not be written yet (the handshake
 //! request, pongs, a close reply) and is bounded by `OUTBOUND_BYTES_MAX`.
+//!
+//! With `--protocol pusher` a connection passes two more phases after the upgrade (waiting for
+//! `pusher:connection_established`, then for `pusher_internal:subscription_succeeded`) and is
+//! open, and counted live, only once subscribed. An event's `data` is accounted exactly as a
+//! raw frame's payload; `pusher:ping` is answered with `pusher:pong`.
 
 use mio::net::TcpStream;
 use thiserror::Error;
 
+use super::PusherSubscription;
 use super::accounting::{Accounting, Receiver};
+use crate::pusher::{self, ServerMessage};
 use crate::ws::frame::{FrameError, Opcode, encode_client_frame, parse_server_frame_with};
 use crate::ws::handshake::{HEAD_BYTES_MAX, HandshakeError, parse_server_response};
 
@@ -26,6 +33,10 @@ pub enum Phase {
     Connecting,
     /// Upgrade request sent, waiting for `101`.
     Handshaking,
+    /// Pusher: upgraded, waiting for `pusher:connection_established`.
+    PusherConnecting,
+    /// Pusher: `pusher:subscribe` sent, waiting for `pusher_internal:subscription_succeeded`.
+    PusherSubscribing,
     /// Receiving frames.
     Open,
     /// Done (failed for good, closed by the server, or closed by us).
@@ -59,6 +70,31 @@ pub enum CloseReason {
     /// Our unsent bytes passed `OUTBOUND_BYTES_MAX`.
     #[error("outbound buffer overflow")]
     OutboundOverflow,
+    /// Pusher: `pusher:error` or `pusher:subscription_error` before the subscription succeeded.
+    #[error("pusher server refused the connection or the subscription")]
+    PusherRefused,
+}
+
+/// The protocol a connection speaks on top of WebSocket.
+#[derive(Debug, Clone, Copy)]
+pub enum Wire<'a> {
+    /// Every text or binary frame is a payload.
+    Raw,
+    /// Pusher protocol 7, subscribing as given.
+    Pusher(&'a PusherSubscription),
+}
+
+impl Phase {
+    /// Connect, upgrade or subscribe in progress (counted in flight, subject to the timeout).
+    pub fn is_connecting(self) -> bool {
+        matches!(
+            self,
+            Phase::Connecting
+                | Phase::Handshaking
+                | Phase::PusherConnecting
+                | Phase::PusherSubscribing
+        )
+    }
 }
 
 /// Per-connection state (about 80 bytes plus whatever is buffered).
@@ -119,7 +155,8 @@ impl Connection {
         }
     }
 
-    /// Queues a masked control frame; fails if the outbound bound would be passed.
+    /// Queues a masked frame (control, or a short Pusher message); fails if the outbound
+    /// bound would be passed.
     fn queue_control(
         &mut self,
         opcode: Opcode,
@@ -149,6 +186,7 @@ pub enum Progress {
 }
 
 /// Interprets `data` (partial bytes followed by what was just read) for connection `slot`.
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 pub fn process_bytes(
     connection: &mut Connection,
     slot: usize,
@@ -157,6 +195,7 @@ pub fn process_bytes(
     accounting: &mut Accounting,
     payload_bytes_max: usize,
     mask_key: [u8; 4],
+    wire: Wire<'_>,
 ) -> Result<Progress, CloseReason> {
     let mut offset = 0;
     let mut opened = false;
@@ -170,9 +209,14 @@ pub fn process_bytes(
                 });
             }
             Some(head_bytes) => {
-                connection.phase = Phase::Open;
                 offset = head_bytes;
-                opened = true;
+                match wire {
+                    Wire::Raw => {
+                        connection.phase = Phase::Open;
+                        opened = true;
+                    }
+                    Wire::Pusher(_) => connection.phase = Phase::PusherConnecting,
+                }
             }
         }
     }
@@ -193,6 +237,22 @@ pub fn process_bytes(
         }
         let payload = &data[offset + header.header_bytes..offset + header.frame_bytes()];
         offset += header.frame_bytes();
+        if let Wire::Pusher(subscription) = wire
+            && header.opcode == Opcode::Text
+            && header.fin
+            && !header.compressed
+        {
+            opened |= on_pusher_message(
+                connection,
+                subscription,
+                payload,
+                receiver,
+                now_ns,
+                accounting,
+                mask_key,
+            )?;
+            continue;
+        }
         match header.opcode {
             Opcode::Text | Opcode::Binary if header.fin && header.compressed => {
                 accounting.on_compressed_message(receiver, header.opcode, payload, now_ns);
@@ -219,6 +279,43 @@ pub fn process_bytes(
         consumed: offset,
         opened,
     })
+}
+
+/// One Pusher text message on `connection`; true when it completed the subscription.
+fn on_pusher_message(
+    connection: &mut Connection,
+    subscription: &PusherSubscription,
+    frame: &[u8],
+    receiver: Receiver,
+    now_ns: u64,
+    accounting: &mut Accounting,
+    mask_key: [u8; 4],
+) -> Result<bool, CloseReason> {
+    match (pusher::classify(frame), connection.phase) {
+        (ServerMessage::Event { data }, Phase::Open) => {
+            accounting.on_message(receiver, Opcode::Text, data, now_ns);
+        }
+        (ServerMessage::Ping, _) => {
+            accounting.count_ping();
+            // protocol: "pusher:ping ... the client should respond with a pusher:pong".
+            connection.queue_control(Opcode::Text, pusher::PONG_MESSAGE, mask_key)?;
+        }
+        (ServerMessage::ConnectionEstablished, Phase::PusherConnecting) => {
+            connection.queue_control(Opcode::Text, &subscription.subscribe_message, mask_key)?;
+            connection.phase = Phase::PusherSubscribing;
+        }
+        (ServerMessage::SubscriptionSucceeded { channel }, Phase::PusherSubscribing)
+            if channel == subscription.channel.as_bytes() =>
+        {
+            connection.phase = Phase::Open;
+            return Ok(true);
+        }
+        (ServerMessage::Error, Phase::PusherConnecting | Phase::PusherSubscribing) => {
+            return Err(CloseReason::PusherRefused);
+        }
+        _ => accounting.count_other_message(),
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -271,6 +368,7 @@ mod tests {
                     &mut accounting,
                     1 << 20,
                     [1, 2, 3, 4],
+                    Wire::Raw,
                 )
                 .unwrap();
                 let Progress::Consumed { consumed, .. } = progress else {
@@ -284,6 +382,106 @@ mod tests {
             // One masked pong echoing "hi".
             assert_eq!(&connection.outbound[..2], &[0x8A, 0x82]);
         }
+    }
+
+    fn text_frame(text: &str) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_server_frame(&mut frame, Opcode::Text, text.as_bytes());
+        frame
+    }
+
+    #[test]
+    fn pusher_subscriber_opens_on_subscription_succeeded_and_accounts_event_data() {
+        let subscription = PusherSubscription {
+            channel: "bench-0".into(),
+            subscribe_message: pusher::subscribe_message("bench-0"),
+        };
+        let mut stream = server_response(&client_key(5));
+        stream.extend_from_slice(&text_frame(
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":120}"}"#,
+        ));
+        let established_end = stream.len();
+        stream.extend_from_slice(&text_frame(
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"bench-0","data":"{}"}"#,
+        ));
+        let subscribed_end = stream.len();
+        stream.extend_from_slice(&text_frame(r#"{"event":"pusher:ping","data":{}}"#));
+        for sequence in 0..3 {
+            let frame = data_frame(sequence);
+            let payload = std::str::from_utf8(&frame[2..]).unwrap();
+            stream.extend_from_slice(&text_frame(&format!(
+                r#"{{"event":"m","channel":"bench-0","data":"{payload}"}}"#
+            )));
+        }
+        let mut connection = Connection::new(0);
+        connection.phase = Phase::Handshaking;
+        connection.nonce = 5;
+        let mut accounting = accounting();
+        let run = |connection: &mut Connection, bytes: &[u8], accounting: &mut Accounting| {
+            let progress = process_bytes(
+                connection,
+                0,
+                bytes,
+                2,
+                accounting,
+                1 << 20,
+                [0; 4],
+                Wire::Pusher(&subscription),
+            )
+            .unwrap();
+            let Progress::Consumed { consumed, opened } = progress else {
+                panic!("no close expected")
+            };
+            assert_eq!(consumed, bytes.len());
+            opened
+        };
+        assert!(!run(
+            &mut connection,
+            &stream[..established_end],
+            &mut accounting
+        ));
+        assert_eq!(connection.phase, Phase::PusherSubscribing);
+        // The subscribe went out as one masked text frame (mask key 0: the text is readable).
+        assert_eq!(connection.outbound[0], 0x81);
+        assert!(
+            connection
+                .outbound
+                .ends_with(&subscription.subscribe_message)
+        );
+        connection.outbound.clear();
+        let opened = run(
+            &mut connection,
+            &stream[established_end..subscribed_end],
+            &mut accounting,
+        );
+        assert!(opened);
+        assert_eq!(connection.phase, Phase::Open);
+        connection.accounted = true;
+        run(&mut connection, &stream[subscribed_end..], &mut accounting);
+        assert_eq!(accounting.deliveries(), 3);
+        assert!(connection.outbound.ends_with(pusher::PONG_MESSAGE));
+    }
+
+    #[test]
+    fn pusher_error_before_subscribing_fails_the_attempt() {
+        let subscription = PusherSubscription {
+            channel: "bench-0".into(),
+            subscribe_message: pusher::subscribe_message("bench-0"),
+        };
+        let mut connection = Connection::new(0);
+        connection.phase = Phase::PusherConnecting;
+        let frame = text_frame(r#"{"event":"pusher:error","data":{"code":4001,"message":"x"}}"#);
+        let result = process_bytes(
+            &mut connection,
+            0,
+            &frame,
+            0,
+            &mut accounting(),
+            1 << 20,
+            [0; 4],
+            Wire::Pusher(&subscription),
+        );
+        assert!(matches!(result, Err(CloseReason::PusherRefused)));
     }
 
     #[test]
@@ -310,6 +508,7 @@ mod tests {
             &mut accounting(),
             1 << 20,
             [0; 4],
+            Wire::Raw,
         )
         .unwrap();
         assert_eq!(progress, Progress::Closing);
@@ -328,6 +527,7 @@ mod tests {
             &mut accounting(),
             1 << 20,
             [0; 4],
+            Wire::Raw,
         );
         assert!(matches!(
             result,

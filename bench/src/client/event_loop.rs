@@ -20,7 +20,7 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::accounting::{Accounting, Receiver as AccountedReceiver, ThreadReport};
-use super::connection::{CloseReason, Connection, Phase, Progress, process_bytes};
+use super::connection::{CloseReason, Connection, Phase, Progress, Wire, process_bytes};
 use super::{ClientConfig, ThreadStatus};
 use crate::clock::{monotonic_ns, pin_current_thread};
 use crate::ws::handshake::client_request;
@@ -211,7 +211,12 @@ impl ClientThread {
         let connections: Vec<Connection> = (0..slots)
             .map(|slot| Connection::new(((slot * threads + thread_index) % channels) as u32))
             .collect();
-        let payload_bytes_max = config.payload_bytes.max(125);
+        // Raw: the payload, or a control frame (RFC 6455 §5.5: at most 125 bytes). Pusher: the
+        // payload inside its envelope, or a protocol message.
+        let payload_bytes_max = match config.pusher_subscriptions {
+            Some(_) => config.payload_bytes + crate::pusher::ENVELOPE_BYTES_MAX,
+            None => config.payload_bytes.max(125),
+        };
         let mut accounting = Accounting::new(
             slots,
             channels,
@@ -406,7 +411,10 @@ impl ClientThread {
         };
         match connection.phase {
             Phase::Connecting => self.finish_connect(slot),
-            Phase::Handshaking | Phase::Open => {
+            Phase::Handshaking
+            | Phase::PusherConnecting
+            | Phase::PusherSubscribing
+            | Phase::Open => {
                 if writable && !connection.outbound.is_empty() && !self.flush(slot) {
                     return;
                 }
@@ -493,6 +501,12 @@ impl ClientThread {
                 Err(error) => return self.close_unexpected(slot, CloseReason::Socket(error)),
             };
             let data = &self.read_buffer[..carried + read];
+            let wire = match &self.config.pusher_subscriptions {
+                Some(subscriptions) => {
+                    Wire::Pusher(&subscriptions[connection.channel_index as usize])
+                }
+                None => Wire::Raw,
+            };
             let progress = process_bytes(
                 connection,
                 slot,
@@ -501,6 +515,7 @@ impl ClientThread {
                 &mut self.accounting,
                 self.payload_bytes_max,
                 mask_key,
+                wire,
             );
             match progress {
                 Ok(Progress::Consumed { consumed, opened }) => {
@@ -601,8 +616,8 @@ impl ClientThread {
         self.drop_socket(slot);
         match phase {
             Phase::Open => self.open -= 1,
-            Phase::Connecting | Phase::Handshaking => self.in_flight -= 1,
-            Phase::Waiting | Phase::Closed => {}
+            phase if phase.is_connecting() => self.in_flight -= 1,
+            _ => {}
         }
         self.connections[slot].phase = Phase::Closed;
         if let OurClose::Churn = why {
@@ -636,8 +651,9 @@ impl ClientThread {
             .min(u128::from(u32::MAX)) as u32;
         for slot in 0..self.connections.len() {
             let connection = &self.connections[slot];
-            let connecting = matches!(connection.phase, Phase::Connecting | Phase::Handshaking);
-            if connecting && now_ms.saturating_sub(connection.phase_since_ms) > timeout_ms {
+            if connection.phase.is_connecting()
+                && now_ms.saturating_sub(connection.phase_since_ms) > timeout_ms
+            {
                 self.fail_attempt(slot, CloseReason::Timeout);
             }
         }

@@ -62,6 +62,18 @@ pub struct ClientConfig {
     pub deflate: bool,
     /// Broadcasts tracked per thread for the last-receiver histogram (16 bytes each).
     pub broadcasts_tracked_max: usize,
+    /// `--protocol pusher`: the subscription of each channel index (then every path in
+    /// `channel_paths` is the app's `/app/{key}`); `None` for raw subscribers.
+    pub pusher_subscriptions: Option<Vec<PusherSubscription>>,
+}
+
+/// What a Pusher subscriber of one channel sends and waits for after the upgrade.
+#[derive(Debug, Clone)]
+pub struct PusherSubscription {
+    /// The channel's name, as `pusher_internal:subscription_succeeded` must name it.
+    pub channel: String,
+    /// The `pusher:subscribe` message for it.
+    pub subscribe_message: Vec<u8>,
 }
 
 /// Progress of one thread, read by the scenario while it waits.

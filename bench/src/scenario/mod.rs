@@ -16,12 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CommonArgs, PublishArgs, PublishVia, ScenarioCommand};
-use crate::client::{ClientConfig, ClientPool, EpochReport};
+use crate::cli::{CommonArgs, PublishArgs, PublishVia, ScenarioCommand, WireProtocol};
+use crate::client::{ClientConfig, ClientPool, EpochReport, PusherSubscription};
 use crate::clock::parse_cpu_list;
 use crate::error::{BenchError, BenchResult};
 use crate::payload::{self, PayloadKind};
 use crate::publisher::{PublishReport, PublishTarget, Publisher, PublisherConfig};
+use crate::pusher::{self, PusherApp};
 use crate::report::{
     ConnectionSummary, MemorySummary, OutputDir, ServerSummary, Summary, connection_problems,
     human_summary,
@@ -88,6 +89,11 @@ impl Setup {
             (None, None) => default_host.to_owned(),
         };
         let server_addr = resolve(&host)?;
+        if common.protocol == WireProtocol::Pusher && (common.deflate || scenario == "floor") {
+            return Err(BenchError::Config(
+                "--protocol pusher works without --deflate, and not for the floor".into(),
+            ));
+        }
         if common.connections == 0 || common.connections > CONNECTIONS_MAX {
             return Err(BenchError::Config(format!(
                 "--connections must be in 1..={CONNECTIONS_MAX}"
@@ -211,7 +217,10 @@ impl Setup {
             connect_attempts_max: self.common.connect_attempts,
             channel_paths: channel_names
                 .iter()
-                .map(|name| format!("/ws/{name}"))
+                .map(|name| match self.common.protocol {
+                    WireProtocol::Raw => format!("/ws/{name}"),
+                    WireProtocol::Pusher => pusher::subscriber_path(&self.pusher_app()),
+                })
                 .collect(),
             publishers,
             payload_bytes,
@@ -222,6 +231,24 @@ impl Setup {
             },
             deflate: self.common.deflate,
             broadcasts_tracked_max: BROADCASTS_TRACKED_MAX,
+            pusher_subscriptions: (self.common.protocol == WireProtocol::Pusher).then(|| {
+                channel_names
+                    .iter()
+                    .map(|name| PusherSubscription {
+                        channel: name.clone(),
+                        subscribe_message: pusher::subscribe_message(name),
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// The Pusher application of `--app-id/--app-key/--app-secret`.
+    pub fn pusher_app(&self) -> PusherApp {
+        PusherApp {
+            id: self.common.app_id.clone(),
+            key: self.common.app_key.clone(),
+            secret: self.common.app_secret.clone(),
         }
     }
 
@@ -272,7 +299,26 @@ pub fn connect_publisher(
     args: &PublishArgs,
     channel_names: &[String],
 ) -> BenchResult<Publisher> {
+    if setup.common.protocol == WireProtocol::Pusher
+        && (args.publish != PublishVia::Http || args.payload_kind != PayloadKind::Text)
+    {
+        // The payload goes into a JSON string unescaped; only text payloads need no escaping.
+        return Err(BenchError::Config(
+            "--protocol pusher publishes text payloads over HTTP only".into(),
+        ));
+    }
     let target = match args.publish {
+        PublishVia::Http if setup.common.protocol == WireProtocol::Pusher => {
+            let host = args
+                .publish_host
+                .clone()
+                .unwrap_or_else(|| setup.host_header.clone());
+            PublishTarget::Pusher {
+                addr: resolve(&host)?,
+                host_header: host,
+                app: setup.pusher_app(),
+            }
+        }
         PublishVia::Http => {
             let host = args
                 .publish_host
