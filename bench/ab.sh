@@ -7,9 +7,11 @@
 #
 # Usage: bash bench/ab.sh OUT_DIR BEFORE_BIN AFTER_BIN [ROUNDS]
 #   A binary older than the two-listener change (no --api-listen) is driven on one port; say so
-#   with A_SINGLE_PORT=1.
+#   with A_SINGLE_PORT=1. PUBLISHERS (default 4) sets the throughput scenario's publishers (each
+#   keeps one publish in flight: raise it when the publish answer is slow, e.g. with history).
 set -euo pipefail
 out=$1; before=$2; after=$3; rounds=${4:-2}
+publishers=${PUBLISHERS:-4}
 cd "$(dirname "$0")/.."
 cargo build --release -p ringcast-bench
 bench=target/release/ringcast-bench
@@ -34,7 +36,7 @@ run() { # label scenario-args...
 for round in $(seq "$rounds"); do
     for side in A B; do
         # shellcheck disable=SC2046
-        run "throughput-$side-$round" throughput --connections 4000 --payload-bytes 64 --publishers 4 \
+        run "throughput-$side-$round" throughput --connections 4000 --payload-bytes 64 --publishers "$publishers" \
             --rate 100 --rate-factor 1.3 --steps-max 12 --duration 5s --p99-budget-ms 250 "${pin[@]}" $(args_for $side)
     done
     for side in A B; do
@@ -48,6 +50,6 @@ for side in A B; do
     run "idle-$side" idle --connections 15000 --source-ips 127.0.0.1-127.0.0.4 --duration 20s "${pin[@]}" \
         $(args_for $side | sed 's/--publish-host [^ ]* //')
 done
-bash results/env.sh "bash bench/ab.sh $out $before $after $rounds (A=$before B=$after)" > "$out/env.txt"
+bash results/env.sh "PUBLISHERS=$publishers bash bench/ab.sh $out $before $after $rounds (A=$before B=$after)" > "$out/env.txt"
 echo "A: $before ($("$before" --version 2>/dev/null || true))" >> "$out/env.txt"
 echo "B: $after ($("$after" --version 2>/dev/null || true))" >> "$out/env.txt"
