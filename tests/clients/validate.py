@@ -520,9 +520,13 @@ class Suite:
         c.check("pusher-js reconnects by itself after the restart", again, again)
         c.check("and resubscribes", a.wait_type("subscribed", start=mark, channel="pub-restart", timeout=10)
                 and a.wait_type("subscribed", start=mark, channel="private-restart", timeout=10))
-        self.sdk({"op": "trigger", "channels": ["pub-restart", "private-restart"], "event": "after", "data": 1})
+        answers = self.sdk({"op": "trigger", "channels": ["pub-restart", "private-restart"], "event": "after",
+                            "data": 1})
+        # The trigger's answer and everything the client logged since the restart, to tell a
+        # refused trigger from an event that never arrived.
         c.check("events after the restart arrive", a.wait_type("event", start=mark, event="after", channel="pub-restart")
-                and a.wait_type("event", start=mark, event="after", channel="private-restart"))
+                and a.wait_type("event", start=mark, event="after", channel="private-restart"),
+                {"answers": answers, "client": a.lines[mark:][-20:]})
 
 
 def main():
