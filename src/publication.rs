@@ -16,6 +16,16 @@ use crate::history::StreamPosition;
 use crate::protocol::message::DataKind;
 use crate::socket_id::SocketId;
 
+/// Who sent a Pusher event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// A connection that must not receive it (Pusher's `socket_id` exclusion).
+    pub exclude: Option<SocketId>,
+    /// The sender's user id: a client event on a presence channel carries it to Pusher
+    /// subscribers (`user_id` beside `data`).
+    pub user_id: Option<String>,
+}
+
 /// A message published to a channel.
 #[derive(Debug, Clone)]
 pub struct Publication {
@@ -26,8 +36,9 @@ pub struct Publication {
     /// The Pusher event name of a trigger (`None` for a raw publish: Pusher subscribers see it
     /// as the event `message`).
     pub event: Option<Arc<str>>,
-    /// A connection that must not receive it (Pusher's `socket_id` exclusion).
-    pub exclude: Option<SocketId>,
+    /// Who sent it, when that matters (boxed: most publications have no such detail, and a
+    /// publication crosses the shard mesh by value).
+    pub origin: Option<Box<Origin>>,
     /// The payload, shared by every shard (framed separately by each).
     pub payload: Bytes,
     /// Text if the payload is valid UTF-8, else binary (decided once, in [`Publication::new`]).
@@ -52,7 +63,7 @@ impl Publication {
             app: AppSlot::DEFAULT,
             channel,
             event: None,
-            exclude: None,
+            origin: None,
             payload,
             kind,
             published_at: Instant::now(),
@@ -73,8 +84,31 @@ impl Publication {
         let mut publication = Publication::new(channel, data);
         publication.app = app;
         publication.event = Some(event);
-        publication.exclude = exclude;
+        publication.origin = exclude.map(|exclude| {
+            Box::new(Origin {
+                exclude: Some(exclude),
+                user_id: None,
+            })
+        });
         publication
+    }
+
+    /// The connection that must not receive it.
+    pub fn exclude(&self) -> Option<SocketId> {
+        self.origin.as_ref().and_then(|origin| origin.exclude)
+    }
+
+    /// The sender's user id (client events on presence channels).
+    pub fn user_id(&self) -> Option<&str> {
+        self.origin.as_ref()?.user_id.as_deref()
+    }
+
+    /// Sets the sender's user id.
+    pub fn set_user_id(&mut self, user_id: Option<String>) {
+        if user_id.is_none() && self.origin.is_none() {
+            return;
+        }
+        self.origin.get_or_insert_with(Box::default).user_id = user_id;
     }
 }
 
@@ -98,6 +132,9 @@ struct RedisEnvelope {
     /// The excluded socket id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exclude: Option<String>,
+    /// The sender's user id (client events on presence channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
 }
 
 impl Publication {
@@ -106,7 +143,7 @@ impl Publication {
     /// envelope: magic, one JSON line, the payload.
     pub fn to_redis_payload(&self) -> Bytes {
         if self.event.is_none()
-            && self.exclude.is_none()
+            && self.origin.is_none()
             && !self.payload.starts_with(REDIS_ENVELOPE_MAGIC)
             && !self.payload.starts_with(REDIS_POSITIONED_MAGIC)
         {
@@ -114,7 +151,8 @@ impl Publication {
         }
         let header = RedisEnvelope {
             event: self.event.as_deref().map(str::to_string),
-            exclude: self.exclude.map(|id| id.to_string()),
+            exclude: self.exclude().map(|id| id.to_string()),
+            user_id: self.user_id().map(str::to_string),
         };
         let mut out = Vec::with_capacity(64 + self.payload.len());
         out.extend_from_slice(REDIS_ENVELOPE_MAGIC);
@@ -162,7 +200,12 @@ impl Publication {
         let mut publication = Publication::new(channel, body);
         publication.app = app;
         publication.event = header.event.map(|event| Arc::from(event.as_str()));
-        publication.exclude = exclude;
+        if exclude.is_some() || header.user_id.is_some() {
+            publication.origin = Some(Box::new(Origin {
+                exclude,
+                user_id: header.user_id,
+            }));
+        }
         Some(publication)
     }
 }
@@ -180,7 +223,7 @@ mod tests {
             Publication::from_redis(AppSlot::DEFAULT, channel.clone(), plain.to_redis_payload())
                 .unwrap();
         assert_eq!(
-            (read.event, read.exclude, &read.payload[..]),
+            (read.event.clone(), read.exclude(), &read.payload[..]),
             (None, None, &b"hello"[..])
         );
         let exclude = SocketId::parse("12.34").unwrap();
@@ -195,7 +238,17 @@ mod tests {
             Publication::from_redis(AppSlot::DEFAULT, channel.clone(), event.to_redis_payload())
                 .unwrap();
         assert_eq!(read.event.as_deref(), Some("my-event"));
-        assert_eq!(read.exclude, Some(exclude));
+        assert_eq!(read.exclude(), Some(exclude));
+        // A client event on a presence channel carries its sender's user id across nodes.
+        let mut event = event.clone();
+        event.set_user_id(Some("ann".into()));
+        let read =
+            Publication::from_redis(AppSlot::DEFAULT, channel.clone(), event.to_redis_payload())
+                .unwrap();
+        assert_eq!(
+            (read.user_id(), read.exclude()),
+            (Some("ann"), Some(exclude))
+        );
         assert_eq!(&read.payload[..], b"{\"a\":1}");
         // A raw payload that looks like an envelope is wrapped, so it reads back unchanged.
         let tricky = Publication::new(channel.clone(), Bytes::from_static(b"\0ringcast1\nxyz"));

@@ -17,6 +17,18 @@ use super::Secret;
 /// The prefix of channels that always need a token.
 pub const PRIVATE_PREFIX: &str = "private-";
 
+/// Prefixes of the channels that are someone's (Pusher's presence channels, a user's
+/// `#server-to-user-` channel): outside the Pusher protocol, which checks its own signatures,
+/// they need a token like `private-` channels.
+const GUARDED_PREFIXES: [&str; 3] = [PRIVATE_PREFIX, "presence-", "#"];
+
+/// Does a subscription to `channel` need a token even without `--require-token`?
+pub fn needs_token(channel: &str) -> bool {
+    GUARDED_PREFIXES
+        .iter()
+        .any(|prefix| channel.starts_with(prefix))
+}
+
 /// Why a subscription was refused (403 before the upgrade, with this text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -133,7 +145,7 @@ pub fn authorize(
     verifier: Option<&TokenVerifier>,
     require_token: bool,
 ) -> Result<Option<Grant>, TokenError> {
-    let needed = require_token || channel.starts_with(PRIVATE_PREFIX);
+    let needed = require_token || needs_token(channel);
     let Some(token) = token else {
         return if needed {
             Err(TokenError::Missing)

@@ -6,8 +6,10 @@
 //! Imports point down: the broker knows publications, channel names and the telemetry tables,
 //! nothing of shards or HTTP.
 
+pub mod cache;
 pub mod cluster;
 pub mod history;
 pub mod occupancy;
+pub mod presence;
 pub mod redis;
 pub mod scripts;

@@ -244,6 +244,10 @@ pub struct RedisLink {
     pub history: mpsc::Sender<HistoryRequest>,
     /// Channel counts shared with the other nodes.
     pub occupancy: super::occupancy::OccupancyLink,
+    /// Presence membership.
+    pub presence: super::presence::PresenceLink,
+    /// Cache channels' last events.
+    pub cache: super::cache::CacheLink,
     /// Shared status.
     pub status: Arc<RedisStatus>,
 }
@@ -359,6 +363,9 @@ pub fn start(
     let (publish_sender, publishes) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (history_sender, history) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let (occupancy_link, occupancy) = super::occupancy::channel(REQUEST_CHANNEL_CAPACITY);
+    let (presence_link, presence) = super::presence::channel(REQUEST_CHANNEL_CAPACITY);
+    let (cache_link, cache) = super::cache::channel(REQUEST_CHANNEL_CAPACITY);
+    let announce = publish_sender.clone();
     let thread_status = status.clone();
     std::thread::Builder::new()
         .name("ringcast-redis".into())
@@ -383,6 +390,9 @@ pub fn start(
                 publishes,
                 history,
                 occupancy,
+                presence,
+                cache,
+                announce,
             };
             match backend {
                 BackendConfig::Single(config) => {
@@ -403,6 +413,8 @@ pub fn start(
         publish: publish_sender,
         history: history_sender,
         occupancy: occupancy_link,
+        presence: presence_link,
+        cache: cache_link,
         status,
     })
 }
@@ -425,6 +437,12 @@ struct Requests {
     history: mpsc::Receiver<HistoryRequest>,
     /// Channel counts (answered only with one Redis).
     occupancy: super::occupancy::OccupancyRequests,
+    /// Presence membership.
+    presence: mpsc::Receiver<super::presence::PresenceCommand>,
+    /// Cache channels' last events.
+    cache: mpsc::Receiver<super::cache::CacheCommand>,
+    /// The core's own way into the publish queue (a sweep's `member_removed`).
+    announce: mpsc::Sender<PublishRequest>,
 }
 
 /// What the subscriber core talks to. Everything that differs between one Redis and a cluster
@@ -531,6 +549,8 @@ async fn run(
     let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
     let history_client = publisher.clone();
     let occupancy_client = publisher.clone();
+    let presence_client = publisher.clone();
+    let cache_client = publisher.clone();
     let backend = Backend::Single {
         subscriber,
         publisher,
@@ -569,6 +589,23 @@ async fn run(
             )),
         ),
         (
+            "presence",
+            local.spawn_local(serve_presence(
+                Scripts::Single(presence_client),
+                settings.clone(),
+                requests.presence,
+                requests.announce,
+            )),
+        ),
+        (
+            "cache",
+            local.spawn_local(super::cache::serve(
+                Scripts::Single(cache_client),
+                Arc::from(settings.prefix.as_str()),
+                requests.cache,
+            )),
+        ),
+        (
             "forwarder",
             local.spawn_local(forward(settings.clone(), status.clone(), messages, shards)),
         ),
@@ -593,6 +630,62 @@ async fn run(
         ),
     ];
     local.run_until(supervise(status, tasks)).await;
+}
+
+/// The presence service, and the `member_removed` of every user a sweep removed (published
+/// like any message, through this core's publish queue).
+async fn serve_presence(
+    scripts: Scripts,
+    settings: RedisSettings,
+    commands: mpsc::Receiver<super::presence::PresenceCommand>,
+    mut announce: mpsc::Sender<PublishRequest>,
+) {
+    use futures::SinkExt;
+    let (swept_sender, mut swept) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
+    let prefix = Arc::from(settings.prefix.as_str());
+    let service = super::presence::serve(scripts, prefix, commands, swept_sender);
+    let announcer = async move {
+        // Bounded: ends when the service (and its sweeper) ends.
+        while let Some(member) = swept.next().await {
+            let Some(request) = member_removed_request(&settings, member) else {
+                continue;
+            };
+            if announce.send(request).await.is_err() {
+                return;
+            }
+        }
+    };
+    futures::join!(service, announcer);
+}
+
+/// A publish of `pusher_internal:member_removed` for a swept member.
+fn member_removed_request(
+    settings: &RedisSettings,
+    member: super::presence::SweptMember,
+) -> Option<PublishRequest> {
+    use crate::wire::pusher::outgoing::{MEMBER_REMOVED_EVENT, member_removed_data};
+    let slot = settings
+        .app_ids
+        .iter()
+        .position(|id| *id == member.app_id)?;
+    let app = AppSlot(u16::try_from(slot).ok()?);
+    let channel = ChannelName::new(&member.channel)?;
+    let data = member_removed_data(&member.user_id);
+    let publication = Publication::event(
+        app,
+        channel.clone(),
+        Arc::from(MEMBER_REMOVED_EVENT),
+        Bytes::from(data.into_bytes()),
+        None,
+    );
+    let (reply, _) = oneshot::channel();
+    Some(PublishRequest {
+        app,
+        channel,
+        payload: publication.to_redis_payload(),
+        history: None,
+        reply,
+    })
 }
 
 /// The core on a Redis Cluster: the cluster component (manager, links, topology) runs on this
@@ -642,6 +735,23 @@ async fn run_cluster(
                     Arc::from(settings.prefix.as_str()),
                     status.clone(),
                     requests.occupancy,
+                )),
+            ),
+            (
+                "presence",
+                tokio::task::spawn_local(serve_presence(
+                    Scripts::Cluster(cluster.clone()),
+                    settings.clone(),
+                    requests.presence,
+                    requests.announce,
+                )),
+            ),
+            (
+                "cache",
+                tokio::task::spawn_local(super::cache::serve(
+                    Scripts::Cluster(cluster.clone()),
+                    Arc::from(settings.prefix.as_str()),
+                    requests.cache,
                 )),
             ),
             (

@@ -22,7 +22,7 @@ use super::history::{HistoryAnswer, HistoryQuestion, HistoryUnavailable};
 use super::registry::{CentrifugoConnection, ConnectionKey, Protocol, Registry};
 use super::shard::Shard;
 use super::state::{CloseRequest, LifeEvent};
-use crate::auth::token::{Grant, PRIVATE_PREFIX, TokenError};
+use crate::auth::token::{Grant, TokenError, needs_token};
 use crate::channel::{AppSlot, ChannelName};
 use crate::history::recovery::{HistoryRead, RecoveryOutcome};
 use crate::history::{HistoryPage, HistoryQuery, StreamPosition, history_limit};
@@ -338,7 +338,7 @@ fn subscribe_command(
         batch.error(id, ClientError::PermissionDenied);
         return Ok(());
     }
-    let needs_token = shard.config.require_token || channel.as_str().starts_with(PRIVATE_PREFIX);
+    let needs_token = shard.config.require_token || needs_token(channel.as_str());
     if needs_token || !subscribe.token.is_empty() {
         match verify(shard, &subscribe.token) {
             Ok(grant) if grant.allows(channel.as_str()) => {}

@@ -26,6 +26,7 @@ mod occupancy;
 mod outbound;
 mod poller;
 mod pusher;
+mod pusher_state;
 mod reactor;
 mod registry;
 mod shard;
@@ -450,6 +451,7 @@ fn spawn_tasks(
         glommio::spawn_local_into(fanout::run_fanout(shard.clone(), sources), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_redis_interest(), fanout_queue),
         glommio::spawn_local_into(occupancy::run_reports(shard.clone()), fanout_queue),
+        glommio::spawn_local_into(pusher_state::run_departures(shard.clone()), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_ticker(), fanout_queue),
         glommio::spawn_local_into(shard.clone().run_sequencer(), fanout_queue),
         glommio::spawn_local_into(

@@ -60,6 +60,7 @@ pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
         }
         round(&shard, &mut events, &mut buffer, &mut ready);
         super::centrifugo::spawn_deferred(&shard);
+        super::pusher_state::spawn_work(&shard);
         shard.flush_all().await;
     }
 }
@@ -288,7 +289,7 @@ fn handle_event(
                     reply => apply(registry, key, reply),
                 },
                 Handler::Pusher => {
-                    super::pusher::handle_message(registry, &shard.apps, key, kind, payload, now_ms)
+                    super::pusher::handle_message(registry, shard, key, kind, payload, now_ms)
                 }
                 Handler::Centrifugo => {
                     super::centrifugo::handle_message(registry, shard, key, kind, payload, now_ms)

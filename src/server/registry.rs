@@ -49,6 +49,9 @@ use crate::wire::WireFormat;
 use crate::wire::centrifugo::codes::{DisconnectCode, LIVE_GAP};
 use crate::wire::centrifugo::reply::ReplyBatch;
 use crate::wire::centrifugo::session::{Delivery, Session, SessionLimits, Tick};
+use crate::wire::pusher::authorize::ClientEventRateLimiter;
+use crate::wire::pusher::outgoing::TERMINATE_EVENT;
+use crate::wire::pusher::presence::SignedInUser;
 use crate::wire::raw::RawRole;
 
 /// A connection's key in its shard's slab.
@@ -190,6 +193,70 @@ pub struct PusherConnection {
     /// Its place in its application's connection count (`max_connections`, 4004).
     #[expect(dead_code, reason = "held for its Drop, which gives the place back")]
     pub ticket: Option<AppTicket>,
+    /// The user it signed in as (`pusher:signin`).
+    pub user: Option<Box<SignedInUser>>,
+    /// Its presence channel memberships.
+    pub seats: Vec<PresenceSeat>,
+    /// Its client events' rate limiter.
+    pub client_events: ClientEventRateLimiter,
+}
+
+impl PusherConnection {
+    /// A connection of `app` with socket id `socket_id`, signed in as nobody, in no presence
+    /// channel.
+    pub fn new(
+        app: AppSlot,
+        socket_id: SocketId,
+        ticket: Option<AppTicket>,
+        client_event_rate_per_s: u32,
+        now_ms: u64,
+    ) -> PusherConnection {
+        PusherConnection {
+            app,
+            socket_id,
+            ticket,
+            user: None,
+            seats: Vec::new(),
+            client_events: ClientEventRateLimiter::new(client_event_rate_per_s, now_ms),
+        }
+    }
+
+    /// Its seat in presence channel `channel`, if any.
+    pub fn seat(&mut self, channel: &ChannelName) -> Option<&mut PresenceSeat> {
+        self.seats.iter_mut().find(|seat| seat.channel == *channel)
+    }
+}
+
+/// A connection's membership of one presence channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceSeat {
+    /// The presence channel.
+    pub channel: ChannelName,
+    /// The member's user id (client events on the channel carry it).
+    pub user_id: std::sync::Arc<str>,
+    /// Where its join stands.
+    pub state: SeatState,
+}
+
+/// Where a presence join stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatState {
+    /// Asked; the membership store has not answered (whoever gets the answer leaves again if
+    /// the connection is gone by then).
+    Joining,
+    /// A member: leaving the channel or closing tells the store.
+    Joined,
+}
+
+/// A member leaving a presence channel, for the shard's presence task to tell the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The namespace.
+    pub app: AppSlot,
+    /// The presence channel.
+    pub channel: ChannelName,
+    /// The connection.
+    pub socket_id: SocketId,
 }
 
 /// A channel's identity: the application namespace and the name.
@@ -388,6 +455,13 @@ pub struct Registry {
     occupancy_changes: Option<HashSet<ChannelKey>>,
     /// Wakes the Redis subscription task when `interest_changes` grows.
     pub interest_changed: Rc<LocalNotify>,
+    /// Presence members that left (a channel or for good), for the presence task; bounded
+    /// by the connections' memberships, drained at every wake-up.
+    departures: Vec<Departure>,
+    /// Wakes the presence task when `departures` grows.
+    pub departed: Rc<LocalNotify>,
+    /// Connections whose user was terminated during the current pass (closed after it).
+    terminated: Vec<ConnectionKey>,
     /// The shard's permessage-deflate compressor (`None` with `--compression off`).
     compressor: Option<ShardCompressor>,
     /// The Centrifugo protocol's per-connection limits.
@@ -417,6 +491,9 @@ impl Registry {
             interest_changes: None,
             occupancy_changes: None,
             interest_changed: Rc::new(LocalNotify::default()),
+            departures: Vec::new(),
+            departed: Rc::new(LocalNotify::default()),
+            terminated: Vec::new(),
             compressor: None,
             centrifugo: SessionLimits::default(),
             stats: ShardStats::default(),
@@ -663,6 +740,66 @@ impl Registry {
         }
     }
 
+    // ----- Pusher presence and users -----
+
+    /// `key`'s Pusher state, if it is a Pusher connection.
+    pub fn pusher_mut(&mut self, key: ConnectionKey) -> Option<&mut PusherConnection> {
+        match &mut self.connections.get_mut(key.index())?.protocol {
+            Protocol::Pusher(pusher) => Some(pusher),
+            _ => None,
+        }
+    }
+
+    /// `key` leaves presence channel `name`: out of the channel, and its membership (if it
+    /// was one) is told to the store by the presence task.
+    pub fn leave_presence(&mut self, key: ConnectionKey, app: AppSlot, name: &ChannelName) {
+        self.unsubscribe(key, app, name);
+        let Some(pusher) = self.pusher_mut(key) else {
+            return;
+        };
+        let Some(index) = pusher.seats.iter().position(|seat| seat.channel == *name) else {
+            return;
+        };
+        let seat = pusher.seats.swap_remove(index);
+        if seat.state == SeatState::Joined {
+            let socket_id = pusher.socket_id;
+            self.departures.push(Departure {
+                app,
+                channel: seat.channel,
+                socket_id,
+            });
+            self.departed.notify_all();
+        }
+    }
+
+    /// A closing connection leaves every presence channel it joined (the presence task tells
+    /// the store).
+    fn depart_presence(&mut self, key: ConnectionKey) {
+        let Some(pusher) = self.pusher_mut(key) else {
+            return;
+        };
+        if pusher.seats.is_empty() {
+            return;
+        }
+        let (app, socket_id) = (pusher.app, pusher.socket_id);
+        let joined = std::mem::take(&mut pusher.seats)
+            .into_iter()
+            .filter(|seat| seat.state == SeatState::Joined);
+        for seat in joined {
+            self.departures.push(Departure {
+                app,
+                channel: seat.channel,
+                socket_id,
+            });
+        }
+        self.departed.notify_all();
+    }
+
+    /// The presence departures since the last call.
+    pub fn take_departures(&mut self) -> Vec<Departure> {
+        std::mem::take(&mut self.departures)
+    }
+
     // ----- occupancy shared through Redis -----
 
     /// Records which channels' subscriber counts change, for the occupancy reports.
@@ -812,6 +949,13 @@ impl Registry {
         let Some(&channel) = self.channel_keys.get(&key) else {
             return 0;
         };
+        if publication.event.as_deref() == Some(TERMINATE_EVENT) {
+            // `terminate_connections`: the user's connections are closed after the pass.
+            let subscribers = &self.channels[channel as usize].subscribers;
+            self.terminated.extend(subscribers.iter().copied());
+            return 0;
+        }
+        let exclude = publication.exclude();
         let mut frames = FrameCache::default();
         let mut queued = 0;
         let mut dropped = 0;
@@ -825,7 +969,7 @@ impl Registry {
                 dropped += 1;
                 continue;
             }
-            if connection.is_excluded(publication.exclude) {
+            if connection.is_excluded(exclude) {
                 excluded += 1;
                 continue;
             }
@@ -1246,6 +1390,7 @@ impl Registry {
         }
         if was_open && !life.is_open() {
             // No broadcasts once our close is queued (or the connection is gone).
+            self.depart_presence(key);
             self.unsubscribe_all(key);
             if matches!(life, Lifecycle::Closing { .. }) {
                 self.closing.push(Tagged { key, generation });
@@ -1271,6 +1416,7 @@ impl Registry {
             connection.life = Lifecycle::Ended(reason);
             let generation = connection.generation;
             self.stats.count_close(reason);
+            self.depart_presence(key);
             self.unsubscribe_all(key);
             self.ended.push(Tagged { key, generation });
         }
@@ -1289,6 +1435,14 @@ impl Registry {
             if self.over_queue_limit(key) {
                 self.life(key, LifeEvent::Request(CloseRequest::SlowConsumer), now_ms);
             }
+        }
+        let code = crate::wire::pusher::error::CloseCode::Unauthorized;
+        for key in std::mem::take(&mut self.terminated) {
+            let request = CloseRequest::Application {
+                code: code.code(),
+                reason: "user connections terminated",
+            };
+            self.life(key, LifeEvent::Request(request), now_ms);
         }
         let (code, reason) = crate::wire::raw::STREAM_GAP;
         for key in std::mem::take(&mut self.stream_gaps) {

@@ -232,6 +232,8 @@ pub struct Shard {
     pub history: Option<ShardHistory>,
     /// Centrifugo work waiting for a channel's history owner.
     pub deferred: DeferredQueue,
+    /// Pusher work waiting for a store (presence, cache) or a publish.
+    pub pusher_work: super::pusher_state::PusherQueue,
 }
 
 impl Shard {
@@ -301,6 +303,7 @@ impl Shard {
             socket_ids: RefCell::new(SocketIdGenerator::from_entropy()),
             history,
             deferred: DeferredQueue::default(),
+            pusher_work: Default::default(),
             config,
             shared,
         }

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::broker::cache::MemoryCache;
+use crate::broker::presence::MemoryPresence;
 use crate::broker::redis::RedisStatus;
 
 /// A shard whose ticker has not run for this long is reported as stalled by `/healthz`.
@@ -206,6 +208,12 @@ pub struct Shared {
     /// Pusher connections per application on this node (for `max_connections`; touched when
     /// a connection opens or closes, never per message).
     app_connections: Arc<[PaddedCounter]>,
+    /// Presence members of this node's channels, without Redis (with it, they are in Redis).
+    /// Locked for one map operation when a member joins or leaves, never on the fan-out path.
+    pub presence: Mutex<MemoryPresence>,
+    /// Cache channels' last events, without Redis (locked per trigger or subscribe to a cache
+    /// channel, never on the fan-out path).
+    pub cache: Mutex<MemoryCache>,
 }
 
 impl Shared {
@@ -229,6 +237,8 @@ impl Shared {
                 .collect(),
             mesh_capacity,
             app_connections: Arc::from([]),
+            presence: Mutex::default(),
+            cache: Mutex::default(),
         }
     }
 

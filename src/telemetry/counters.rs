@@ -78,6 +78,11 @@ counter_table! {
         WrittenBytes, "written_bytes", "Bytes written to WebSocket sockets";
         PingsSent, "pings_sent", "Heartbeat pings sent";
         ClientMessagesIgnored, "client_messages_ignored", "Data messages from subscribers that ringcast does not act on";
+        ClientEvents, "pusher_client_events", "Pusher client events accepted for relay";
+        ClientEventsRefused, "pusher_client_events_refused", "Pusher client events refused (feature off, channel, size, rate limit)";
+        ClientEventsDropped, "pusher_client_events_dropped", "Pusher client events accepted but not published (no room or Redis unavailable)";
+        PresenceJoins, "pusher_presence_joins", "Pusher presence channel joins completed";
+        PusherWorkRefused, "pusher_work_refused", "Pusher subscribes or client events refused because too much work was waiting on the shard";
         HandlerPanics, "handler_panics", "Connections closed because their handler panicked (a bug: please report it)";
         UringRingsRetired, "uring_rings_retired", "io_uring write rings given up after an error (the shard writes with sendmsg from then on)";
         WritesUnknown, "writes_unknown", "Connections closed because a retired ring could not say how much of their write left";

@@ -50,6 +50,15 @@ impl WireFormat {
 /// message and format, then shared), or `None` when the publication cannot be sent in that
 /// format (a non-UTF-8 raw publish has no Pusher form).
 pub fn frame_publication(format: WireFormat, publication: &Publication) -> Option<Bytes> {
+    // Pusher's own events (presence members, user termination) mean nothing to the other
+    // protocols' subscribers of the same channel.
+    let internal = publication
+        .event
+        .as_deref()
+        .is_some_and(pusher::outgoing::is_internal_event);
+    if internal && format != WireFormat::Pusher {
+        return None;
+    }
     match format {
         WireFormat::Raw => Some(raw::frame_publication(publication)),
         WireFormat::Pusher => {
@@ -58,7 +67,12 @@ pub fn frame_publication(format: WireFormat, publication: &Publication) -> Optio
                 .event
                 .as_deref()
                 .unwrap_or(pusher::outgoing::RAW_MESSAGE_EVENT);
-            let envelope = pusher::outgoing::event(publication.channel.as_str(), event, data, None);
+            let envelope = pusher::outgoing::event(
+                publication.channel.as_str(),
+                event,
+                data,
+                publication.user_id(),
+            );
             Some(encode_server_frame(OpCode::Text, &envelope))
         }
         // Binary payloads have no JSON form (Centrifugo's JSON protocol cannot carry them).

@@ -30,6 +30,16 @@ use super::socket_id::SocketId;
 /// `data`").
 pub const RAW_MESSAGE_EVENT: &str = "message";
 
+/// The event a publication carries to end every connection of a user
+/// (`terminate_connections`): never sent to a client, it closes the user's connections.
+pub const TERMINATE_EVENT: &str = "pusher_internal:terminate_connections";
+
+/// Is `event` one of the protocol's own (`pusher:` or `pusher_internal:`), which only Pusher
+/// subscribers understand?
+pub fn is_internal_event(event: &str) -> bool {
+    event.starts_with("pusher_internal:") || event.starts_with("pusher:")
+}
+
 /// A raw message cannot become a Pusher event: `data` is a JSON string, so it must be UTF-8.
 /// The server delivers the message to raw subscribers only and counts the skip; re-encoding
 /// (base64, lossy UTF-8) would silently change what Pusher clients receive.
@@ -238,36 +248,43 @@ pub fn subscription_error(
     envelope("pusher:subscription_error", Some(channel), data.as_str())
 }
 
+/// The event name of a member's arrival.
+pub const MEMBER_ADDED_EVENT: &str = "pusher_internal:member_added";
+/// The event name of a member's departure.
+pub const MEMBER_REMOVED_EVENT: &str = "pusher_internal:member_removed";
+
 /// `pusher_internal:member_added`, data (a string) `{"user_id":..,"user_info":..}`.
 pub fn member_added(channel: &PusherChannel, member: MemberRef<'_>) -> Bytes {
+    let data = member_added_data(member);
+    envelope(MEMBER_ADDED_EVENT, Some(channel.as_str()), data.as_str())
+}
+
+/// The `data` string of `pusher_internal:member_added`.
+pub fn member_added_data(member: MemberRef<'_>) -> String {
     #[derive(Serialize)]
     struct Data<'a> {
         user_id: &'a str,
         user_info: &'a RawValue,
     }
-    let data = to_json_string(&Data {
+    to_json_string(&Data {
         user_id: member.user_id,
         user_info: info_or_empty(&member),
-    });
-    envelope(
-        "pusher_internal:member_added",
-        Some(channel.as_str()),
-        data.as_str(),
-    )
+    })
 }
 
 /// `pusher_internal:member_removed`, data (a string) `{"user_id":..}`.
 pub fn member_removed(channel: &PusherChannel, user_id: &str) -> Bytes {
+    let data = member_removed_data(user_id);
+    envelope(MEMBER_REMOVED_EVENT, Some(channel.as_str()), data.as_str())
+}
+
+/// The `data` string of `pusher_internal:member_removed`.
+pub fn member_removed_data(user_id: &str) -> String {
     #[derive(Serialize)]
     struct Data<'a> {
         user_id: &'a str,
     }
-    let data = to_json_string(&Data { user_id });
-    envelope(
-        "pusher_internal:member_removed",
-        Some(channel.as_str()),
-        data.as_str(),
-    )
+    to_json_string(&Data { user_id })
 }
 
 /// `pusher:signin_success`, data `{"user_data":..}` with the exact `user_data` string the
