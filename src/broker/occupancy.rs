@@ -49,14 +49,27 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Leases that ended longer ago than this are removed from the node set when a report is
 /// written (keeps the set bounded by the live nodes).
 const FORGET_AFTER_MS: u64 = 60_000;
+/// How long a node's hash outlives its lease: long enough for a sweeper to read what a dead
+/// node had.
+const KEEP_AFTER_LEASE: Duration = Duration::from_secs(60);
+/// How long a channel stays occupied after its last subscriber left, in case one comes back
+/// (Pusher: `channel_vacated` "delayed about 3 s").
+pub const VACATE_DELAY: Duration = Duration::from_secs(3);
+/// Most vacates one sweep returns.
+const VACATES_PER_SWEEP_MAX: usize = 1000;
+/// Transitions waiting for the webhook queue (beyond: dropped, counted).
+pub const TRANSITIONS_QUEUE: usize = 4096;
 
-/// Writes a shard's changes and refreshes its lease. KEYS: node set, shard hash. ARGV: lease
-/// ms, forget-after ms, then (field, count) pairs (count 0 deletes). Returns 1 if the hash
-/// existed after the changes (0: Redis lost it, or it is empty).
+/// Writes a shard's changes and refreshes its lease. KEYS: node set, shard hash, occupied set,
+/// vacating set. ARGV: lease ms, forget-after ms, how long the hash outlives its lease (so a
+/// sweeper can still read a dead node's channels), transitions (`1`: find them), vacate delay
+/// ms, then (field, count) pairs (count 0 deletes). Returns `{kept, occupied fields...}`: kept
+/// is 1 if the hash existed after the changes (0: Redis lost it, or it is empty); the fields
+/// are the channels this report made occupied on no node before (none without transitions).
 const REPORT_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 3, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if ARGV[i + 1] == '0' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
@@ -64,10 +77,61 @@ for i = 3, #ARGV, 2 do
   end
 end
 local lease = tonumber(ARGV[1])
-local kept = redis.call('PEXPIRE', KEYS[2], lease)
+local kept = redis.call('PEXPIRE', KEYS[2], lease + tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[1], now + lease, KEYS[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return kept
+local out = {kept}
+if ARGV[4] ~= '1' then return out end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+for i = 6, #ARGV, 2 do
+  local field = ARGV[i]
+  local total = 0
+  for _, hash in ipairs(live) do
+    local count = redis.call('HGET', hash, field)
+    if count then total = total + tonumber(count) end
+  end
+  local was = redis.call('HEXISTS', KEYS[3], field) == 1
+  if total > 0 and not was then
+    redis.call('HSET', KEYS[3], field, 1)
+    if redis.call('ZREM', KEYS[4], field) == 0 then out[#out + 1] = field end
+  elseif total == 0 and was then
+    redis.call('HDEL', KEYS[3], field)
+    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), field)
+  end
+end
+return out
+"#;
+
+/// Finds the transitions no report makes: a dead node's channels (its lease ended: its hash
+/// is read, deleted, and every channel it had is counted again) and the vacates whose delay
+/// passed. KEYS: node set, occupied set, vacating set. ARGV: vacate delay ms, most vacates
+/// returned. Returns the vacated fields (each returned by exactly one sweeper).
+const SWEEP_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
+local fields = {}
+for _, hash in ipairs(dead) do
+  for _, field in ipairs(redis.call('HKEYS', hash)) do fields[#fields + 1] = field end
+  redis.call('DEL', hash)
+  redis.call('ZREM', KEYS[1], hash)
+end
+if #fields > 0 then
+  local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+  for _, field in ipairs(fields) do
+    local total = 0
+    for _, hash in ipairs(live) do
+      local count = redis.call('HGET', hash, field)
+      if count then total = total + tonumber(count) end
+    end
+    if total == 0 and redis.call('HDEL', KEYS[2], field) == 1 then
+      redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), field)
+    end
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, field in ipairs(due) do redis.call('ZREM', KEYS[3], field) end
+return due
 "#;
 
 /// Adds up the other nodes' counts. KEYS: node set. ARGV: this node's key prefix (skipped),
@@ -197,6 +261,10 @@ struct Keys {
     nodes: String,
     /// This node's hashes start with this.
     own_prefix: String,
+    /// The channels occupied on some node (field to 1).
+    occupied: String,
+    /// Channels whose last subscriber left, with when they count as vacated.
+    vacating: String,
 }
 
 impl Keys {
@@ -205,6 +273,8 @@ impl Keys {
         Keys {
             nodes: format!("{tag}:nodes"),
             own_prefix: format!("{tag}:{node}:"),
+            occupied: format!("{tag}:occupied"),
+            vacating: format!("{tag}:vacating"),
         }
     }
 
@@ -229,6 +299,7 @@ pub async fn serve(
     prefix: Arc<str>,
     status: Arc<RedisStatus>,
     requests: OccupancyRequests,
+    transitions: Option<mpsc::Sender<Transition>>,
 ) {
     let keys = Keys::new(&prefix, &random_id());
     let writer = write_reports(
@@ -236,6 +307,7 @@ pub async fn serve(
         keys.clone(),
         status.clone(),
         requests.reports,
+        transitions,
     );
     let answers = answer_queries(scripts, keys, status, requests.queries);
     futures::join!(writer, answers);
@@ -254,10 +326,12 @@ async fn write_reports(
     keys: Keys,
     status: Arc<RedisStatus>,
     mut reports: mpsc::Receiver<OccupancyReport>,
+    mut transitions: Option<mpsc::Sender<Transition>>,
 ) {
     let mut mirrors: HashMap<usize, Mirror> = HashMap::new();
     let mut refresh = tokio::time::interval(REFRESH_PERIOD);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wanted = transitions.is_some();
     loop {
         tokio::select! {
             report = reports.next() => {
@@ -273,8 +347,8 @@ async fn write_reports(
                     }
                     changes.push((field, entry.count));
                 }
-                let written = write(&scripts, &keys, report.shard, &changes).await;
-                note_write(&status, mirror, written);
+                let written = write(&scripts, &keys, report.shard, &changes, wanted).await;
+                note_write(&status, mirror, written, &mut transitions);
             }
             _ = refresh.tick() => {
                 for (&shard, mirror) in mirrors.iter_mut() {
@@ -283,21 +357,116 @@ async fn write_reports(
                     } else {
                         Vec::new()
                     };
-                    let written = write(&scripts, &keys, shard, &changes).await;
-                    note_write(&status, mirror, written);
+                    let written = write(&scripts, &keys, shard, &changes, wanted).await;
+                    note_write(&status, mirror, written, &mut transitions);
+                }
+                if let Some(sink) = &mut transitions {
+                    match sweep(&scripts, &keys).await {
+                        Ok(vacated) => {
+                            for field in vacated {
+                                pass_on(sink, &field, TransitionKind::Vacated);
+                            }
+                        }
+                        Err(error) => log::debug!("redis: occupancy sweep failed: {error}"),
+                    }
                 }
             }
         }
     }
 }
 
+/// Which way a channel's occupancy changed, across every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionKind {
+    /// Its first subscriber on any node.
+    Occupied,
+    /// No subscriber on any node for [`VACATE_DELAY`].
+    Vacated,
+}
+
+/// A channel's occupancy transition (each is found by exactly one node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The application's id.
+    pub app_id: String,
+    /// The channel.
+    pub channel: String,
+    /// Which way.
+    pub kind: TransitionKind,
+}
+
+/// Passes a transition of `field` on (dropped, with a log line, when the queue is full).
+fn pass_on(sink: &mut mpsc::Sender<Transition>, field: &[u8], kind: TransitionKind) {
+    let Some(transition) = transition_of(field, kind) else {
+        return;
+    };
+    if sink.try_send(transition).is_err() {
+        log::warn!("redis: occupancy transition dropped (the webhook queue is full)");
+    }
+}
+
+fn transition_of(field: &[u8], kind: TransitionKind) -> Option<Transition> {
+    let text = std::str::from_utf8(field).ok()?;
+    let (app_id, channel) = text.split_once('\0')?;
+    Some(Transition {
+        app_id: app_id.to_string(),
+        channel: channel.to_string(),
+        kind,
+    })
+}
+
+/// The vacates due now, and a dead node's channels counted again.
+async fn sweep(scripts: &Scripts, keys: &Keys) -> Result<Vec<Bytes>, String> {
+    let reply = scripts
+        .eval(
+            SWEEP_SCRIPT,
+            vec![
+                keys.nodes.clone(),
+                keys.occupied.clone(),
+                keys.vacating.clone(),
+            ],
+            vec![
+                Value::from(VACATE_DELAY.as_millis() as i64),
+                Value::from(VACATES_PER_SWEEP_MAX as i64),
+            ],
+            Attempts::Once,
+        )
+        .await?;
+    Ok(fields_of(reply))
+}
+
+/// The byte strings of a script's array answer.
+fn fields_of(value: Value) -> Vec<Bytes> {
+    let Value::Array(values) = value else {
+        return Vec::new();
+    };
+    values
+        .into_iter()
+        .filter_map(|value| match value {
+            Value::Bytes(bytes) => Some(bytes),
+            Value::String(text) => Some(Bytes::from(text.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Records how a write went: a failed write, or a hash Redis no longer has while this node
 /// has counts in it, makes the mirror stale (written whole at the next refresh).
-fn note_write(status: &RedisStatus, mirror: &mut Mirror, written: Result<bool, String>) {
+fn note_write(
+    status: &RedisStatus,
+    mirror: &mut Mirror,
+    written: Result<Written, String>,
+    transitions: &mut Option<mpsc::Sender<Transition>>,
+) {
     match written {
-        Ok(kept) => {
-            mirror.stale = !kept && !mirror.counts.is_empty();
+        Ok(written) => {
+            mirror.stale = !written.kept && !mirror.counts.is_empty();
             status.add(RedisCounter::OccupancyWrites, 1);
+            if let Some(sink) = transitions {
+                for field in written.occupied {
+                    pass_on(sink, &field, TransitionKind::Occupied);
+                }
+            }
         }
         Err(error) => {
             log::debug!("redis: occupancy write failed: {error}");
@@ -307,16 +476,28 @@ fn note_write(status: &RedisStatus, mirror: &mut Mirror, written: Result<bool, S
     }
 }
 
-/// One script: the changes, the lease. `Ok(true)` when the hash exists afterwards.
+/// What a report's script said.
+struct Written {
+    /// The hash exists afterwards.
+    kept: bool,
+    /// The channels it made occupied.
+    occupied: Vec<Bytes>,
+}
+
+/// One script: the changes, the lease (and the transitions, when `transitions`).
 async fn write(
     scripts: &Scripts,
     keys: &Keys,
     shard: usize,
     changes: &[(Bytes, u64)],
-) -> Result<bool, String> {
-    let mut args = Vec::with_capacity(2 + 2 * changes.len());
+    transitions: bool,
+) -> Result<Written, String> {
+    let mut args = Vec::with_capacity(5 + 2 * changes.len());
     args.push(Value::from(LEASE.as_millis() as i64));
     args.push(Value::from(FORGET_AFTER_MS as i64));
+    args.push(Value::from(KEEP_AFTER_LEASE.as_millis() as i64));
+    args.push(Value::from(if transitions { "1" } else { "0" }));
+    args.push(Value::from(VACATE_DELAY.as_millis() as i64));
     for (field, count) in changes {
         args.push(Value::Bytes(field.clone()));
         args.push(Value::from(count.to_string()));
@@ -324,12 +505,30 @@ async fn write(
     let reply = scripts
         .eval(
             REPORT_SCRIPT,
-            vec![keys.nodes.clone(), keys.shard(shard)],
+            vec![
+                keys.nodes.clone(),
+                keys.shard(shard),
+                keys.occupied.clone(),
+                keys.vacating.clone(),
+            ],
             args,
-            Attempts::Retried,
+            // Sent once: a report's transitions must not be found twice.
+            if transitions {
+                Attempts::Once
+            } else {
+                Attempts::Retried
+            },
         )
         .await?;
-    Ok(as_u64(&reply) == Some(1))
+    let Value::Array(mut values) = reply else {
+        return Err("unexpected answer from the occupancy script".into());
+    };
+    let kept = values.first().and_then(as_u64) == Some(1);
+    values.remove(0);
+    Ok(Written {
+        kept,
+        occupied: fields_of(Value::Array(values)),
+    })
 }
 
 async fn answer_queries(
@@ -406,6 +605,68 @@ async fn count(
     }
 }
 
+/// The transitions of one node's channels without Redis: the same rules as the scripts, over
+/// the shards' reports (each shard's count of each channel).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Each channel's count on each shard (only channels with subscribers).
+    counts: HashMap<Bytes, HashMap<usize, u64>>,
+    /// Channels whose last subscriber left, with when they count as vacated.
+    vacating: HashMap<Bytes, std::time::Instant>,
+}
+
+impl Ledger {
+    /// Applies a shard's report; returns the transitions it made (occupied only: vacates wait
+    /// for [`Ledger::due`]).
+    pub fn apply(&mut self, report: &OccupancyReport, now: std::time::Instant) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for entry in &report.entries {
+            let field = field(&entry.app_id, entry.channel.as_str());
+            let was = self.counts.contains_key(&field);
+            if entry.count > 0 {
+                self.counts
+                    .entry(field.clone())
+                    .or_default()
+                    .insert(report.shard, entry.count);
+            } else if let Some(shards) = self.counts.get_mut(&field) {
+                shards.remove(&report.shard);
+                if shards.is_empty() {
+                    self.counts.remove(&field);
+                }
+            }
+            let is = self.counts.contains_key(&field);
+            match (was, is) {
+                (false, true) => {
+                    if self.vacating.remove(&field).is_none() {
+                        out.extend(transition_of(&field, TransitionKind::Occupied));
+                    }
+                }
+                (true, false) => {
+                    self.vacating.insert(field, now + VACATE_DELAY);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The vacates whose delay passed by `now`.
+    pub fn due(&mut self, now: std::time::Instant) -> Vec<Transition> {
+        let due: Vec<Bytes> = self
+            .vacating
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(field, _)| field.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|field| {
+                self.vacating.remove(&field);
+                transition_of(&field, TransitionKind::Vacated)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +677,51 @@ mod tests {
         assert_eq!(keys.nodes, "{ws:occupancy}:nodes");
         assert_eq!(keys.shard(3), "{ws:occupancy}:n1:3");
         assert!(keys.shard(3).starts_with(&keys.own_prefix));
+    }
+
+    #[test]
+    fn a_node_ledger_finds_each_transition_once_and_delays_vacates() {
+        let report = |shard, count| OccupancyReport {
+            shard,
+            entries: vec![OccupancyEntry {
+                app_id: Arc::from("1"),
+                channel: ChannelName::new("room").unwrap(),
+                count,
+            }],
+        };
+        let occupied = |kind| {
+            vec![Transition {
+                app_id: "1".into(),
+                channel: "room".into(),
+                kind,
+            }]
+        };
+        let mut ledger = Ledger::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            ledger.apply(&report(0, 1), t0),
+            occupied(TransitionKind::Occupied)
+        );
+        // A second shard's subscriber changes nothing; the channel is vacated when both left,
+        // VACATE_DELAY later.
+        assert!(ledger.apply(&report(1, 2), t0).is_empty());
+        assert!(ledger.apply(&report(0, 0), t0).is_empty());
+        assert!(ledger.apply(&report(1, 0), t0).is_empty());
+        assert!(ledger.due(t0 + VACATE_DELAY / 2).is_empty());
+        assert_eq!(
+            ledger.due(t0 + VACATE_DELAY),
+            occupied(TransitionKind::Vacated)
+        );
+        assert!(ledger.due(t0 + VACATE_DELAY * 2).is_empty(), "once");
+        // Back within the delay: neither vacated nor occupied again.
+        ledger.apply(&report(0, 1), t0);
+        ledger.apply(&report(0, 0), t0);
+        assert!(
+            ledger
+                .apply(&report(1, 1), t0 + VACATE_DELAY / 2)
+                .is_empty()
+        );
+        assert!(ledger.due(t0 + VACATE_DELAY * 2).is_empty());
     }
 
     #[test]

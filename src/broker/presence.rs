@@ -43,6 +43,9 @@ const CLAIM: Duration = Duration::from_secs(30);
 const REAP_BATCH_MAX: usize = 10_000;
 /// Requests answered at once.
 const IN_FLIGHT_MAX: usize = 32;
+/// How long a user's departure waits before its `member_removed` webhook, cancelled if the
+/// user comes back meanwhile (Pusher: "delayed about 3 s").
+pub const LEAVE_DELAY: Duration = Duration::from_secs(3);
 
 /// A presence member as stored: the user id and the `user_info` JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub enum JoinOutcome {
         members: Vec<StoredMember>,
         /// The user was not a member before.
         first_connection: bool,
+        /// It was, until less than [`LEAVE_DELAY`] ago: its `member_removed` webhook is
+        /// cancelled, and so is this `member_added` one.
+        returning: bool,
     },
     /// The user is new and the channel already has its most members.
     Full,
@@ -107,6 +113,16 @@ pub enum PresenceCommand {
         /// The answer.
         reply: oneshot::Sender<Result<LeaveOutcome, String>>,
     },
+    /// After [`LEAVE_DELAY`]: is the user still gone (then its `member_removed` webhook goes
+    /// out)? True once per departure, across every node.
+    ConfirmLeft {
+        /// The channel.
+        channel: PresenceChannel,
+        /// The user who left.
+        user_id: String,
+        /// The answer.
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
     /// The members now.
     Members {
         /// The channel.
@@ -130,6 +146,10 @@ struct ChannelMembers {
 #[derive(Debug, Default)]
 pub struct MemoryPresence {
     channels: HashMap<(AppSlot, ChannelName), ChannelMembers>,
+    /// Users whose last connection left, until their departure is confirmed or cancelled
+    /// (bounded: one entry per departure, removed by [`MemoryPresence::confirm_left`], which
+    /// the leaving shard always calls).
+    leaving: HashMap<(AppSlot, ChannelName, String), ()>,
 }
 
 impl MemoryPresence {
@@ -144,6 +164,7 @@ impl MemoryPresence {
         let key = (channel.app, channel.channel.clone());
         let members = self.channels.entry(key.clone()).or_default();
         let mut first_connection = false;
+        let mut returning = false;
         if !members.connections.contains_key(socket_id) {
             if let Some((count, _)) = members.users.get_mut(&member.user_id) {
                 *count += 1;
@@ -158,14 +179,24 @@ impl MemoryPresence {
                     .users
                     .insert(member.user_id.clone(), (1, member.user_info.clone()));
             }
+            let leaving = (channel.app, channel.channel.clone(), member.user_id.clone());
+            returning = first_connection && self.leaving.remove(&leaving).is_some();
             members
                 .connections
                 .insert(socket_id.to_string(), member.user_id);
         }
+        let members = listed(self.channels.get(&key).expect("joined above"));
         JoinOutcome::Joined {
-            members: listed(members),
+            members,
             first_connection,
+            returning,
         }
+    }
+
+    /// See [`PresenceCommand::ConfirmLeft`].
+    pub fn confirm_left(&mut self, channel: &PresenceChannel, user_id: &str) -> bool {
+        let key = (channel.app, channel.channel.clone(), user_id.to_string());
+        self.leaving.remove(&key).is_some()
     }
 
     /// See [`PresenceCommand::Leave`].
@@ -185,6 +216,10 @@ impl MemoryPresence {
         };
         if members.connections.is_empty() {
             self.channels.remove(&key);
+        }
+        if last {
+            self.leaving
+                .insert((channel.app, channel.channel.clone(), user_id.clone()), ());
         }
         last.then_some(user_id)
     }
@@ -209,9 +244,9 @@ fn listed(members: &ChannelMembers) -> Vec<StoredMember> {
         .collect()
 }
 
-/// Joins. KEYS: conns, users, info, node's channel set. ARGV: `NODE SOCKET`, user id,
-/// user_info (empty: none), most members, the channel's key base. Returns `{'full'}` or
-/// `{first (0|1), info hash as a flat list}`.
+/// Joins. KEYS: conns, users, info, leaving. ARGV: `NODE SOCKET`, user id, user_info (empty:
+/// none), most members. Returns `{'full'}` or `{first (0: no, 1: yes, 2: yes and returning
+/// within the leave delay), info hash as a flat list}`.
 const JOIN_SCRIPT: &str = r#"
 local first = 0
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
@@ -220,6 +255,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
       return {'full'}
     end
     first = 1
+    if redis.call('HDEL', KEYS[4], ARGV[2]) == 1 then first = 2 end
     redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
   end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -228,8 +264,9 @@ end
 return {first, redis.call('HGETALL', KEYS[3])}
 "#;
 
-/// Leaves. KEYS: conns, users, info. ARGV: `NODE SOCKET`. Returns the user id when it was
-/// that user's last connection, `''` when not, nil when the connection was no member.
+/// Leaves. KEYS: conns, users, info, leaving. ARGV: `NODE SOCKET`, leaving ttl ms. Returns
+/// the user id when it was that user's last connection (then marked leaving), `''` when not,
+/// nil when the connection was no member.
 const LEAVE_SCRIPT: &str = r#"
 local user = redis.call('HGET', KEYS[1], ARGV[1])
 if not user then return false end
@@ -238,6 +275,8 @@ local left = redis.call('HINCRBY', KEYS[2], user, -1)
 if left <= 0 then
   redis.call('HDEL', KEYS[2], user)
   redis.call('HDEL', KEYS[3], user)
+  redis.call('HSET', KEYS[4], user, 1)
+  redis.call('PEXPIRE', KEYS[4], ARGV[2])
   return user
 end
 return ''
@@ -280,12 +319,13 @@ return ended[1]
 "#;
 
 /// The keys of one channel's membership.
-fn channel_keys(prefix: &str, channel: &PresenceChannel) -> [String; 3] {
+fn channel_keys(prefix: &str, channel: &PresenceChannel) -> [String; 4] {
     let base = channel_base(prefix, &channel.app_id, channel.channel.as_str());
     [
         format!("{base}:conns"),
         format!("{base}:users"),
         format!("{base}:info"),
+        format!("{base}:leaving"),
     ]
 }
 
@@ -427,13 +467,15 @@ async fn answer(
             socket_id,
             reply,
         } => {
-            let [conns, users, info] = channel_keys(prefix, &channel);
+            let keys_of_channel = channel_keys(prefix, &channel).to_vec();
             let field = format!("{node} {socket_id}");
+            // The leaving mark outlives the delay (the confirmation removes it).
+            let mark_ms = (LEAVE_DELAY * 4).as_millis() as i64;
             let result = scripts
                 .eval(
                     LEAVE_SCRIPT,
-                    vec![conns, users, info],
-                    vec![Value::from(field)],
+                    keys_of_channel,
+                    vec![Value::from(field), Value::from(mark_ms)],
                     Attempts::Retried,
                 )
                 .await;
@@ -448,8 +490,25 @@ async fn answer(
             }
             let _ = reply.send(outcome);
         }
+        PresenceCommand::ConfirmLeft {
+            channel,
+            user_id,
+            reply,
+        } => {
+            let [_, _, _, leaving] = channel_keys(prefix, &channel);
+            let result = scripts
+                .eval(
+                    "return redis.call('HDEL', KEYS[1], ARGV[1])",
+                    vec![leaving],
+                    vec![Value::from(user_id)],
+                    Attempts::Once,
+                )
+                .await
+                .map(|value| as_u64(&value) == Some(1));
+            let _ = reply.send(result);
+        }
         PresenceCommand::Members { channel, reply } => {
-            let [_, _, info] = channel_keys(prefix, &channel);
+            let [_, _, info, _] = channel_keys(prefix, &channel);
             let result = scripts
                 .eval(
                     "return redis.call('HGETALL', KEYS[1])",
@@ -508,7 +567,7 @@ async fn join(
     member: StoredMember,
     max_members: usize,
 ) -> Result<JoinOutcome, String> {
-    let [conns, users, info] = channel_keys(prefix, channel);
+    let keys_of_channel = channel_keys(prefix, channel).to_vec();
     let args = vec![
         Value::from(format!("{node} {socket_id}")),
         Value::from(member.user_id),
@@ -518,7 +577,7 @@ async fn join(
     // Sent once: a join that timed out may have happened; the caller leaves again if it
     // gives up on the connection.
     let reply = scripts
-        .eval(JOIN_SCRIPT, vec![conns, users, info], args, Attempts::Once)
+        .eval(JOIN_SCRIPT, keys_of_channel, args, Attempts::Once)
         .await?;
     let Value::Array(parts) = reply else {
         return Err(format!("unexpected join answer: {reply:?}"));
@@ -526,7 +585,8 @@ async fn join(
     match parts.as_slice() {
         [Value::String(full)] if &**full == "full" => Ok(JoinOutcome::Full),
         [first, hash] => Ok(JoinOutcome::Joined {
-            first_connection: as_u64(first) == Some(1),
+            first_connection: matches!(as_u64(first), Some(1 | 2)),
+            returning: as_u64(first) == Some(2),
             members: members_of(hash.clone()),
         }),
         _ => Err(format!("unexpected join answer: {parts:?}")),
@@ -720,8 +780,7 @@ mod tests {
 
     #[test]
     fn keys_of_a_channel_share_one_hash_tag() {
-        let [conns, users, info] = channel_keys("ws", &room());
-        for key in [&conns, &users, &info] {
+        for key in &channel_keys("ws", &room()) {
             assert!(key.starts_with("{ws:presence:1:presence-room}:"), "{key}");
         }
     }

@@ -586,6 +586,7 @@ async fn run(
                 Arc::from(settings.prefix.as_str()),
                 status.clone(),
                 requests.occupancy,
+                None,
             )),
         ),
         (
@@ -735,6 +736,7 @@ async fn run_cluster(
                     Arc::from(settings.prefix.as_str()),
                     status.clone(),
                     requests.occupancy,
+                    None,
                 )),
             ),
             (

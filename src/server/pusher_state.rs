@@ -188,6 +188,7 @@ async fn join(
             Ok(JoinOutcome::Joined {
                 members,
                 first_connection,
+                returning,
             }) => {
                 if let Some(seat) = registry.pusher_mut(key).and_then(|p| p.seat(&name)) {
                     seat.state = SeatState::Joined;
@@ -196,7 +197,7 @@ async fn join(
                 registry.queue(key, text_frame(&frame));
                 registry.stats.count(Counter::PresenceJoins);
                 if first_connection {
-                    Announce::Added
+                    Announce::Added { returning }
                 } else {
                     Announce::Nothing
                 }
@@ -226,7 +227,7 @@ async fn join(
     shard.write_slice(&[key]);
     match announce {
         Announce::Nothing => {}
-        Announce::Added => {
+        Announce::Added { returning } => {
             let data = member_added_data(member.as_ref());
             let publication = Publication::event(
                 app,
@@ -238,7 +239,9 @@ async fn join(
             if let Err(error) = shard.publish_event(publication).await {
                 log::warn!("shard {}: member_added not published: {error}", shard.id);
             }
-            shard.webhook_member(app, &name, &member.user_id, MemberChange::Added);
+            if !returning {
+                shard.webhook_member(app, &name, &member.user_id, MemberChange::Added);
+            }
         }
         Announce::LeaveAgain => {
             // The connection went (or left) while the join was in flight: undo it.
@@ -255,7 +258,11 @@ async fn join(
 /// What a join leaves to tell the others.
 enum Announce {
     Nothing,
-    Added,
+    /// A user's first connection: `member_added` to the others, and its webhook unless the
+    /// user is back within the leave delay (its `member_removed` webhook is cancelled too).
+    Added {
+        returning: bool,
+    },
     LeaveAgain,
 }
 
@@ -437,6 +444,28 @@ impl Shard {
         glommio::timer::timeout(STORE_TIMEOUT, async { Ok(exchange.await) })
             .await
             .unwrap_or_else(|_| Err("Redis did not answer in time".into()))
+    }
+
+    /// After the leave delay: is `user_id` still gone from the channel (true once per
+    /// departure)?
+    pub async fn presence_confirm_left(
+        &self,
+        channel: &PresenceChannel,
+        user_id: &str,
+    ) -> Result<bool, String> {
+        let Some(link) = &self.redis else {
+            let mut book = self.shared.presence.lock().expect("never poisoned");
+            return Ok(book.confirm_left(channel, user_id));
+        };
+        let (channel, user_id) = (channel.clone(), user_id.to_string());
+        self.ask_core(link.presence.clone(), |reply| {
+            PresenceCommand::ConfirmLeft {
+                channel,
+                user_id,
+                reply,
+            }
+        })
+        .await
     }
 
     /// Joins `socket_id` to a presence channel.
