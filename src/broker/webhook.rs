@@ -339,11 +339,11 @@ struct AppTargets {
 impl AppTargets {
     /// The kinds at least one target wants.
     fn wanted(&self) -> WebhookEvents {
-        WebhookEvents::from_kinds(
-            WebhookEventKind::ALL
-                .into_iter()
-                .filter(|&kind| self.targets.iter().any(|target| target.events.contains(kind))),
-        )
+        WebhookEvents::from_kinds(WebhookEventKind::ALL.into_iter().filter(|&kind| {
+            self.targets
+                .iter()
+                .any(|target| target.events.contains(kind))
+        }))
     }
 }
 
@@ -979,7 +979,13 @@ mod tests {
         queue.send(AppSlot(0), member_added("u1"));
         queue.send(AppSlot(0), member_removed("u1"));
         queue.send(AppSlot(0), member_added("u2"));
-        assert_eq!(next(&mut every).await.json()["events"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            next(&mut every).await.json()["events"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
         let body = next(&mut members).await.json();
         assert_eq!(
             body["events"],
@@ -993,7 +999,10 @@ mod tests {
         assert_eq!(next(&mut every).await.json()["events"][0]["channel"], "b");
         wait_for(&queue, WebhookCounter::DeliveredEvents, 4 + 2 + 1).await;
         sleep(Duration::from_millis(100)).await;
-        assert!(members.try_recv().is_err(), "no body without a wanted event");
+        assert!(
+            members.try_recv().is_err(),
+            "no body without a wanted event"
+        );
         assert_eq!(queue.status().get(WebhookCounter::Posts), 3);
     }
 
@@ -1119,7 +1128,10 @@ mod tests {
         for index in 0..5 {
             queue.send(AppSlot(0), occupied(&format!("c{index}")));
         }
-        assert!(began.elapsed() < Duration::from_millis(100), "send never waits");
+        assert!(
+            began.elapsed() < Duration::from_millis(100),
+            "send never waits"
+        );
         let readings = queue.status().readings();
         assert_eq!(readings.get(WebhookCounter::Queued), 4);
         assert_eq!(readings.get(WebhookCounter::DroppedEvents), 3);
@@ -1146,7 +1158,11 @@ mod tests {
         assert_eq!(backoff(first, 1, 0.0), Duration::from_millis(500));
         assert_eq!(backoff(first, 3, 0.0), Duration::from_secs(2));
         assert_eq!(backoff(first, 3, 1.0), Duration::from_millis(2400));
-        assert_eq!(backoff(first, 0, 7.0), Duration::from_millis(300), "clamped");
+        assert_eq!(
+            backoff(first, 0, 7.0),
+            Duration::from_millis(300),
+            "clamped"
+        );
         assert_eq!(backoff(Duration::MAX, 40, 1.0), Duration::MAX, "saturates");
         for _ in 0..100 {
             let unit = jitter_unit();
@@ -1159,7 +1175,10 @@ mod tests {
         let defaults = WebhookSettings::default();
         assert_eq!(defaults.validate(), Ok(()));
         // 5 timeouts of 5 s, waits of 0.25, 0.5, 1, 2 s with full jitter.
-        assert_eq!(defaults.worst_case_delivery(), Duration::from_millis(29_500));
+        assert_eq!(
+            defaults.worst_case_delivery(),
+            Duration::from_millis(29_500)
+        );
         let slow = WebhookSettings {
             request_timeout: Duration::from_secs(60),
             ..WebhookSettings::default()
