@@ -58,6 +58,9 @@ pub const WEBHOOK_ATTEMPTS_MAX: u32 = 16;
 pub const WEBHOOK_IN_FLIGHT_MAX: usize = 4096;
 /// Most events the queue may be sized for.
 pub const WEBHOOK_QUEUE_CAPACITY_MAX: usize = 1 << 20;
+/// Longest batch window a configuration may ask for: an event waits at most this long before
+/// its body is sent (Pusher's own deliberate delay, for vacated and removed, is 3 s).
+pub const WEBHOOK_BATCH_WINDOW_MAX: Duration = Duration::from_secs(3);
 /// A backoff is lengthened by up to this fraction, so targets that failed together are not
 /// retried together.
 const BACKOFF_JITTER_FRACTION: f64 = 0.2;
@@ -71,7 +74,7 @@ pub struct WebhookSettings {
     pub queue_capacity: usize,
     /// How long one application's events are collected before they go out. Default 50 ms:
     /// short next to Pusher's own delays (3 s for vacated), long enough to fold a burst into
-    /// one request.
+    /// one request. Range 0..=[`WEBHOOK_BATCH_WINDOW_MAX`].
     pub batch_window: Duration,
     /// How long one POST may take, connection included. Default 5 s: a receiver should answer
     /// at once and do its work later.
@@ -116,6 +119,9 @@ pub enum WebhookSettingsError {
     /// A zero timeout would fail every request.
     #[error("webhook request_timeout must be above zero")]
     ZeroTimeout,
+    /// Events would reach the receiver long after they happened.
+    #[error("webhook batch_window must be at most {WEBHOOK_BATCH_WINDOW_MAX:?}, got {0:?}")]
+    BatchWindow(Duration),
     /// The receiver would refuse the last attempts for their old `time_ms`.
     #[error(
         "webhook attempts could take {worst_case:?}, over the {WEBHOOK_BODY_MAX_AGE:?} a receiver \
@@ -129,7 +135,7 @@ pub enum WebhookSettingsError {
 
 impl WebhookSettings {
     /// Checks each field's range and that the last attempt of a body ends before the
-    /// receiver would refuse its `time_ms`.
+    /// receiver would refuse its `time_ms` (stamped when the body's delivery starts).
     pub fn validate(&self) -> Result<(), WebhookSettingsError> {
         if !(1..=WEBHOOK_QUEUE_CAPACITY_MAX).contains(&self.queue_capacity) {
             return Err(WebhookSettingsError::QueueCapacity(self.queue_capacity));
@@ -143,8 +149,11 @@ impl WebhookSettings {
         if self.request_timeout.is_zero() {
             return Err(WebhookSettingsError::ZeroTimeout);
         }
+        if self.batch_window > WEBHOOK_BATCH_WINDOW_MAX {
+            return Err(WebhookSettingsError::BatchWindow(self.batch_window));
+        }
         let worst_case = self.worst_case_delivery();
-        if worst_case + self.batch_window > WEBHOOK_BODY_MAX_AGE {
+        if worst_case > WEBHOOK_BODY_MAX_AGE {
             return Err(WebhookSettingsError::RetriesOutliveBody { worst_case });
         }
         Ok(())
@@ -486,7 +495,6 @@ impl Batcher {
             // `send` queues only events some target of the app wants.
             return;
         };
-        let time_ms = unix_time_ms();
         // Bounded: at most MAX_WEBHOOKS_PER_APP targets.
         for target in &targets.targets {
             let wanted: Vec<WebhookEvent> = events
@@ -497,7 +505,14 @@ impl Batcher {
             if wanted.is_empty() {
                 continue;
             }
-            let body = webhook_body(time_ms, &wanted);
+            let permit = self
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            // Stamped once a delivery may start, so the wait for a permit does not age it.
+            let body = webhook_body(unix_time_ms(), &wanted);
             let delivery = Delivery {
                 url: target.url.clone(),
                 log_url: target.log_url.clone(),
@@ -505,12 +520,6 @@ impl Batcher {
                 body,
                 events: wanted.len() as u64,
             };
-            let permit = self
-                .in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
             tokio::spawn(deliver(
                 self.client.clone(),
                 delivery,
@@ -860,7 +869,8 @@ mod tests {
     fn test_settings() -> WebhookSettings {
         WebhookSettings {
             queue_capacity: 1000,
-            batch_window: Duration::from_millis(20),
+            // Long enough that a loaded machine still sends a test's events in one batch.
+            batch_window: Duration::from_millis(200),
             request_timeout: Duration::from_secs(2),
             max_attempts: 3,
             first_backoff: Duration::from_millis(10),
@@ -1122,6 +1132,12 @@ mod tests {
         next(&mut received).await;
         // The batcher takes this one and waits for the delivery's permit.
         queue.send(AppSlot(0), occupied("b"));
+        let deadline = Instant::now() + PATIENCE;
+        while queue.sender.capacity() < 2 {
+            assert!(Instant::now() < deadline, "the batcher takes the event");
+            sleep(Duration::from_millis(1)).await;
+        }
+        // Past its 1 ms window: waiting for the permit, not reading the queue.
         sleep(Duration::from_millis(100)).await;
         // Two fit in the queue; the other three are dropped, and send() returns at once.
         let began = std::time::Instant::now();
@@ -1215,6 +1231,13 @@ mod tests {
                     ..WebhookSettings::default()
                 },
                 WebhookSettingsError::ZeroTimeout,
+            ),
+            (
+                WebhookSettings {
+                    batch_window: Duration::from_secs(4),
+                    ..WebhookSettings::default()
+                },
+                WebhookSettingsError::BatchWindow(Duration::from_secs(4)),
             ),
         ];
         for (settings, error) in cases {
