@@ -19,6 +19,10 @@
 //! - Limits: the queue holds at most `queue_capacity` events (full: the event is dropped and
 //!   counted, the caller never waits); at most `in_flight_max` deliveries (a request and its
 //!   retries) run at once, each holding only its own body; one pending batch per application.
+//!   A delivery keeps its slot through its backoff waits, so a dead target slows the others
+//!   (and then fills the queue) rather than growing memory.
+//! - Shutdown: once every [`WebhookQueue`] is dropped, the last batches are sent and the thread
+//!   ends when their deliveries have.
 //! - Secrets: the app secret only signs; it is never logged. URLs are logged without their
 //!   userinfo and query string ([`loggable_url`]).
 //!
