@@ -3,8 +3,10 @@
 //! shards talk to it only by message ([`redis::RedisLink`]) and never wait on it on the data
 //! path.
 //!
+//! [`webhook`] sends the applications' webhooks from a bounded queue on a thread of its own.
+//!
 //! Imports point down: the broker knows publications, channel names and the telemetry tables,
-//! nothing of shards or HTTP.
+//! nothing of shards or the HTTP server (the webhook sender is an HTTP client).
 
 pub mod cache;
 pub mod cluster;
@@ -13,3 +15,4 @@ pub mod occupancy;
 pub mod presence;
 pub mod redis;
 pub mod scripts;
+pub mod webhook;

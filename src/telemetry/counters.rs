@@ -107,6 +107,19 @@ counter_table! {
     }
 }
 
+counter_table! {
+    /// The webhook sender's counters (node-wide; `broker::webhook`). An event sent to two
+    /// targets counts twice in the delivered and failed rows.
+    WebhookCounter {
+        Queued, "webhook_events_queued", "Webhook events accepted into the sender's queue";
+        DeliveredEvents, "webhook_events_delivered", "Webhook events in bodies a target answered with 2xx (per target)";
+        Posts, "webhook_posts", "Webhook POST requests sent (every attempt counts)";
+        Retries, "webhook_retries", "Webhook POSTs sent again after a 5xx, 408, 429, timeout or connection error";
+        FailedEvents, "webhook_events_failed", "Webhook events given up on (per target): another 4xx, or every attempt failed";
+        DroppedEvents, "webhook_events_dropped", "Webhook events dropped because the sender's queue was full (the caller never waits)";
+    }
+}
+
 /// Why a WebSocket connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
@@ -321,6 +334,7 @@ mod tests {
     fn names_are_unique_and_rows_are_in_index_order() {
         let mut names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         names.extend(RedisCounter::ALL.iter().map(|c| c.name()));
+        names.extend(WebhookCounter::ALL.iter().map(|c| c.name()));
         let count = names.len();
         names.sort_unstable();
         names.dedup();

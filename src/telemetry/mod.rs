@@ -12,7 +12,7 @@ pub mod counters;
 pub mod metrics;
 pub mod stat;
 
-use crate::telemetry::counters::{RedisCounter, ShardStats};
+use crate::telemetry::counters::{RedisCounter, ShardStats, WebhookCounter};
 
 /// A shard's index (0..shards).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,6 +115,20 @@ pub struct RedisReadings {
     pub counters: [u64; RedisCounter::COUNT],
     /// Per master, ordered by address.
     pub masters: Vec<MasterReading>,
+}
+
+/// The webhook sender as seen at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookReadings {
+    /// The counters, indexed by [`WebhookCounter`].
+    pub counters: [u64; WebhookCounter::COUNT],
+}
+
+impl WebhookReadings {
+    /// The value of `counter`.
+    pub fn get(&self, counter: WebhookCounter) -> u64 {
+        self.counters[counter.index()]
+    }
 }
 
 /// Everything `/stat` and `/metrics` show about one node.
