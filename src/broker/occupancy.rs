@@ -57,8 +57,6 @@ const KEEP_AFTER_LEASE: Duration = Duration::from_secs(60);
 pub const VACATE_DELAY: Duration = Duration::from_secs(3);
 /// Most vacates one sweep returns.
 const VACATES_PER_SWEEP_MAX: usize = 1000;
-/// Transitions waiting for the webhook queue (beyond: dropped, counted).
-pub const TRANSITIONS_QUEUE: usize = 4096;
 
 /// Writes a shard's changes and refreshes its lease. KEYS: node set, shard hash, occupied set,
 /// vacating set. ARGV: lease ms, forget-after ms, how long the hash outlives its lease (so a
@@ -299,7 +297,7 @@ pub async fn serve(
     prefix: Arc<str>,
     status: Arc<RedisStatus>,
     requests: OccupancyRequests,
-    transitions: Option<mpsc::Sender<Transition>>,
+    transitions: Option<TransitionSink>,
 ) {
     let keys = Keys::new(&prefix, &random_id());
     let writer = write_reports(
@@ -326,7 +324,7 @@ async fn write_reports(
     keys: Keys,
     status: Arc<RedisStatus>,
     mut reports: mpsc::Receiver<OccupancyReport>,
-    mut transitions: Option<mpsc::Sender<Transition>>,
+    mut transitions: Option<TransitionSink>,
 ) {
     let mut mirrors: HashMap<usize, Mirror> = HashMap::new();
     let mut refresh = tokio::time::interval(REFRESH_PERIOD);
@@ -395,13 +393,13 @@ pub struct Transition {
     pub kind: TransitionKind,
 }
 
-/// Passes a transition of `field` on (dropped, with a log line, when the queue is full).
-fn pass_on(sink: &mut mpsc::Sender<Transition>, field: &[u8], kind: TransitionKind) {
-    let Some(transition) = transition_of(field, kind) else {
-        return;
-    };
-    if sink.try_send(transition).is_err() {
-        log::warn!("redis: occupancy transition dropped (the webhook queue is full)");
+/// Where transitions go (the webhook queue: it never waits).
+pub type TransitionSink = Box<dyn FnMut(Transition)>;
+
+/// Passes a transition of `field` on.
+fn pass_on(sink: &mut TransitionSink, field: &[u8], kind: TransitionKind) {
+    if let Some(transition) = transition_of(field, kind) {
+        sink(transition);
     }
 }
 
@@ -456,7 +454,7 @@ fn note_write(
     status: &RedisStatus,
     mirror: &mut Mirror,
     written: Result<Written, String>,
-    transitions: &mut Option<mpsc::Sender<Transition>>,
+    transitions: &mut Option<TransitionSink>,
 ) {
     match written {
         Ok(written) => {

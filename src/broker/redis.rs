@@ -38,6 +38,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
 
+use crate::apps::WebhookEventKind;
 use crate::broker::cluster::{
     ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
 };
@@ -48,6 +49,7 @@ use crate::history::policy::ChannelHistory;
 use crate::publication::Publication;
 use crate::telemetry::counters::RedisCounter;
 use crate::telemetry::{MasterReading, RedisReadings};
+use crate::wire::pusher::webhook::WebhookEvent;
 
 /// Most channels named in one SUBSCRIBE or UNSUBSCRIBE command.
 const CHANNELS_PER_COMMAND_MAX: usize = 1000;
@@ -272,6 +274,8 @@ pub enum RedisTarget {
 pub struct RedisSettings {
     /// One Redis or a cluster.
     pub target: RedisTarget,
+    /// Where the webhooks the core finds go (a dead node's members, channel transitions).
+    pub webhooks: Option<super::webhook::WebhookQueue>,
     /// Channel prefix (`ws` gives `ws:broadcast:{channel}`).
     pub prefix: String,
     /// The applications' ids by slot: the first application's channels are
@@ -586,7 +590,7 @@ async fn run(
                 Arc::from(settings.prefix.as_str()),
                 status.clone(),
                 requests.occupancy,
-                None,
+                transitions_of(&settings),
             )),
         ),
         (
@@ -633,6 +637,42 @@ async fn run(
     local.run_until(supervise(status, tasks)).await;
 }
 
+/// Where the occupancy service sends channel transitions: the webhook queue, as
+/// `channel_occupied` / `channel_vacated` (`None` when no application wants either).
+fn transitions_of(settings: &RedisSettings) -> Option<super::occupancy::TransitionSink> {
+    let webhooks = settings.webhooks.clone()?;
+    let app_ids = settings.app_ids.clone();
+    let wanted = (0..app_ids.len()).any(|slot| {
+        let app = AppSlot(slot as u16);
+        webhooks.wants(app, WebhookEventKind::ChannelOccupied)
+            || webhooks.wants(app, WebhookEventKind::ChannelVacated)
+    });
+    if !wanted {
+        return None;
+    }
+    Some(Box::new(move |transition| {
+        send_transition(&webhooks, &app_ids, transition)
+    }))
+}
+
+/// A channel transition as its webhook.
+pub fn send_transition(
+    webhooks: &super::webhook::WebhookQueue,
+    app_ids: &[String],
+    transition: super::occupancy::Transition,
+) {
+    use super::occupancy::TransitionKind;
+    let Some(slot) = app_ids.iter().position(|id| *id == transition.app_id) else {
+        return;
+    };
+    let channel = transition.channel;
+    let event = match transition.kind {
+        TransitionKind::Occupied => WebhookEvent::ChannelOccupied { channel },
+        TransitionKind::Vacated => WebhookEvent::ChannelVacated { channel },
+    };
+    webhooks.send(AppSlot(slot as u16), event);
+}
+
 /// The presence service, and the `member_removed` of every user a sweep removed (published
 /// like any message, through this core's publish queue).
 async fn serve_presence(
@@ -648,6 +688,15 @@ async fn serve_presence(
     let announcer = async move {
         // Bounded: ends when the service (and its sweeper) ends.
         while let Some(member) = swept.next().await {
+            if let Some(webhooks) = &settings.webhooks
+                && let Some(slot) = settings.app_ids.iter().position(|id| *id == member.app_id)
+            {
+                let event = WebhookEvent::MemberRemoved {
+                    channel: member.channel.clone(),
+                    user_id: member.user_id.clone(),
+                };
+                webhooks.send(AppSlot(slot as u16), event);
+            }
             let Some(request) = member_removed_request(&settings, member) else {
                 continue;
             };
@@ -736,7 +785,7 @@ async fn run_cluster(
                     Arc::from(settings.prefix.as_str()),
                     status.clone(),
                     requests.occupancy,
-                    None,
+                    transitions_of(&settings),
                 )),
             ),
             (

@@ -241,6 +241,12 @@ pub struct WebhookQueue {
     status: Arc<WebhookStatus>,
 }
 
+impl std::fmt::Debug for WebhookQueue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("WebhookQueue")
+    }
+}
+
 impl WebhookQueue {
     /// Starts the sender on its own thread ("ringcast-webhooks", a current-thread tokio
     /// runtime), or returns None when no app has a webhook target. A failure to start is

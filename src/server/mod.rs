@@ -50,6 +50,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
 use crate::apps::Apps;
 use crate::broker::redis::{self, RedisLink, RedisSettings, RedisTarget};
+use crate::broker::webhook::{WebhookQueue, WebhookSettings};
 use crate::config::Config;
 use crate::http::Listener;
 use crate::publication::Publication;
@@ -103,7 +104,10 @@ pub fn run(config: Config, apps: Apps) -> Result<(), ServerError> {
     );
     let (address, public_listeners) = listen::bind_listeners(config.listen, shard_count)?;
     let (api_address, api_listeners) = listen::bind_listeners(config.api_listen, shard_count)?;
-    let RedisStart { link, mut inboxes } = start_redis(&config, &apps, &cores)?;
+    let apps = Arc::new(apps);
+    // Webhooks are sent from their own thread; shards and the Redis core only queue them.
+    let webhooks = WebhookQueue::start(apps.clone(), WebhookSettings::default());
+    let RedisStart { link, mut inboxes } = start_redis(&config, &apps, &cores, &webhooks)?;
     let mut shared = Shared::new(
         shard_count,
         max_connections,
@@ -111,6 +115,7 @@ pub fn run(config: Config, apps: Apps) -> Result<(), ServerError> {
         config.mesh_capacity,
     );
     shared.redis = link.as_ref().map(|link| link.status.clone());
+    shared.webhooks = webhooks;
     shared.count_app_connections(apps.len());
     if config.max_connections_per_ip > 0 {
         shared.address_limit = Some(Arc::new(shared::AddressLimit::new(
@@ -119,7 +124,6 @@ pub fn run(config: Config, apps: Apps) -> Result<(), ServerError> {
     }
     let shared = Arc::new(shared);
     let config = Arc::new(config);
-    let apps = Arc::new(apps);
     let mesh = (shard_count > 1).then(|| MeshBuilder::full(shard_count, config.mesh_capacity));
     let (ready_sender, ready) = mpsc::channel::<ReadyReport>();
 
@@ -191,7 +195,12 @@ struct RedisStart {
 }
 
 /// Starts the Redis subscriber core if `--redis` or `--redis-cluster` is set.
-fn start_redis(config: &Config, apps: &Apps, cores: &[usize]) -> Result<RedisStart, ServerError> {
+fn start_redis(
+    config: &Config,
+    apps: &Apps,
+    cores: &[usize],
+    webhooks: &Option<WebhookQueue>,
+) -> Result<RedisStart, ServerError> {
     let target = match (&config.redis, config.redis_cluster.is_empty()) {
         (Some(url), _) => RedisTarget::Single { url: url.clone() },
         (None, false) => RedisTarget::Cluster {
@@ -221,6 +230,7 @@ fn start_redis(config: &Config, apps: &Apps, cores: &[usize]) -> Result<RedisSta
     };
     let settings = RedisSettings {
         target,
+        webhooks: webhooks.clone(),
         prefix: config.redis_prefix.clone(),
         app_ids: apps.iter().map(|app| app.id.clone()).collect(),
         forward_timeout: config.redis_forward_timeout,

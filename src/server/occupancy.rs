@@ -9,20 +9,23 @@ use futures::SinkExt;
 use futures::channel::oneshot;
 
 use super::shard::Shard;
+use std::time::Instant;
+
+use crate::apps::WebhookEventKind;
 use crate::broker::occupancy::{
     ENTRIES_PER_REPORT_MAX, OccupancyEntry, OccupancyQuery, OccupancyQuestion, OccupancyReport,
-    QUERY_TIMEOUT, REPORT_PERIOD,
+    QUERY_TIMEOUT, REPORT_PERIOD, Transition,
 };
 use crate::channel::{AppSlot, ChannelName};
 
-/// Reports this shard's changed channel counts to the subscriber core, every `REPORT_PERIOD`.
+/// Reports this shard's changed channel counts every `REPORT_PERIOD`: to the subscriber core
+/// with Redis; without it, into the node's ledger of channel transitions, when some
+/// application wants `channel_occupied` / `channel_vacated` webhooks.
 pub async fn run_reports(shard: Rc<Shard>) {
-    let Some(mut reports) = shard
-        .redis
-        .as_ref()
-        .map(|link| link.occupancy.reports.clone())
-    else {
-        return;
+    let mut destination = match &shard.redis {
+        Some(link) => Destination::Redis(link.occupancy.reports.clone()),
+        None if wants_transitions(&shard) => Destination::Ledger,
+        None => return,
     };
     shard.registry.borrow_mut().track_occupancy();
     loop {
@@ -50,11 +53,66 @@ pub async fn run_reports(shard: Rc<Shard>) {
                 shard: shard.id.0,
                 entries,
             };
-            if reports.send(report).await.is_err() {
-                log::error!("shard {}: the Redis core stopped", shard.id);
-                return;
+            match &mut destination {
+                Destination::Redis(reports) => {
+                    if reports.send(report).await.is_err() {
+                        log::error!("shard {}: the Redis core stopped", shard.id);
+                        return;
+                    }
+                }
+                Destination::Ledger => {
+                    let transitions = shard
+                        .shared
+                        .ledger
+                        .lock()
+                        .expect("never poisoned")
+                        .apply(&report, Instant::now());
+                    send_transitions(&shard, transitions);
+                }
             }
         }
+        if let Destination::Ledger = destination {
+            let due = shard
+                .shared
+                .ledger
+                .lock()
+                .expect("never poisoned")
+                .due(Instant::now());
+            send_transitions(&shard, due);
+        }
+    }
+}
+
+/// Where a shard's reports go.
+enum Destination {
+    /// The subscriber core.
+    Redis(futures::channel::mpsc::Sender<OccupancyReport>),
+    /// This node's ledger.
+    Ledger,
+}
+
+/// Does any application want channel transition webhooks?
+fn wants_transitions(shard: &Shard) -> bool {
+    let Some(webhooks) = &shard.shared.webhooks else {
+        return false;
+    };
+    (0..shard.apps.len()).any(|slot| {
+        let app = AppSlot(slot as u16);
+        webhooks.wants(app, WebhookEventKind::ChannelOccupied)
+            || webhooks.wants(app, WebhookEventKind::ChannelVacated)
+    })
+}
+
+fn send_transitions(shard: &Shard, transitions: Vec<Transition>) {
+    let Some(webhooks) = &shard.shared.webhooks else {
+        return;
+    };
+    if transitions.is_empty() {
+        return;
+    }
+    let app_ids: Vec<String> = shard.apps.iter().map(|app| app.id.clone()).collect();
+    for transition in transitions {
+        crate::broker::redis::send_transition(webhooks, &app_ids, transition);
     }
 }
 

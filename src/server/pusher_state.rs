@@ -19,10 +19,12 @@ use serde_json::value::RawValue;
 
 use super::registry::{ConnectionKey, Registry, SeatState};
 use super::shard::Shard;
+use crate::apps::WebhookEventKind;
 use crate::broker::cache::{CacheChannel, CacheCommand, CachedEvent};
 use crate::broker::presence::{
-    JoinOutcome, LeaveOutcome, PresenceChannel, PresenceCommand, StoredMember,
+    JoinOutcome, LEAVE_DELAY, LeaveOutcome, PresenceChannel, PresenceCommand, StoredMember,
 };
+use crate::broker::webhook::WebhookQueue;
 use crate::channel::{AppSlot, ChannelName};
 use crate::protocol::frame::{OpCode, encode_server_frame};
 use crate::publication::Publication;
@@ -35,6 +37,7 @@ use crate::wire::pusher::outgoing::{
     member_removed_data,
 };
 use crate::wire::pusher::presence::PresenceMember;
+use crate::wire::pusher::webhook::WebhookEvent;
 
 /// Most work items waiting for a task at once per shard (beyond: refused, counted).
 const WORK_MAX: usize = 65_536;
@@ -240,7 +243,7 @@ async fn join(
                 log::warn!("shard {}: member_added not published: {error}", shard.id);
             }
             if !returning {
-                shard.webhook_member(app, &name, &member.user_id, MemberChange::Added);
+                webhook_member(shard, app, &name, &member.user_id, MemberChange::Added);
             }
         }
         Announce::LeaveAgain => {
@@ -300,7 +303,7 @@ fn succeeded_frame(channel: &PusherChannel, members: &[StoredMember]) -> Bytes {
 
 /// Publishes `member_removed` when a leave was the user's last connection.
 async fn announce_leave(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     app: AppSlot,
     channel: &ChannelName,
     left: Result<LeaveOutcome, String>,
@@ -324,7 +327,7 @@ async fn announce_leave(
     if let Err(error) = shard.publish_event(publication).await {
         log::warn!("shard {}: member_removed not published: {error}", shard.id);
     }
-    shard.webhook_member(app, channel, &user_id, MemberChange::Removed);
+    webhook_member(shard, app, channel, &user_id, MemberChange::Removed);
 }
 
 async fn replay_cache(
@@ -603,17 +606,6 @@ impl Shard {
             .map_err(|refused| format!("{} shards could not take the event in time", refused.len()))
     }
 
-    /// A member webhook (`member_added` / `member_removed`), if the application wants it.
-    pub fn webhook_member(
-        &self,
-        app: AppSlot,
-        channel: &ChannelName,
-        user_id: &str,
-        change: MemberChange,
-    ) {
-        let _ = (app, channel, user_id, change);
-    }
-
     /// A `client_event` webhook, if the application wants it.
     pub fn webhook_client_event(
         &self,
@@ -624,11 +616,88 @@ impl Shard {
         socket_id: SocketId,
         user_id: Option<&str>,
     ) {
-        let _ = (app, channel, event, data, socket_id, user_id);
+        let Some(webhooks) = self.wanted_webhooks(app, WebhookEventKind::ClientEvent) else {
+            return;
+        };
+        webhooks.send(
+            app,
+            WebhookEvent::ClientEvent {
+                channel: channel.as_str().to_string(),
+                event: event.to_string(),
+                data: data.to_string(),
+                socket_id,
+                user_id: user_id.map(str::to_string),
+            },
+        );
     }
 
     /// A `cache_miss` webhook, if the application wants it.
     pub fn webhook_cache_miss(&self, app: AppSlot, channel: &str) {
-        let _ = (app, channel);
+        if let Some(webhooks) = self.wanted_webhooks(app, WebhookEventKind::CacheMiss) {
+            webhooks.send(
+                app,
+                WebhookEvent::CacheMiss {
+                    channel: channel.to_string(),
+                },
+            );
+        }
+    }
+
+    /// The webhook queue, if `app` wants `kind`.
+    fn wanted_webhooks(&self, app: AppSlot, kind: WebhookEventKind) -> Option<&WebhookQueue> {
+        self.shared
+            .webhooks
+            .as_ref()
+            .filter(|webhooks| webhooks.wants(app, kind))
+    }
+}
+
+/// A member webhook: `member_added` at once; `member_removed` after the leave delay, and only
+/// if the user did not come back meanwhile (asked of the store, so exactly once across nodes).
+/// Without Redis the delayed check always runs: it also forgets the departure.
+fn webhook_member(
+    shard: &Rc<Shard>,
+    app: AppSlot,
+    channel: &ChannelName,
+    user_id: &str,
+    change: MemberChange,
+) {
+    let kind = match change {
+        MemberChange::Added => WebhookEventKind::MemberAdded,
+        MemberChange::Removed => WebhookEventKind::MemberRemoved,
+    };
+    let wanted = shard.wanted_webhooks(app, kind).cloned();
+    let (channel_text, user_id) = (channel.as_str().to_string(), user_id.to_string());
+    match change {
+        MemberChange::Added => {
+            if let Some(webhooks) = wanted {
+                let event = WebhookEvent::MemberAdded {
+                    channel: channel_text,
+                    user_id,
+                };
+                webhooks.send(app, event);
+            }
+        }
+        MemberChange::Removed => {
+            if wanted.is_none() && shard.redis.is_some() {
+                return;
+            }
+            let Some(presence) = shard.presence_channel_by_name(app, channel) else {
+                return;
+            };
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(LEAVE_DELAY).await;
+                let gone = shard.presence_confirm_left(&presence, &user_id).await;
+                if let (Ok(true), Some(webhooks)) = (gone, wanted) {
+                    let event = WebhookEvent::MemberRemoved {
+                        channel: channel_text,
+                        user_id,
+                    };
+                    webhooks.send(app, event);
+                }
+            })
+            .detach();
+        }
     }
 }

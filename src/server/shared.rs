@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::broker::cache::MemoryCache;
+use crate::broker::occupancy::Ledger;
 use crate::broker::presence::MemoryPresence;
 use crate::broker::redis::RedisStatus;
+use crate::broker::webhook::WebhookQueue;
 
 /// A shard whose ticker has not run for this long is reported as stalled by `/healthz`.
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(2);
@@ -214,6 +216,11 @@ pub struct Shared {
     /// Cache channels' last events, without Redis (locked per trigger or subscribe to a cache
     /// channel, never on the fan-out path).
     pub cache: Mutex<MemoryCache>,
+    /// Where webhooks go (`None`: no application has any).
+    pub webhooks: Option<WebhookQueue>,
+    /// This node's channel transitions, without Redis (locked once per shard report, at most
+    /// once a second per shard).
+    pub ledger: Mutex<Ledger>,
 }
 
 impl Shared {
@@ -239,6 +246,8 @@ impl Shared {
             app_connections: Arc::from([]),
             presence: Mutex::default(),
             cache: Mutex::default(),
+            webhooks: None,
+            ledger: Mutex::default(),
         }
     }
 
