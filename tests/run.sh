@@ -52,7 +52,7 @@ if [ -z "${SKIP_CLIENTS:-}" ]; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     RINGCAST_BIN=target/release/ringcast python3 tests/clients/validate.py --port "$port" \
         --server-cmd 'exec tests/clients/ringcast-server.sh' \
-        --only channels,sdk_node,sdk_python,negative,echo,presence,client_events,user,cache,webhooks,browser,restart
+        --only channels,sdk_node,sdk_python,negative,echo,presence,client_events,user,cache,subscription_count,webhooks,browser,restart
 
     # centrifuge-js and centrifuge-python: JWT connect, publications with offsets, exact
     # recovery of 100 missed, `recovered: false` beyond the history size and after a restart.

@@ -60,10 +60,12 @@ const VACATES_PER_SWEEP_MAX: usize = 1000;
 
 /// Writes a shard's changes and refreshes its lease. KEYS: node set, shard hash, occupied set,
 /// vacating set. ARGV: lease ms, forget-after ms, how long the hash outlives its lease (so a
-/// sweeper can still read a dead node's channels), transitions (`1`: find them), vacate delay
-/// ms, then (field, count) pairs (count 0 deletes). Returns `{kept, occupied fields...}`: kept
-/// is 1 if the hash existed after the changes (0: Redis lost it, or it is empty); the fields
-/// are the channels this report made occupied on no node before (none without transitions).
+/// sweeper can still read a dead node's channels), what to find (`0` nothing, `1`
+/// transitions, `2` totals, `3` both), vacate delay ms, then (field, count) pairs (count 0
+/// deletes). Returns `{kept, {occupied fields...}, {field, total, ...}}`: kept is 1 if the hash
+/// existed after the changes (0: Redis lost it, or it is empty); the occupied fields are the
+/// channels this report made occupied on no node before; the totals are every changed
+/// channel's count on every live node.
 const REPORT_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -78,8 +80,10 @@ local lease = tonumber(ARGV[1])
 local kept = redis.call('PEXPIRE', KEYS[2], lease + tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[1], now + lease, KEYS[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-local out = {kept}
-if ARGV[4] ~= '1' then return out end
+local occupied = {}
+local totals = {}
+local mode = tonumber(ARGV[4])
+if mode == 0 then return {kept, occupied, totals} end
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 for i = 6, #ARGV, 2 do
   local field = ARGV[i]
@@ -88,16 +92,22 @@ for i = 6, #ARGV, 2 do
     local count = redis.call('HGET', hash, field)
     if count then total = total + tonumber(count) end
   end
-  local was = redis.call('HEXISTS', KEYS[3], field) == 1
-  if total > 0 and not was then
-    redis.call('HSET', KEYS[3], field, 1)
-    if redis.call('ZREM', KEYS[4], field) == 0 then out[#out + 1] = field end
-  elseif total == 0 and was then
-    redis.call('HDEL', KEYS[3], field)
-    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), field)
+  if mode >= 2 then
+    totals[#totals + 1] = field
+    totals[#totals + 1] = total
+  end
+  if mode % 2 == 1 then
+    local was = redis.call('HEXISTS', KEYS[3], field) == 1
+    if total > 0 and not was then
+      redis.call('HSET', KEYS[3], field, 1)
+      if redis.call('ZREM', KEYS[4], field) == 0 then occupied[#occupied + 1] = field end
+    elseif total == 0 and was then
+      redis.call('HDEL', KEYS[3], field)
+      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), field)
+    end
   end
 end
-return out
+return {kept, occupied, totals}
 "#;
 
 /// Finds the transitions no report makes: a dead node's channels (its lease ended: its hash
@@ -297,7 +307,7 @@ pub async fn serve(
     prefix: Arc<str>,
     status: Arc<RedisStatus>,
     requests: OccupancyRequests,
-    transitions: Option<TransitionSink>,
+    sinks: Sinks,
 ) {
     let keys = Keys::new(&prefix, &random_id());
     let writer = write_reports(
@@ -305,7 +315,7 @@ pub async fn serve(
         keys.clone(),
         status.clone(),
         requests.reports,
-        transitions,
+        sinks,
     );
     let answers = answer_queries(scripts, keys, status, requests.queries);
     futures::join!(writer, answers);
@@ -324,12 +334,12 @@ async fn write_reports(
     keys: Keys,
     status: Arc<RedisStatus>,
     mut reports: mpsc::Receiver<OccupancyReport>,
-    mut transitions: Option<TransitionSink>,
+    mut sinks: Sinks,
 ) {
     let mut mirrors: HashMap<usize, Mirror> = HashMap::new();
     let mut refresh = tokio::time::interval(REFRESH_PERIOD);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let wanted = transitions.is_some();
+    let mode = sinks.mode();
     loop {
         tokio::select! {
             report = reports.next() => {
@@ -345,8 +355,8 @@ async fn write_reports(
                     }
                     changes.push((field, entry.count));
                 }
-                let written = write(&scripts, &keys, report.shard, &changes, wanted).await;
-                note_write(&status, mirror, written, &mut transitions);
+                let written = write(&scripts, &keys, report.shard, &changes, mode).await;
+                note_write(&status, mirror, written, &mut sinks);
             }
             _ = refresh.tick() => {
                 for (&shard, mirror) in mirrors.iter_mut() {
@@ -355,10 +365,10 @@ async fn write_reports(
                     } else {
                         Vec::new()
                     };
-                    let written = write(&scripts, &keys, shard, &changes, wanted).await;
-                    note_write(&status, mirror, written, &mut transitions);
+                    let written = write(&scripts, &keys, shard, &changes, mode).await;
+                    note_write(&status, mirror, written, &mut sinks);
                 }
-                if let Some(sink) = &mut transitions {
+                if let Some(sink) = &mut sinks.transitions {
                     match sweep(&scripts, &keys).await {
                         Ok(vacated) => {
                             for field in vacated {
@@ -395,6 +405,46 @@ pub struct Transition {
 
 /// Where transitions go (the webhook queue: it never waits).
 pub type TransitionSink = Box<dyn FnMut(Transition)>;
+
+/// A channel's count on every node after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelTotal {
+    /// The application's id.
+    pub app_id: String,
+    /// The channel.
+    pub channel: String,
+    /// Connections subscribed on every live node.
+    pub count: u64,
+}
+
+/// Where changed channels' totals go (the `pusher_internal:subscription_count` publisher).
+pub type TotalSink = Box<dyn FnMut(ChannelTotal)>;
+
+/// What the occupancy service finds besides storing counts.
+#[derive(Default)]
+pub struct Sinks {
+    /// Channel transitions (webhooks).
+    pub transitions: Option<TransitionSink>,
+    /// Changed channels' totals.
+    pub totals: Option<TotalSink>,
+}
+
+impl Sinks {
+    /// The report script's mode: bit 1 transitions, bit 2 totals.
+    fn mode(&self) -> u8 {
+        u8::from(self.transitions.is_some()) + 2 * u8::from(self.totals.is_some())
+    }
+}
+
+fn total_of(field: &[u8], count: u64) -> Option<ChannelTotal> {
+    let text = std::str::from_utf8(field).ok()?;
+    let (app_id, channel) = text.split_once('\0')?;
+    Some(ChannelTotal {
+        app_id: app_id.to_string(),
+        channel: channel.to_string(),
+        count,
+    })
+}
 
 /// Passes a transition of `field` on.
 fn pass_on(sink: &mut TransitionSink, field: &[u8], kind: TransitionKind) {
@@ -454,15 +504,22 @@ fn note_write(
     status: &RedisStatus,
     mirror: &mut Mirror,
     written: Result<Written, String>,
-    transitions: &mut Option<TransitionSink>,
+    sinks: &mut Sinks,
 ) {
     match written {
         Ok(written) => {
             mirror.stale = !written.kept && !mirror.counts.is_empty();
             status.add(RedisCounter::OccupancyWrites, 1);
-            if let Some(sink) = transitions {
+            if let Some(sink) = &mut sinks.transitions {
                 for field in written.occupied {
                     pass_on(sink, &field, TransitionKind::Occupied);
+                }
+            }
+            if let Some(sink) = &mut sinks.totals {
+                for (field, count) in written.totals {
+                    if let Some(total) = total_of(&field, count) {
+                        sink(total);
+                    }
                 }
             }
         }
@@ -480,6 +537,8 @@ struct Written {
     kept: bool,
     /// The channels it made occupied.
     occupied: Vec<Bytes>,
+    /// The changed channels' totals (when asked).
+    totals: Vec<(Bytes, u64)>,
 }
 
 /// One script: the changes, the lease (and the transitions, when `transitions`).
@@ -488,13 +547,13 @@ async fn write(
     keys: &Keys,
     shard: usize,
     changes: &[(Bytes, u64)],
-    transitions: bool,
+    mode: u8,
 ) -> Result<Written, String> {
     let mut args = Vec::with_capacity(5 + 2 * changes.len());
     args.push(Value::from(LEASE.as_millis() as i64));
     args.push(Value::from(FORGET_AFTER_MS as i64));
     args.push(Value::from(KEEP_AFTER_LEASE.as_millis() as i64));
-    args.push(Value::from(if transitions { "1" } else { "0" }));
+    args.push(Value::from(i64::from(mode)));
     args.push(Value::from(VACATE_DELAY.as_millis() as i64));
     for (field, count) in changes {
         args.push(Value::Bytes(field.clone()));
@@ -511,21 +570,33 @@ async fn write(
             ],
             args,
             // Sent once: a report's transitions must not be found twice.
-            if transitions {
+            if mode % 2 == 1 {
                 Attempts::Once
             } else {
                 Attempts::Retried
             },
         )
         .await?;
-    let Value::Array(mut values) = reply else {
+    let Value::Array(values) = reply else {
         return Err("unexpected answer from the occupancy script".into());
     };
-    let kept = values.first().and_then(as_u64) == Some(1);
-    values.remove(0);
+    let mut values = values.into_iter();
+    let kept = values.next().as_ref().and_then(as_u64) == Some(1);
+    let occupied = values.next().map(fields_of).unwrap_or_default();
+    let totals = match values.next() {
+        Some(Value::Array(pairs)) => pairs
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let field = fields_of(Value::Array(vec![pair[0].clone()])).pop()?;
+                Some((field, as_u64(&pair[1])?))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Written {
         kept,
-        occupied: fields_of(Value::Array(values)),
+        occupied,
+        totals,
     })
 }
 
@@ -615,9 +686,14 @@ pub struct Ledger {
 
 impl Ledger {
     /// Applies a shard's report; returns the transitions it made (occupied only: vacates wait
-    /// for [`Ledger::due`]).
-    pub fn apply(&mut self, report: &OccupancyReport, now: std::time::Instant) -> Vec<Transition> {
+    /// for [`Ledger::due`]) and the changed channels' totals on the node.
+    pub fn apply(
+        &mut self,
+        report: &OccupancyReport,
+        now: std::time::Instant,
+    ) -> (Vec<Transition>, Vec<ChannelTotal>) {
         let mut out = Vec::new();
+        let mut totals = Vec::new();
         for entry in &report.entries {
             let field = field(&entry.app_id, entry.channel.as_str());
             let was = self.counts.contains_key(&field);
@@ -633,19 +709,22 @@ impl Ledger {
                 }
             }
             let is = self.counts.contains_key(&field);
+            let total = self
+                .counts
+                .get(&field)
+                .map_or(0, |shards| shards.values().sum());
+            totals.extend(total_of(&field, total));
             match (was, is) {
-                (false, true) => {
-                    if self.vacating.remove(&field).is_none() {
-                        out.extend(transition_of(&field, TransitionKind::Occupied));
-                    }
-                }
+                // Back within the vacate delay: neither vacated nor occupied again.
+                (false, true) if self.vacating.remove(&field).is_some() => {}
+                (false, true) => out.extend(transition_of(&field, TransitionKind::Occupied)),
                 (true, false) => {
                     self.vacating.insert(field, now + VACATE_DELAY);
                 }
                 _ => {}
             }
         }
-        out
+        (out, totals)
     }
 
     /// The vacates whose delay passed by `now`.
@@ -697,14 +776,16 @@ mod tests {
         let mut ledger = Ledger::default();
         let t0 = std::time::Instant::now();
         assert_eq!(
-            ledger.apply(&report(0, 1), t0),
+            ledger.apply(&report(0, 1), t0).0,
             occupied(TransitionKind::Occupied)
         );
         // A second shard's subscriber changes nothing; the channel is vacated when both left,
         // VACATE_DELAY later.
-        assert!(ledger.apply(&report(1, 2), t0).is_empty());
-        assert!(ledger.apply(&report(0, 0), t0).is_empty());
-        assert!(ledger.apply(&report(1, 0), t0).is_empty());
+        let (transitions, totals) = ledger.apply(&report(1, 2), t0);
+        assert!(transitions.is_empty());
+        assert_eq!(totals[0].count, 3, "both shards' subscribers");
+        assert!(ledger.apply(&report(0, 0), t0).0.is_empty());
+        assert!(ledger.apply(&report(1, 0), t0).0.is_empty());
         assert!(ledger.due(t0 + VACATE_DELAY / 2).is_empty());
         assert_eq!(
             ledger.due(t0 + VACATE_DELAY),
@@ -717,6 +798,7 @@ mod tests {
         assert!(
             ledger
                 .apply(&report(1, 1), t0 + VACATE_DELAY / 2)
+                .0
                 .is_empty()
         );
         assert!(ledger.due(t0 + VACATE_DELAY * 2).is_empty());

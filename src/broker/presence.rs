@@ -745,6 +745,7 @@ mod tests {
         let JoinOutcome::Joined {
             first_connection,
             members,
+            ..
         } = book.join(&room(), "1.2", member("bob"), 100)
         else {
             panic!("joined")
@@ -761,6 +762,32 @@ mod tests {
             book.channels.is_empty(),
             "nothing is kept for an empty channel"
         );
+    }
+
+    #[test]
+    fn a_user_back_within_the_leave_delay_is_returning_and_its_departure_is_not_confirmed() {
+        let mut book = MemoryPresence::default();
+        book.join(&room(), "1.1", member("bob"), 100);
+        assert_eq!(book.leave(&room(), "1.1"), Some("bob".to_string()));
+        assert!(matches!(
+            book.join(&room(), "1.2", member("bob"), 100),
+            JoinOutcome::Joined {
+                first_connection: true,
+                returning: true,
+                ..
+            }
+        ));
+        assert!(
+            !book.confirm_left(&room(), "bob"),
+            "cancelled by the return"
+        );
+        assert_eq!(book.leave(&room(), "1.2"), Some("bob".to_string()));
+        assert!(
+            book.confirm_left(&room(), "bob"),
+            "gone for good: confirmed once"
+        );
+        assert!(!book.confirm_left(&room(), "bob"));
+        assert!(book.leaving.is_empty());
     }
 
     #[test]

@@ -38,6 +38,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
 
+use super::occupancy::Sinks;
 use crate::apps::WebhookEventKind;
 use crate::broker::cluster::{
     ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
@@ -276,6 +277,8 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     /// Where the webhooks the core finds go (a dead node's members, channel transitions).
     pub webhooks: Option<super::webhook::WebhookQueue>,
+    /// Per application slot: does it want `pusher_internal:subscription_count` events?
+    pub subscription_counts: Vec<bool>,
     /// Channel prefix (`ws` gives `ws:broadcast:{channel}`).
     pub prefix: String,
     /// The applications' ids by slot: the first application's channels are
@@ -590,7 +593,7 @@ async fn run(
                 Arc::from(settings.prefix.as_str()),
                 status.clone(),
                 requests.occupancy,
-                transitions_of(&settings),
+                sinks_of(&settings, requests.announce.clone()),
             )),
         ),
         (
@@ -635,6 +638,63 @@ async fn run(
         ),
     ];
     local.run_until(supervise(status, tasks)).await;
+}
+
+/// What the occupancy service finds besides storing counts: transitions for the webhooks, and
+/// changed channels' totals for the applications that want `pusher_internal:subscription_count`
+/// (published through this core's publish queue, dropped with a log line when it is full).
+fn sinks_of(settings: &RedisSettings, announce: mpsc::Sender<PublishRequest>) -> Sinks {
+    Sinks {
+        transitions: transitions_of(settings),
+        totals: totals_of(settings, announce),
+    }
+}
+
+fn totals_of(
+    settings: &RedisSettings,
+    mut announce: mpsc::Sender<PublishRequest>,
+) -> Option<super::occupancy::TotalSink> {
+    if !settings.subscription_counts.iter().any(|&wanted| wanted) {
+        return None;
+    }
+    let settings = settings.clone();
+    Some(Box::new(move |total| {
+        let Some(slot) = settings.app_ids.iter().position(|id| *id == total.app_id) else {
+            return;
+        };
+        if !settings
+            .subscription_counts
+            .get(slot)
+            .copied()
+            .unwrap_or(false)
+        {
+            return;
+        }
+        let (app, Some(channel)) = (AppSlot(slot as u16), ChannelName::new(&total.channel)) else {
+            return;
+        };
+        let Some(publication) =
+            crate::wire::pusher::subscription_count_publication(app, &channel, total.count)
+        else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = PublishRequest {
+            app,
+            channel,
+            payload: publication.to_redis_payload(),
+            history: None,
+            reply,
+        };
+        if announce.try_send(request).is_err() {
+            log::debug!("redis: a subscription_count event was dropped (publish queue full)");
+            return;
+        }
+        // Held until published: a request whose asker is gone is not published.
+        tokio::task::spawn_local(async move {
+            let _ = answer.await;
+        });
+    }))
 }
 
 /// Where the occupancy service sends channel transitions: the webhook queue, as
@@ -697,11 +757,15 @@ async fn serve_presence(
                 };
                 webhooks.send(AppSlot(slot as u16), event);
             }
-            let Some(request) = member_removed_request(&settings, member) else {
+            let Some((request, answer)) = member_removed_request(&settings, member) else {
                 continue;
             };
             if announce.send(request).await.is_err() {
                 return;
+            }
+            // Held until published: a request whose asker is gone is not published.
+            if let Ok(Err(error)) = answer.await {
+                log::warn!("redis: a swept member's member_removed was not published: {error}");
             }
         }
     };
@@ -712,7 +776,7 @@ async fn serve_presence(
 fn member_removed_request(
     settings: &RedisSettings,
     member: super::presence::SweptMember,
-) -> Option<PublishRequest> {
+) -> Option<(PublishRequest, oneshot::Receiver<Result<Published, String>>)> {
     use crate::wire::pusher::outgoing::{MEMBER_REMOVED_EVENT, member_removed_data};
     let slot = settings
         .app_ids
@@ -728,14 +792,15 @@ fn member_removed_request(
         Bytes::from(data.into_bytes()),
         None,
     );
-    let (reply, _) = oneshot::channel();
-    Some(PublishRequest {
+    let (reply, answer) = oneshot::channel();
+    let request = PublishRequest {
         app,
         channel,
         payload: publication.to_redis_payload(),
         history: None,
         reply,
-    })
+    };
+    Some((request, answer))
 }
 
 /// The core on a Redis Cluster: the cluster component (manager, links, topology) runs on this
@@ -785,7 +850,7 @@ async fn run_cluster(
                     Arc::from(settings.prefix.as_str()),
                     status.clone(),
                     requests.occupancy,
-                    transitions_of(&settings),
+                    sinks_of(&settings, requests.announce.clone()),
                 )),
             ),
             (
@@ -1515,6 +1580,8 @@ mod tests {
             target: RedisTarget::Single {
                 url: "redis://127.0.0.1".into(),
             },
+            webhooks: None,
+            subscription_counts: Vec::new(),
             prefix: "ws".into(),
             app_ids: vec!["1".into(), "two".into()],
             forward_timeout: std::time::Duration::from_millis(1),

@@ -434,6 +434,10 @@ fn node_readings<'a>(shard: &Shard, snapshots: &'a [ShardSnapshot]) -> NodeReadi
         uptime_s: shared.started_at.elapsed().as_secs(),
         snapshots,
         redis: shared.redis.as_ref().map(|redis| redis.readings()),
+        webhooks: shared
+            .webhooks
+            .as_ref()
+            .map(|webhooks| webhooks.status().readings()),
         process: ProcessReadings::read(),
     }
 }

@@ -48,7 +48,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
-use crate::apps::Apps;
+use crate::apps::{Apps, SubscriptionCountEvents};
 use crate::broker::redis::{self, RedisLink, RedisSettings, RedisTarget};
 use crate::broker::webhook::{WebhookQueue, WebhookSettings};
 use crate::config::Config;
@@ -231,6 +231,10 @@ fn start_redis(
     let settings = RedisSettings {
         target,
         webhooks: webhooks.clone(),
+        subscription_counts: apps
+            .iter()
+            .map(|app| app.limits.subscription_count_events == SubscriptionCountEvents::On)
+            .collect(),
         prefix: config.redis_prefix.clone(),
         app_ids: apps.iter().map(|app| app.id.clone()).collect(),
         forward_timeout: config.redis_forward_timeout,

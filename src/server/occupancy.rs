@@ -11,10 +11,10 @@ use futures::channel::oneshot;
 use super::shard::Shard;
 use std::time::Instant;
 
-use crate::apps::WebhookEventKind;
+use crate::apps::{SubscriptionCountEvents, WebhookEventKind};
 use crate::broker::occupancy::{
-    ENTRIES_PER_REPORT_MAX, OccupancyEntry, OccupancyQuery, OccupancyQuestion, OccupancyReport,
-    QUERY_TIMEOUT, REPORT_PERIOD, Transition,
+    ChannelTotal, ENTRIES_PER_REPORT_MAX, OccupancyEntry, OccupancyQuery, OccupancyQuestion,
+    OccupancyReport, QUERY_TIMEOUT, REPORT_PERIOD, Transition,
 };
 use crate::channel::{AppSlot, ChannelName};
 
@@ -24,7 +24,7 @@ use crate::channel::{AppSlot, ChannelName};
 pub async fn run_reports(shard: Rc<Shard>) {
     let mut destination = match &shard.redis {
         Some(link) => Destination::Redis(link.occupancy.reports.clone()),
-        None if wants_transitions(&shard) => Destination::Ledger,
+        None if wants_transitions(&shard) || wants_counts(&shard) => Destination::Ledger,
         None => return,
     };
     shard.registry.borrow_mut().track_occupancy();
@@ -61,13 +61,14 @@ pub async fn run_reports(shard: Rc<Shard>) {
                     }
                 }
                 Destination::Ledger => {
-                    let transitions = shard
+                    let (transitions, totals) = shard
                         .shared
                         .ledger
                         .lock()
                         .expect("never poisoned")
                         .apply(&report, Instant::now());
                     send_transitions(&shard, transitions);
+                    publish_counts(&shard, totals).await;
                 }
             }
         }
@@ -101,6 +102,40 @@ fn wants_transitions(shard: &Shard) -> bool {
         webhooks.wants(app, WebhookEventKind::ChannelOccupied)
             || webhooks.wants(app, WebhookEventKind::ChannelVacated)
     })
+}
+
+/// Does any application want `pusher_internal:subscription_count` events?
+fn wants_counts(shard: &Shard) -> bool {
+    shard
+        .apps
+        .iter()
+        .any(|app| app.limits.subscription_count_events == SubscriptionCountEvents::On)
+}
+
+/// Publishes `pusher_internal:subscription_count` for the changed channels of the applications
+/// that want it (to every shard of this node: without Redis there is no other node).
+async fn publish_counts(shard: &Shard, totals: Vec<ChannelTotal>) {
+    let publications: Vec<_> = totals
+        .into_iter()
+        .filter_map(|total| {
+            let (slot, app) = shard.apps.slot_by_id(&total.app_id)?;
+            if app.limits.subscription_count_events != SubscriptionCountEvents::On {
+                return None;
+            }
+            let channel = ChannelName::new(&total.channel)?;
+            crate::wire::pusher::subscription_count_publication(slot, &channel, total.count)
+        })
+        .collect();
+    if publications.is_empty() {
+        return;
+    }
+    if let Err(refused) = shard.publish_many(publications).await {
+        log::debug!(
+            "shard {}: subscription_count events not taken by {} shards",
+            shard.id,
+            refused.len()
+        );
+    }
 }
 
 fn send_transitions(shard: &Shard, transitions: Vec<Transition>) {

@@ -222,8 +222,14 @@ async fn join(
                 };
                 registry.leave_presence(key, app, &name);
                 super::pusher::apply_reply(&mut registry, key, reply, now_ms);
-                Announce::Nothing
+                if outcome.is_err() {
+                    // A join that timed out may still have happened: undo it.
+                    Announce::LeaveAgain
+                } else {
+                    Announce::Nothing
+                }
             }
+            Err(_) => Announce::LeaveAgain,
             _ => Announce::Nothing,
         }
     };

@@ -12,7 +12,7 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::counters::{CloseReason, Counter, RedisCounter};
+use super::counters::{CloseReason, Counter, RedisCounter, WebhookCounter};
 use super::{MasterReading, NodeReadings, RedisReadings, ShardSnapshot};
 
 /// Upper bounds, in seconds, of the fan-out latency histogram buckets.
@@ -151,6 +151,15 @@ pub fn render(node: &NodeReadings<'_>) -> String {
     register_traffic(&mut registry, node);
     if let Some(redis) = &node.redis {
         register_redis(&mut registry, redis);
+    }
+    if let Some(webhooks) = &node.webhooks {
+        for &counter in WebhookCounter::ALL {
+            registry.register(
+                counter.name(),
+                counter.help(),
+                Samples::counter().with(Vec::new(), webhooks.get(counter) as f64),
+            );
+        }
     }
     registry.register(
         "build_info",

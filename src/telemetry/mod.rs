@@ -144,6 +144,8 @@ pub struct NodeReadings<'a> {
     pub snapshots: &'a [ShardSnapshot],
     /// With `--redis` or `--redis-cluster`.
     pub redis: Option<RedisReadings>,
+    /// When some application has webhooks.
+    pub webhooks: Option<WebhookReadings>,
     /// The process.
     pub process: ProcessReadings,
 }

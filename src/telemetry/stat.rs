@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use super::NodeReadings;
-use super::counters::{CloseReason, Counter, RedisCounter, ShardStats};
+use super::counters::{CloseReason, Counter, RedisCounter, ShardStats, WebhookCounter};
 
 /// Everything the page shows.
 pub struct StatReport<'a> {
@@ -120,6 +120,11 @@ impl<'a> StatReport<'a> {
                 );
             }
         }
+        if let Some(webhooks) = &node.webhooks {
+            for &counter in WebhookCounter::ALL {
+                let _ = writeln!(page, "{} {}", counter.name(), webhooks.get(counter));
+            }
+        }
         if let Some(rss) = node.process.resident_memory_bytes {
             let _ = writeln!(page, "memory_rss_bytes {rss}");
         }
@@ -178,6 +183,12 @@ impl<'a> StatReport<'a> {
             );
             Value::Object(object)
         });
+        let webhooks = node.webhooks.as_ref().map(|webhooks| {
+            WebhookCounter::ALL
+                .iter()
+                .map(|&counter| (counter.name().to_string(), json!(webhooks.get(counter))))
+                .collect::<Map<String, Value>>()
+        });
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": node.uptime_s,
@@ -190,6 +201,7 @@ impl<'a> StatReport<'a> {
             "counters": counters,
             "deflate_ratio": self.totals.deflate_ratio(),
             "redis": redis,
+            "webhooks": webhooks,
             "memory_rss_bytes": node.process.resident_memory_bytes,
             "open_fds": node.process.open_fds,
         })

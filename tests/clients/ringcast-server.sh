@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ringcast for tests/clients/validate.py, configured like the soketi run: one app from
-# PUSHER_APP_ID/_KEY/_SECRET, client events on, webhooks (every kind) to $WEBHOOK_URL, on
+# PUSHER_APP_ID/_KEY/_SECRET, client events and subscription count events on, webhooks (every kind) to $WEBHOOK_URL, on
 # 127.0.0.1:$PORT. The apps file follows src/apps.rs's TOML format.
 #   python3 tests/clients/validate.py --port 18100 --server-cmd 'exec tests/clients/ringcast-server.sh'
 # Env: RINGCAST_BIN (default target/release/ringcast), RINGCAST_ARGS (extra flags).
@@ -16,6 +16,7 @@ secret = "${PUSHER_APP_SECRET:-app-secret}"
 
 [app.limits]
 client_events = "on"
+subscription_count_events = "on"
 
 [[app.webhooks]]
 url = "$WEBHOOK_URL"

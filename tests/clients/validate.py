@@ -12,7 +12,7 @@ $WEBHOOK_URL. SIGTERM stops it. Before it starts, this script starts the auth en
 webhook receiver (auth-server.js, ephemeral ports on 127.0.0.1).
 
 Scenarios (--only/--skip take these names): channels, sdk_node, sdk_python, negative, echo,
-presence, client_events, user, cache, webhooks, browser, restart. Each check line:
+presence, client_events, user, cache, subscription_count, webhooks, browser, restart. Each check line:
 {"type":"check","scenario":..,"name":..,"ok":true|false,"detail":..}. Exit code 0 when every
 check passed, 1 otherwise; every process this script starts is stopped before it exits.
 Uses the tools installed by tests/clients/install.sh (node_modules, .venv, chromium).
@@ -36,7 +36,7 @@ WAIT_S = 8.0
 #: Longest a client process may take to exit after its stdin closed, in seconds.
 EXIT_S = 5.0
 SCENARIOS = ("channels", "sdk_node", "sdk_python", "negative", "echo", "presence", "client_events",
-             "user", "cache", "webhooks", "browser", "restart")
+             "user", "cache", "subscription_count", "webhooks", "browser", "restart")
 
 
 class Proc:
@@ -469,6 +469,26 @@ class Suite:
         time.sleep(0.3)
         c.check("and only the last one", len(a.seen("event", channel="cache-news")) == 1, a.seen("event"))
         c.check("a cache channel with nothing cached: pusher:cache_miss", a.wait_type("cache_miss", channel="cache-empty"))
+
+    def subscription_count(self):
+        # Needs the app's subscription count events on (ringcast-server.sh turns them on).
+        c = self.c
+        a = self.client("--subscribe", "pub-counted", name="counted-a")
+        self.subscribed(a, "pub-counted")
+        first = a.wait(lambda l: l.get("type") == "subscription_count" and l["channel"] == "pub-counted"
+                       and l.get("count") == 1)
+        c.check("pusher_internal:subscription_count 1 for the first subscriber", first, a.seen("subscription_count"))
+        mark = a.mark()
+        b = self.client("--subscribe", "pub-counted", name="counted-b")
+        self.subscribed(b, "pub-counted")
+        two = a.wait(lambda l: l.get("type") == "subscription_count" and l.get("count") == 2, start=mark)
+        c.check("a second subscriber: every subscriber gets subscription_count 2", two
+                and b.wait(lambda l: l.get("type") == "subscription_count" and l.get("count") == 2),
+                (a.seen("subscription_count"), b.seen("subscription_count")))
+        mark = a.mark()
+        b.close()
+        one = a.wait(lambda l: l.get("type") == "subscription_count" and l.get("count") == 1, start=mark)
+        c.check("one leaves: subscription_count 1 again", one, a.seen("subscription_count"))
 
     def webhooks(self):
         c = self.c

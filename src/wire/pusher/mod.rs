@@ -38,3 +38,24 @@ pub mod outgoing;
 pub mod presence;
 pub use crate::socket_id;
 pub mod webhook;
+
+/// The publication of `pusher_internal:subscription_count` for `channel` (`None` for a
+/// presence channel, which counts members instead, or a name that is not a Pusher channel).
+pub fn subscription_count_publication(
+    app: crate::channel::AppSlot,
+    channel: &crate::channel::ChannelName,
+    count: u64,
+) -> Option<crate::publication::Publication> {
+    let kind = channel::PusherChannel::parse(channel.as_str()).ok()?.kind();
+    if kind.is_presence() {
+        return None;
+    }
+    let data = outgoing::subscription_count_data(count);
+    Some(crate::publication::Publication::event(
+        app,
+        channel.clone(),
+        std::sync::Arc::from(outgoing::SUBSCRIPTION_COUNT_EVENT),
+        bytes::Bytes::from(data.into_bytes()),
+        None,
+    ))
+}

@@ -317,18 +317,26 @@ pub fn cache_miss(channel: &PusherChannel) -> Bytes {
 /// `pusher_internal:subscription_count`, data (a string) `{"subscription_count":n}`; pusher-js
 /// re-emits it as `pusher:subscription_count`.
 pub fn subscription_count(channel: &PusherChannel, count: u64) -> Bytes {
+    let data = subscription_count_data(count);
+    envelope(
+        SUBSCRIPTION_COUNT_EVENT,
+        Some(channel.as_str()),
+        data.as_str(),
+    )
+}
+
+/// The event name of a channel's subscription count.
+pub const SUBSCRIPTION_COUNT_EVENT: &str = "pusher_internal:subscription_count";
+
+/// The `data` string of `pusher_internal:subscription_count`.
+pub fn subscription_count_data(count: u64) -> String {
     #[derive(Serialize)]
     struct Data {
         subscription_count: u64,
     }
-    let data = to_json_string(&Data {
+    to_json_string(&Data {
         subscription_count: count,
-    });
-    envelope(
-        "pusher_internal:subscription_count",
-        Some(channel.as_str()),
-        data.as_str(),
-    )
+    })
 }
 
 /// A channel event: `{"event":..,"channel":..,"data":..}` plus `"user_id"` for a client event

@@ -266,18 +266,18 @@ mod tests {
         // `{"n":"…"}` is 8 bytes plus the string.
         let info_at_limit = format!(
             r#"{{"user_id":"a","user_info":{{"n":"{}"}}}}"#,
-            "x".repeat(1016)
+            "x".repeat(2040)
         );
         assert!(parse_channel_data(&info_at_limit, &limits()).is_ok());
         let info_over = format!(
             r#"{{"user_id":"a","user_info":{{"n":"{}"}}}}"#,
-            "x".repeat(1017)
+            "x".repeat(2041)
         );
         assert_eq!(
             parse_channel_data(&info_over, &limits()),
             Err(UserDataError::UserInfoTooLarge {
-                length_bytes: 1025,
-                limit_bytes: 1024
+                length_bytes: 2049,
+                limit_bytes: 2048
             })
         );
     }
