@@ -14,7 +14,7 @@ out=$1; before=$2; after=$3; rounds=${4:-2}
 publishers=${PUBLISHERS:-4}
 cd "$(dirname "$0")/.."
 cargo build --release -p ringcast-bench
-bench=target/release/ringcast-bench
+bench=${CARGO_TARGET_DIR:-target}/release/ringcast-bench
 pin=(--server-cores 0 --client-cores 1)
 mkdir -p "$out"
 args_for() { # which binary -> publish host + spawn arguments

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 run="results/${1:-latest}"
 cargo build --release -p ringcast -p ringcast-bench
-bench=target/release/ringcast-bench
+bench=${CARGO_TARGET_DIR:-target}/release/ringcast-bench
 server="target/release/ringcast"
 pin=(--server-cores 0 --client-cores 1)
 # Publishes go to ringcast's API listener.
