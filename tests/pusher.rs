@@ -1,7 +1,8 @@
 //! The Pusher protocol against the real server, at the wire level (the real client libraries
 //! run in tests/clients/validate.py, from tests/run.sh): one namespace shared with the raw
 //! protocol, applications isolated from each other, `socket_id` exclusion, two nodes joined by
-//! a real Redis, protocol-level close codes, and what a Pusher connection costs.
+//! a real Redis, protocol-level close codes, presence limits across nodes, and what a Pusher
+//! connection costs.
 
 mod common;
 
@@ -536,4 +537,82 @@ fn every_application_travels_through_redis_in_its_own_namespace() {
         (Some("message"), Some("from redis"))
     );
     first_on_b.assert_nothing_more();
+}
+
+/// Subscribes `client` to presence channel `channel` as `user_id`, signed by app 1; the answer.
+fn join_presence(client: &mut PusherClient, channel: &str, user_id: &str) -> Value {
+    let channel_data = json!({ "user_id": user_id, "user_info": { "name": user_id } }).to_string();
+    let auth = channel_auth(&app("1"), &client.socket_id, channel, Some(&channel_data));
+    client.send(json!({
+        "event": "pusher:subscribe",
+        "data": { "channel": channel, "auth": auth, "channel_data": channel_data },
+    }));
+    client.next()
+}
+
+#[test]
+fn presence_limits_hold_across_nodes_and_raw_clients_cannot_listen_in() {
+    let redis = RedisServer::start();
+    let apps = tempfile_path::TempFile::with(
+        r#"
+[[app]]
+id = "1"
+key = "key-one"
+secret = "secret-one"
+[app.limits]
+max_presence_members = 2
+"#,
+    );
+    let node_a = Server::start(&["--apps", apps.as_str(), "--redis", &redis.url()]);
+    let node_b = Server::start(&["--apps", apps.as_str(), "--redis", &redis.url()]);
+    let mut ann = PusherClient::connect(&node_a, "key-one");
+    let joined = join_presence(&mut ann, "presence-room", "ann");
+    assert_eq!(
+        joined["event"], "pusher_internal:subscription_succeeded",
+        "{joined}"
+    );
+    let mut ben = PusherClient::connect(&node_b, "key-one");
+    let joined = join_presence(&mut ben, "presence-room", "ben");
+    let data: Value = serde_json::from_str(joined["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["presence"]["count"], 2, "{joined}");
+    assert_eq!(
+        data["presence"]["hash"]["ann"],
+        json!({ "name": "ann" }),
+        "ann's user_info, kept on node A's join, read on node B: {joined}"
+    );
+    let added = ann.next();
+    assert_eq!(added["event"], "pusher_internal:member_added", "{added}");
+    // The channel is full: a third user is refused on either node with the documented error...
+    let mut cid = PusherClient::connect(&node_a, "key-one");
+    let refused = join_presence(&mut cid, "presence-room", "cid");
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    let error: Value = serde_json::from_str(refused["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (error["type"].as_str(), error["status"].as_u64()),
+        (Some("LimitReached"), Some(403)),
+        "{refused}"
+    );
+    // ...but a member's second connection is no new member.
+    let mut ann_again = PusherClient::connect(&node_b, "key-one");
+    let joined = join_presence(&mut ann_again, "presence-room", "ann");
+    assert_eq!(
+        joined["event"], "pusher_internal:subscription_succeeded",
+        "{joined}"
+    );
+    // A user id over 128 characters is invalid channel data (400).
+    let refused = join_presence(&mut cid, "presence-other", &"u".repeat(129));
+    let error: Value = serde_json::from_str(refused["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (error["type"].as_str(), error["status"].as_u64()),
+        (Some("InvalidChannelData"), Some(400)),
+        "{refused}"
+    );
+    // A presence channel is its members': without a token, the raw protocol is refused
+    // (a `#server-to-user-` name cannot be written in a URL path at all).
+    let (status, _) = node_a.raw_request(common::upgrade_request("/ws/presence-room").as_bytes());
+    assert_eq!(status, 403);
+    // Nobody else saw a member change: ann's second connection and the refusals changed
+    // nothing, and ben saw no member_added for cid.
+    ben.assert_nothing_more();
+    ann.assert_nothing_more();
 }
