@@ -647,12 +647,13 @@ class Suite:
     def node_crash(self):
         mark = self.hooks.mark()
         alice = self.client("A", "--subscribe", "presence-crash", "--user-id", "alice", name="alice@A")
+        # alice first, so that carol arrives as member_added.
+        alice_in = self.subscribed(alice, "presence-crash")
         carol = self.client("B", "--subscribe", "presence-crash,crash-only", "--user-id", "carol", name="carol@B")
         self.require("carol on B subscribes crash-only (a channel only B has)",
                      carol.wait_type("subscribed", channel="crash-only"), procs=(carol,))
         presence = self.check("alice on A and carol on B subscribe presence-crash",
-                              self.subscribed(alice, "presence-crash") and self.subscribed(carol, "presence-crash"),
-                              procs=(alice, carol))
+                              alice_in and self.subscribed(carol, "presence-crash"), procs=(alice, carol))
         not_run = "not run: presence-crash was not subscribed"
         if presence:
             self.check("alice (A) sees carol (B) join",
@@ -665,13 +666,21 @@ class Suite:
         killed = time.monotonic()
         name = f"kill -9 node B: alice (A) gets member_removed for carol within {MEMBER_LEASE_WITHIN_S:g} s"
         if presence:
-            removed = alice.wait_type("member_removed", channel="presence-crash", id="carol",
-                                      timeout=MEMBER_LEASE_WITHIN_S)
-            self.check(name, removed, {"latency_s": round(time.monotonic() - killed, 2)}, (alice,))
-            ids, count, answers = self.users_until("A", "presence-crash", ["alice"],
-                                                   max(1.0, killed + MEMBER_LEASE_WITHIN_S - time.monotonic()))
-            self.check("A's GET /users no longer lists carol (user_count 1)", ids == ["alice"] and count == 1,
-                       {"answers": answers, "after_s": round(time.monotonic() - killed, 2)})
+            removed_s = listed_s = None
+            answers = []
+            # Bounded: by the lease bound; both the push and A's API are watched, each time noted.
+            while time.monotonic() < killed + MEMBER_LEASE_WITHIN_S and (removed_s is None or listed_s is None):
+                if removed_s is None and alice.seen("member_removed", channel="presence-crash", id="carol"):
+                    removed_s = round(time.monotonic() - killed, 2)
+                if listed_s is None:
+                    ids, count, answers = self.users("A", "presence-crash")
+                    if ids == ["alice"] and count == 1:
+                        listed_s = round(time.monotonic() - killed, 2)
+                time.sleep(0.25)
+            timing = {"member_removed_after_s": removed_s, "users_without_carol_after_s": listed_s}
+            self.check(name, removed_s is not None, timing, (alice,))
+            self.check(f"A's GET /users no longer lists carol (user_count 1) within {MEMBER_LEASE_WITHIN_S:g} s",
+                       listed_s is not None, {**timing, "answers": answers})
         else:
             self.check(name, False, not_run)
         vacated = self.hook_wait(mark, max(0.5, killed + CRASH_VACATED_WITHIN_S - time.monotonic()),
