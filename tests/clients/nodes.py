@@ -686,7 +686,8 @@ class Suite:
         vacated = self.hook_wait(mark, max(0.5, killed + CRASH_VACATED_WITHIN_S - time.monotonic()),
                                  name="channel_vacated", channel="crash-only")
         self.check(f"channel_vacated for crash-only (only B's dead clients had it) within {CRASH_VACATED_WITHIN_S:g} s",
-                   vacated, {"seen_by_s_after_kill": round(time.monotonic() - killed, 2), "webhooks": self.hook_summary(mark)})
+                   vacated, {"seen_by_s_after_kill": round(time.monotonic() - killed, 2),
+                             "webhooks": self.hook_summary(mark)})
         self.check("member_removed webhook for carol",
                    presence and self.hook_wait(mark, 1, name="member_removed", channel="presence-crash",
                                                user_id="carol"),
