@@ -29,8 +29,10 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -163,6 +165,8 @@ class Cluster:
         self.nodes = {}
         self.apps_files = {}
         os.makedirs(args.log_dir, exist_ok=True)
+        # This run's own: two runs at once must not read each other's webhook URL.
+        self.apps_dir = tempfile.mkdtemp(prefix="ringcast-nodes-apps-")
 
     def log(self, name):
         return os.path.join(self.args.log_dir, f"{name}.log")
@@ -176,7 +180,7 @@ class Cluster:
     def apps_file(self, webhook_url):
         """An apps TOML like ringcast-server.sh's: one app, client events on, every webhook kind."""
         if webhook_url not in self.apps_files:
-            path = os.path.join(self.args.log_dir, f"apps-{len(self.apps_files)}.toml")
+            path = os.path.join(self.apps_dir, f"apps-{len(self.apps_files)}.toml")
             with open(path, "w") as f:
                 f.write(f'[[app]]\nid = "{self.args.app_id}"\nkey = "{self.args.key}"\n'
                         f'secret = "{self.args.secret}"\n\n[app.limits]\nclient_events = "on"\n\n'
@@ -219,6 +223,7 @@ class Cluster:
             node.stop()
         if self.redis:
             self.redis.stop()
+        shutil.rmtree(self.apps_dir, ignore_errors=True)
 
 
 def webhook_events(line, **want):
@@ -711,9 +716,11 @@ def main():
     parser.add_argument("--secret", default=os.environ.get("PUSHER_APP_SECRET", "app-secret"))
     parser.add_argument("--only", default="")
     parser.add_argument("--skip", default="")
-    parser.add_argument("--log-dir", default="/tmp/ringcast-nodes", help="node, Redis logs and apps files")
+    parser.add_argument("--log-dir", default="",
+                        help="node and Redis logs (default: a new /tmp/ringcast-nodes-* directory per run)")
     args = parser.parse_args()
     args.bin = os.path.abspath(os.path.join(REPO, args.bin))
+    args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="ringcast-nodes-")
     chosen = [s for s in (args.only.split(",") if args.only else SCENARIOS) if s and s not in args.skip.split(",")]
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
