@@ -54,6 +54,12 @@ if [ -z "${SKIP_CLIENTS:-}" ]; then
         --server-cmd 'exec tests/clients/ringcast-server.sh' \
         --only channels,sdk_node,sdk_python,negative,echo,presence,client_events,user,cache,subscription_count,webhooks,browser,restart
 
+    # Issue 14 across two nodes and one real redis-server (started by the script, as are the
+    # nodes and the auth/webhook backend): presence, client events, send-to-user, cache
+    # channels, webhooks exactly once per transition, a kill -9 node's members leaving.
+    say "Pusher across two nodes (tests/clients/nodes.py)"
+    RINGCAST_BIN=target/release/ringcast python3 tests/clients/nodes.py
+
     # centrifuge-js and centrifuge-python: JWT connect, publications with offsets, exact
     # recovery of 100 missed, `recovered: false` beyond the history size and after a restart.
     say "Centrifugo SDKs against ringcast (tests/clients/centrifugo_suite.py)"

@@ -4,7 +4,8 @@
 // server SDK (`authorizeChannel`, `authenticateUser`), plus a webhook receiver checked by the
 // SDK's `webhook(req).isValid()`. Binds 127.0.0.1 only.
 //
-//   node auth-server.js [--port 0] [--deny PREFIX,..] [--forge-secret S] [--timeout-ms 600000]
+//   node auth-server.js [--port 0] [--deny PREFIX,..] [--forge-secret S] [--webhook-status 200]
+//        [--webhook-fail-first N] [--exit-on-eof] [--timeout-ms 600000]
 //
 //   POST /pusher/auth       form or JSON: socket_id, channel_name [, user_id, user_info (JSON)]
 //                           -> 200 {"auth": ...[, "channel_data": ...]}  (403 for --deny prefixes)
@@ -12,7 +13,9 @@
 //                           "user-" + socket_id.
 //   POST /pusher/user-auth  form or JSON: socket_id [, user_id, user_info] -> 200 {auth, user_data}
 //   POST /pusher/webhook    a Pusher webhook; answered 200 when valid, 401 when not (or the
-//                           status given by --webhook-status, to test retries)
+//                           status given by --webhook-status, to test retries; with
+//                           --webhook-fail-first N the first N valid ones are answered 500,
+//                           then the rest normally: a sender that retries gets its events in)
 //
 // Output (one JSON line each): {"type":"listening","port":N,"url":"http://127.0.0.1:N"} first,
 // then {"type":"auth","channel":..,"socket_id":..,"status":200|403,"user_id"?},
@@ -28,10 +31,18 @@ const { emit, parseArgs, deadline, list, appFromEnv, maybeJson } = require('./li
 
 const USAGE = `
 node auth-server.js [--port 0] [--deny PREFIX,..] [--forge-secret S] [--webhook-status 200]
-                    [--exit-on-eof] [--timeout-ms 600000]
+                    [--webhook-fail-first N] [--exit-on-eof] [--timeout-ms 600000]
 App from PUSHER_APP_ID / PUSHER_APP_KEY / PUSHER_APP_SECRET (defaults 1/app-key/app-secret).`;
 const args = parseArgs(
-  { port: 0, deny: '', 'forge-secret': '', 'webhook-status': 200, 'exit-on-eof': false, 'timeout-ms': 600000 },
+  {
+    port: 0,
+    deny: '',
+    'forge-secret': '',
+    'webhook-status': 200,
+    'webhook-fail-first': 0,
+    'exit-on-eof': false,
+    'timeout-ms': 600000,
+  },
   USAGE,
 );
 deadline(args.timeoutMs);
@@ -42,6 +53,8 @@ const forged = args.forgeSecret
   ? new Pusher({ appId: app.appId, key: app.key, secret: args.forgeSecret, host: '127.0.0.1', useTLS: false })
   : pusher;
 const denied = list(args.deny);
+/** Valid webhook requests still to answer 500 (--webhook-fail-first). */
+let failsLeft = args.webhookFailFirst;
 /** Largest request body accepted, in bytes (webhooks are batched and small). */
 const MAX_BODY_BYTES = 1 << 20;
 
@@ -114,7 +127,11 @@ function webhook(req, res, body) {
     parsed = hook.getData();
     events = hook.getEvents();
   }
-  const status = valid ? args.webhookStatus : 401;
+  let status = valid ? args.webhookStatus : 401;
+  if (valid && failsLeft > 0) {
+    failsLeft -= 1;
+    status = 500;
+  }
   emit('webhook', {
     valid,
     status,
