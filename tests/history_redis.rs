@@ -4,7 +4,7 @@
 //! restart without persistence) makes a new epoch, so a client holding the old one is told
 //! it cannot recover. Raw `/ws/{channel}?since=` and the Centrifugo protocol both. On a real
 //! 3-master Redis Cluster (`--redis-cluster`): exact history and recovery on every master, and
-//! the Pusher channel counts shared between nodes.
+//! the Pusher channel counts, presence members and cache channels shared between nodes.
 
 mod common;
 
@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::redis_cluster::RedisCluster;
 use common::{RedisServer, Server, wait_until};
 use ringcast::apps::App;
+use ringcast::auth::pusher::channel_auth;
 use ringcast::auth::rest::sign_query;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
@@ -266,6 +267,64 @@ fn on_a_redis_cluster_every_master_keeps_exact_history_and_counts_are_shared() {
     wait_until("node B counts node A's subscriber", || {
         count_on_b() == Some(1)
     });
+
+    // Presence members are kept on the cluster (one hash tag per channel): a member on node A
+    // is in the list node B gives its own member, and sees that member arrive.
+    let mut ann = a.websocket("/app/key-one?protocol=7&client=test&version=1");
+    let mut ben = b.websocket("/app/key-one?protocol=7&client=test&version=1");
+    let joined_ann = join_presence(&app, &mut ann, "ann");
+    assert_eq!(
+        joined_ann["event"], "pusher_internal:subscription_succeeded",
+        "{joined_ann}"
+    );
+    let joined_ben = join_presence(&app, &mut ben, "ben");
+    let data: Value = serde_json::from_str(joined_ben["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["presence"]["count"], 2, "{joined_ben}");
+    let added = read_json(&mut ann);
+    assert_eq!(added["event"], "pusher_internal:member_added", "{added}");
+
+    // A cache channel's last event is kept on the cluster: triggered through node A, replayed
+    // to a subscriber of node B.
+    let body =
+        json!({"name": "headline", "channel": "cache-news", "data": "{\"v\":2}"}).to_string();
+    let path = "/apps/1/events";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let query = sign_query(&app, "POST", path, &[], body.as_bytes(), now);
+    let (status, answer) = common::http_to(
+        a.address,
+        "POST",
+        &format!("{path}?{query}"),
+        "Content-Type: application/json\r\n",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "cache-news"}});
+    ben.send(Message::text(subscribe.to_string())).unwrap();
+    let succeeded = read_json(&mut ben);
+    assert_eq!(succeeded["event"], "pusher_internal:subscription_succeeded");
+    let replayed = read_json(&mut ben);
+    assert_eq!(
+        (replayed["event"].as_str(), replayed["data"].as_str()),
+        (Some("headline"), Some("{\"v\":2}")),
+        "{replayed}"
+    );
+}
+
+/// Joins `presence-room` as `user_id` (signed by `app`); the answer.
+fn join_presence(app: &App, socket: &mut WebSocket<TcpStream>, user_id: &str) -> Value {
+    let established = read_json(socket);
+    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let socket_id = data["socket_id"].as_str().unwrap();
+    let channel_data = json!({ "user_id": user_id }).to_string();
+    let auth = channel_auth(app, socket_id, "presence-room", Some(&channel_data));
+    let subscribe = json!({"event": "pusher:subscribe", "data": {
+        "channel": "presence-room", "auth": auth, "channel_data": channel_data,
+    }});
+    socket.send(Message::text(subscribe.to_string())).unwrap();
+    read_json(socket)
 }
 
 fn read_json(socket: &mut WebSocket<TcpStream>) -> Value {
