@@ -134,7 +134,16 @@ fn fanout_latency_histogram_counts_publications_with_subscribers() {
 fn every_documented_metric_is_exposed() {
     let redis = common::RedisServer::start();
     let url = redis.url();
-    let server = Server::start(&["--redis", &url]);
+    // An application with a webhook target, so the webhook sender (and its counters) exists;
+    // nothing is ever sent to it.
+    let apps = std::env::temp_dir().join(format!("ringcast-metrics-{}.toml", std::process::id()));
+    std::fs::write(
+        &apps,
+        "[[app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n\n[[app.webhooks]]\nurl = \"http://127.0.0.1:9/hooks\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--redis", &url, "--apps", apps.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&apps);
     // One refusal, so the labelled family has a sample to show.
     assert_eq!(server.http("GET", "/nowhere", b"").0, 404);
     let (_, text) = scrape(&server);
