@@ -678,14 +678,7 @@ fn totals_of(
         else {
             return;
         };
-        let (reply, answer) = oneshot::channel();
-        let request = PublishRequest {
-            app,
-            channel,
-            payload: publication.to_redis_payload(),
-            history: None,
-            reply,
-        };
+        let (request, answer) = core_publish(publication);
         if announce.try_send(request).is_err() {
             log::debug!("redis: a subscription_count event was dropped (publish queue full)");
             return;
@@ -777,30 +770,31 @@ fn member_removed_request(
     settings: &RedisSettings,
     member: super::presence::SweptMember,
 ) -> Option<(PublishRequest, oneshot::Receiver<Result<Published, String>>)> {
-    use crate::wire::pusher::outgoing::{MEMBER_REMOVED_EVENT, member_removed_data};
     let slot = settings
         .app_ids
         .iter()
         .position(|id| *id == member.app_id)?;
     let app = AppSlot(u16::try_from(slot).ok()?);
     let channel = ChannelName::new(&member.channel)?;
-    let data = member_removed_data(&member.user_id);
-    let publication = Publication::event(
-        app,
-        channel.clone(),
-        Arc::from(MEMBER_REMOVED_EVENT),
-        Bytes::from(data.into_bytes()),
-        None,
-    );
+    let publication =
+        crate::wire::pusher::member_removed_publication(app, &channel, &member.user_id);
+    Some(core_publish(publication))
+}
+
+/// A publish the core makes itself, and where its answer comes (hold it until then: a
+/// request whose asker is gone is not published).
+fn core_publish(
+    publication: Publication,
+) -> (PublishRequest, oneshot::Receiver<Result<Published, String>>) {
     let (reply, answer) = oneshot::channel();
     let request = PublishRequest {
-        app,
-        channel,
+        app: publication.app,
         payload: publication.to_redis_payload(),
+        channel: publication.channel,
         history: None,
         reply,
     };
-    Some((request, answer))
+    (request, answer)
 }
 
 /// The core on a Redis Cluster: the cluster component (manager, links, topology) runs on this

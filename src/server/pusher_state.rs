@@ -32,10 +32,7 @@ use crate::socket_id::SocketId;
 use crate::telemetry::counters::Counter;
 use crate::wire::pusher::channel::PusherChannel;
 use crate::wire::pusher::error::{SubscribeError, SubscriptionErrorType};
-use crate::wire::pusher::outgoing::{
-    self, MEMBER_ADDED_EVENT, MEMBER_REMOVED_EVENT, MemberRef, member_added_data,
-    member_removed_data,
-};
+use crate::wire::pusher::outgoing::{self, MemberRef};
 use crate::wire::pusher::presence::PresenceMember;
 use crate::wire::pusher::webhook::WebhookEvent;
 
@@ -237,13 +234,11 @@ async fn join(
     match announce {
         Announce::Nothing => {}
         Announce::Added { returning } => {
-            let data = member_added_data(member.as_ref());
-            let publication = Publication::event(
+            let publication = crate::wire::pusher::member_added_publication(
                 app,
-                name.clone(),
-                Arc::from(MEMBER_ADDED_EVENT),
-                Bytes::from(data.into_bytes()),
-                Some(socket_id),
+                &name,
+                member.as_ref(),
+                socket_id,
             );
             if let Err(error) = shard.publish_event(publication).await {
                 log::warn!("shard {}: member_added not published: {error}", shard.id);
@@ -322,14 +317,7 @@ async fn announce_leave(
             return;
         }
     };
-    let data = member_removed_data(&user_id);
-    let publication = Publication::event(
-        app,
-        channel.clone(),
-        Arc::from(MEMBER_REMOVED_EVENT),
-        Bytes::from(data.into_bytes()),
-        None,
-    );
+    let publication = crate::wire::pusher::member_removed_publication(app, channel, &user_id);
     if let Err(error) = shard.publish_event(publication).await {
         log::warn!("shard {}: member_removed not published: {error}", shard.id);
     }

@@ -50,12 +50,60 @@ pub fn subscription_count_publication(
     if kind.is_presence() {
         return None;
     }
-    let data = outgoing::subscription_count_data(count);
-    Some(crate::publication::Publication::event(
+    Some(internal_publication(
         app,
-        channel.clone(),
-        std::sync::Arc::from(outgoing::SUBSCRIPTION_COUNT_EVENT),
-        bytes::Bytes::from(data.into_bytes()),
+        channel,
+        outgoing::SUBSCRIPTION_COUNT_EVENT,
+        outgoing::subscription_count_data(count),
         None,
     ))
+}
+
+/// The publication of `pusher_internal:member_added` for `member` on presence channel
+/// `channel`, sent to every member but the joining connection `exclude`.
+pub fn member_added_publication(
+    app: crate::channel::AppSlot,
+    channel: &crate::channel::ChannelName,
+    member: outgoing::MemberRef<'_>,
+    exclude: socket_id::SocketId,
+) -> crate::publication::Publication {
+    internal_publication(
+        app,
+        channel,
+        outgoing::MEMBER_ADDED_EVENT,
+        outgoing::member_added_data(member),
+        Some(exclude),
+    )
+}
+
+/// The publication of `pusher_internal:member_removed` for `user_id` on presence channel
+/// `channel`.
+pub fn member_removed_publication(
+    app: crate::channel::AppSlot,
+    channel: &crate::channel::ChannelName,
+    user_id: &str,
+) -> crate::publication::Publication {
+    internal_publication(
+        app,
+        channel,
+        outgoing::MEMBER_REMOVED_EVENT,
+        outgoing::member_removed_data(user_id),
+        None,
+    )
+}
+
+fn internal_publication(
+    app: crate::channel::AppSlot,
+    channel: &crate::channel::ChannelName,
+    event: &str,
+    data: String,
+    exclude: Option<socket_id::SocketId>,
+) -> crate::publication::Publication {
+    crate::publication::Publication::event(
+        app,
+        channel.clone(),
+        std::sync::Arc::from(event),
+        bytes::Bytes::from(data.into_bytes()),
+        exclude,
+    )
 }
