@@ -171,6 +171,19 @@ async fn join(
         user_id: member.user_id.clone(),
         user_info: member.user_info.as_ref().map(|info| info.get().to_string()),
     };
+    // With Redis, join only once this node receives the channel: a member who joins after us
+    // publishes its member_added after our join, and it must reach us.
+    if shard.redis.is_some()
+        && !shard
+            .wait_for_redis_subscription_in(app, &presence.channel)
+            .await
+    {
+        log::debug!(
+            "shard {}: {} not yet subscribed in Redis",
+            shard.id,
+            presence.channel
+        );
+    }
     let outcome = shard
         .presence_join(&presence, socket_id, stored, max_members)
         .await;

@@ -802,15 +802,21 @@ impl Shard {
     /// With `--redis`: waits (at most `--redis-subscribe-wait`) until `channel` is subscribed in
     /// Redis, so a client whose handshake completes misses nothing published after it.
     pub async fn wait_for_redis_subscription(&self, channel: &ChannelName) -> bool {
+        self.wait_for_redis_subscription_in(AppSlot::DEFAULT, channel)
+            .await
+    }
+
+    /// [`Shard::wait_for_redis_subscription`] for a channel of application `app`.
+    pub async fn wait_for_redis_subscription_in(
+        &self,
+        app: AppSlot,
+        channel: &ChannelName,
+    ) -> bool {
         let deadline = Instant::now() + self.config.redis_subscribe_wait;
         // Bounded by the deadline; each round is a confirmation from the Redis core.
         loop {
             let notified = self.confirmations.notified();
-            if self
-                .registry
-                .borrow()
-                .channel_confirmed(AppSlot::DEFAULT, channel)
-            {
+            if self.registry.borrow().channel_confirmed(app, channel) {
                 return true;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -823,10 +829,7 @@ impl Shard {
             })
             .await;
             if waited.is_err() {
-                return self
-                    .registry
-                    .borrow()
-                    .channel_confirmed(AppSlot::DEFAULT, channel);
+                return self.registry.borrow().channel_confirmed(app, channel);
             }
         }
     }
