@@ -50,6 +50,17 @@ impl ChannelName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are one shared name (then they are equal without reading the text).
+    pub fn shares(&self, other: &ChannelName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Equality that skips reading the text when both share it (the fan-out's check per
+    /// subscriber: after the first publication a subscription holds the registry's name).
+    pub fn same(&self, other: &ChannelName) -> bool {
+        self.shares(other) || self.0 == other.0
+    }
 }
 
 impl fmt::Debug for ChannelName {

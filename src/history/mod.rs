@@ -43,6 +43,16 @@ impl Epoch {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are one shared epoch (then they are equal without reading the text).
+    pub fn shares(&self, other: &Epoch) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Equality that skips reading the text when both share it.
+    pub fn same(&self, other: &Epoch) -> bool {
+        self.shares(other) || self.0 == other.0
+    }
 }
 
 impl fmt::Debug for Epoch {

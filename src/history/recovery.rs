@@ -195,7 +195,7 @@ pub enum LiveStep {
 /// Step 4: checks a live publication against the subscription's cursor and moves the cursor
 /// when it is the next one (centrifuge `writePublicationUpdatePosition`).
 pub fn advance(cursor: &mut StreamPosition, position: &StreamPosition) -> LiveStep {
-    if position.epoch != cursor.epoch {
+    if !position.epoch.same(&cursor.epoch) {
         return LiveStep::EpochChanged;
     }
     if position.offset <= cursor.offset {
@@ -208,6 +208,10 @@ pub fn advance(cursor: &mut StreamPosition, position: &StreamPosition) -> LiveSt
         };
     }
     cursor.offset = position.offset;
+    if !cursor.epoch.shares(&position.epoch) {
+        // Hold the stream's own epoch from now on: the next checks compare pointers only.
+        cursor.epoch = position.epoch.clone();
+    }
     LiveStep::Deliver
 }
 

@@ -732,7 +732,7 @@ fn admit_upgrade(
             }
         },
         Route::Subscribe(channel) if shard.history_of(AppSlot::DEFAULT, channel).is_some() => {
-            Protocol::RawStream(Box::new(RawStream::subscribing(channel, shard.now_ms())))
+            Protocol::RawStream(Box::new(RawStream::subscribing(channel)))
         }
         _ => Protocol::Raw(RawRole::Subscriber),
     };

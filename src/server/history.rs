@@ -438,8 +438,8 @@ pub async fn complete_raw_stream(
             _ => None,
         };
         let synchronized = read.and_then(|read| {
-            let session = registry.raw_stream_session(key)?;
-            Some(session.finish_subscribe(&start.channel, read))
+            let stream = registry.raw_stream(key)?;
+            Some(stream.finish(read))
         });
         let (position, frames, close) = match synchronized {
             Some(Ok(synchronized)) => {

@@ -40,6 +40,8 @@ use super::state::{
     WriteEvent, WriteState,
 };
 use crate::channel::{AppSlot, ChannelName};
+use crate::history::recovery::{HistoryRead, Synchronized};
+use crate::history::{Epoch, StreamPosition};
 use crate::protocol::close::encode_close_frame;
 use crate::protocol::message::MessageDecoder;
 use crate::publication::Publication;
@@ -48,7 +50,9 @@ use crate::telemetry::counters::{CloseReason, Counter, ShardStats};
 use crate::wire::WireFormat;
 use crate::wire::centrifugo::codes::{DisconnectCode, LIVE_GAP};
 use crate::wire::centrifugo::reply::ReplyBatch;
-use crate::wire::centrifugo::session::{Delivery, Session, SessionLimits, Tick};
+use crate::wire::centrifugo::session::{
+    Delivery, FinishError, Session, SessionLimits, Subscription as StreamSubscription, Tick,
+};
 use crate::wire::pusher::authorize::ClientEventRateLimiter;
 use crate::wire::pusher::outgoing::TERMINATE_EVENT;
 use crate::wire::pusher::presence::SignedInUser;
@@ -145,33 +149,50 @@ pub enum Protocol {
 }
 
 /// What a `/ws/{channel}` subscriber of a channel with history keeps: its place in the
-/// channel's stream (the Centrifugo session's cursor machinery, one subscription, no pings).
+/// channel's stream (the Centrifugo subscription's cursor machinery, held directly: the
+/// fan-out checks it for every publication, so it is one hop from the connection).
 #[derive(Debug)]
-pub struct RawStream {
-    /// The cursor of its one subscription.
-    pub session: Session,
+pub enum RawStream {
+    /// Subscribed: reading history, or live from its cursor.
+    Following(StreamSubscription),
+    /// It missed a publication; it is closed after the pass (4011) and takes nothing more.
+    Lost,
 }
 
 impl RawStream {
     /// A subscriber of `channel` whose history read has not completed yet (publications are
     /// held until it does).
-    pub fn subscribing(channel: &ChannelName, now_ms: u64) -> RawStream {
-        let limits = SessionLimits {
-            channels_max: 1,
-            ping_interval_ms: 0,
-            pong_timeout_ms: 0,
-            ..SessionLimits::default()
+    pub fn subscribing(channel: &ChannelName) -> RawStream {
+        RawStream::Following(StreamSubscription::new(channel, true))
+    }
+
+    /// A live publication of its channel.
+    fn on_publication(
+        &mut self,
+        position: Option<&StreamPosition>,
+        payload: &Bytes,
+        limits: &SessionLimits,
+    ) -> Delivery {
+        let RawStream::Following(subscription) = self else {
+            return Delivery::Skip;
         };
-        let mut session = Session::new(now_ms, &limits);
-        session.connected(
-            "raw",
-            crate::wire::centrifugo::session::Expiry::Never,
-            now_ms,
-            &limits,
-        );
-        // Cannot fail: a fresh connected session with room for one channel.
-        let _ = session.begin_subscribe(channel, true, &limits);
-        RawStream { session }
+        let delivery = subscription.on_publication(position, payload, limits);
+        if delivery == Delivery::Insufficient {
+            *self = RawStream::Lost;
+        }
+        delivery
+    }
+
+    /// History was read: joins it with what was buffered (see [`StreamSubscription::finish`]).
+    pub fn finish(&mut self, read: HistoryRead) -> Result<Synchronized, FinishError> {
+        let RawStream::Following(subscription) = self else {
+            return Err(FinishError::NotSubscribing);
+        };
+        let finished = subscription.finish(read);
+        if finished.is_err() {
+            *self = RawStream::Lost;
+        }
+        finished
     }
 }
 
@@ -411,6 +432,27 @@ struct Channel {
     /// The Redis subscriber core confirmed the channel is subscribed (always false without
     /// Redis).
     confirmed: bool,
+    /// The epoch of the last positioned publication fanned out here. Each publication's
+    /// position is given this one shared epoch when the text matches, so subscriptions (which
+    /// adopt it) compare pointers, not text, per subscriber; publications read from Redis
+    /// each carry their own copy of the text.
+    epoch: Option<Epoch>,
+}
+
+impl Channel {
+    /// `position` with the channel's shared epoch (kept as the new shared one when it differs).
+    fn share_epoch(&mut self, position: &StreamPosition) -> StreamPosition {
+        match &self.epoch {
+            Some(epoch) if epoch.same(&position.epoch) => StreamPosition {
+                offset: position.offset,
+                epoch: epoch.clone(),
+            },
+            _ => {
+                self.epoch = Some(position.epoch.clone());
+                position.clone()
+            }
+        }
+    }
 }
 
 /// Refusal to join a channel.
@@ -524,10 +566,10 @@ impl Registry {
         }
     }
 
-    /// A positioned raw subscriber's cursor, if `key` is one.
-    pub fn raw_stream_session(&mut self, key: ConnectionKey) -> Option<&mut Session> {
+    /// A positioned raw subscriber's place in its stream, if `key` is one.
+    pub fn raw_stream(&mut self, key: ConnectionKey) -> Option<&mut RawStream> {
         match &mut self.connections.get_mut(key.index())?.protocol {
-            Protocol::RawStream(stream) => Some(&mut stream.session),
+            Protocol::RawStream(stream) => Some(stream),
             _ => None,
         }
     }
@@ -633,6 +675,7 @@ impl Registry {
                     key: channel_key.clone(),
                     subscribers: Vec::new(),
                     confirmed: false,
+                    epoch: None,
                 }) as u32;
                 self.channel_keys.insert(channel_key.clone(), channel);
                 self.record_interest_change(&channel_key);
@@ -956,6 +999,13 @@ impl Registry {
             return 0;
         }
         let exclude = publication.exclude();
+        let entry = &mut self.channels[channel as usize];
+        let position = publication
+            .position
+            .as_deref()
+            .map(|position| entry.share_epoch(position));
+        // The registry's own name: subscriptions adopt it, then compare pointers.
+        let name = &self.channels[channel as usize].key.name;
         let mut frames = FrameCache::default();
         let mut queued = 0;
         let mut dropped = 0;
@@ -976,18 +1026,21 @@ impl Registry {
             // A Centrifugo subscription follows the channel's stream: it may be reading
             // history (the publication is held for the merge), have it already, or have
             // missed one (then it is dropped and told to resubscribe, which recovers).
-            let session = match &mut connection.protocol {
-                Protocol::Centrifugo(centrifugo) => Some(&mut centrifugo.session),
-                Protocol::RawStream(stream) => Some(&mut stream.session),
+            let payload = &publication.payload;
+            let delivery = match &mut connection.protocol {
+                Protocol::Centrifugo(centrifugo) => Some(centrifugo.session.on_publication(
+                    name,
+                    position.as_ref(),
+                    payload,
+                    &self.centrifugo,
+                )),
+                Protocol::RawStream(stream) => {
+                    Some(stream.on_publication(position.as_ref(), payload, &self.centrifugo))
+                }
                 _ => None,
             };
-            if let Some(session) = session {
-                match session.on_publication(
-                    &publication.channel,
-                    publication.position.as_deref(),
-                    &publication.payload,
-                    &self.centrifugo,
-                ) {
+            if let Some(delivery) = delivery {
+                match delivery {
                     Delivery::Deliver => {}
                     Delivery::Buffered | Delivery::Skip => {
                         held += 1;
@@ -1757,6 +1810,73 @@ mod tests {
 
     fn publication(channel: &str, payload: &'static [u8]) -> Publication {
         Publication::new(name(channel), Bytes::from_static(payload))
+    }
+
+    /// A positioned raw subscriber of `channel`, live from offset 0 of `epoch`.
+    fn stream_subscriber(registry: &mut Registry, channel: &str, epoch: &str) -> ConnectionKey {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        std::mem::forget(theirs);
+        let admission = Admission {
+            protocol: Protocol::RawStream(Box::new(RawStream::subscribing(&name(channel)))),
+            ..subscriber()
+        };
+        let key = registry.insert(OwnedFd::from(ours), admission, 0).unwrap();
+        registry
+            .subscribe(key, AppSlot::DEFAULT, &name(channel))
+            .unwrap();
+        let top = StreamPosition {
+            offset: 0,
+            epoch: Epoch::new(epoch),
+        };
+        registry
+            .raw_stream(key)
+            .unwrap()
+            .finish(HistoryRead::Top(top))
+            .unwrap();
+        key
+    }
+
+    fn positioned(channel: &str, offset: u64, epoch: &str) -> Publication {
+        let mut publication = publication(channel, b"p");
+        publication.position = Some(std::sync::Arc::new(StreamPosition {
+            offset,
+            epoch: Epoch::new(epoch),
+        }));
+        publication
+    }
+
+    fn cursor(registry: &mut Registry, key: ConnectionKey) -> StreamPosition {
+        match registry.raw_stream(key).unwrap() {
+            RawStream::Following(subscription) => subscription.position().unwrap().clone(),
+            RawStream::Lost => panic!("the subscriber lost its stream"),
+        }
+    }
+
+    #[test]
+    fn positioned_raw_subscribers_end_up_sharing_the_channels_epoch() {
+        let mut registry = registry(1 << 20);
+        let keys: Vec<_> = (0..3)
+            .map(|_| stream_subscriber(&mut registry, "h", "e1"))
+            .collect();
+        // Every publication carries its own copy of the epoch text (as one read from Redis).
+        assert_eq!(registry.fan_out(&positioned("h", 1, "e1")), 3);
+        assert_eq!(registry.fan_out(&positioned("h", 2, "e1")), 3);
+        let first = cursor(&mut registry, keys[0]);
+        assert_eq!(first.offset, 2);
+        for &key in &keys[1..] {
+            let position = cursor(&mut registry, key);
+            assert!(position.epoch.shares(&first.epoch), "one shared epoch");
+        }
+        // A duplicate is skipped; a new epoch is a gap: closed after the pass, listed once.
+        assert_eq!(registry.fan_out(&positioned("h", 2, "e1")), 0);
+        assert_eq!(registry.fan_out(&positioned("h", 3, "e2")), 0);
+        assert_eq!(registry.fan_out(&positioned("h", 4, "e2")), 0);
+        assert_eq!(registry.stream_gaps.len(), 3);
+        assert!(matches!(
+            registry.raw_stream(keys[0]),
+            Some(RawStream::Lost)
+        ));
     }
 
     #[test]

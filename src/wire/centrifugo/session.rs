@@ -215,13 +215,105 @@ enum SubscriptionState {
     Live(Cursor),
 }
 
-/// One subscription.
+/// One subscription and its place in the channel's stream. A session keeps a list of them;
+/// a raw `/ws` subscriber of a channel with history keeps exactly one, on its own (the
+/// fan-out reads it for every subscriber of every publication, so it stays one hop away).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Subscription {
+pub struct Subscription {
     /// The channel.
     channel: ChannelName,
     /// Its phase.
     state: SubscriptionState,
+}
+
+impl Subscription {
+    /// A new subscription to `channel`: one with history (`positioned`) buffers until
+    /// [`Subscription::finish`]; one without is live at once.
+    pub fn new(channel: &ChannelName, positioned: bool) -> Subscription {
+        let state = if positioned {
+            SubscriptionState::Subscribing(Buffer::Collecting(Vec::new()))
+        } else {
+            SubscriptionState::Live(Cursor::Unpositioned)
+        };
+        Subscription {
+            channel: channel.clone(),
+            state,
+        }
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &ChannelName {
+        &self.channel
+    }
+
+    /// The last position delivered, once live on a channel with history.
+    #[cfg(test)]
+    pub fn position(&self) -> Option<&StreamPosition> {
+        match &self.state {
+            SubscriptionState::Live(Cursor::Positioned { position, .. }) => Some(position),
+            _ => None,
+        }
+    }
+
+    /// A live publication on this subscription's channel (with its position when the channel
+    /// has history). [`Delivery::Insufficient`]: the owner drops the subscription.
+    pub fn on_publication(
+        &mut self,
+        position: Option<&StreamPosition>,
+        payload: &Bytes,
+        limits: &SessionLimits,
+    ) -> Delivery {
+        match (&mut self.state, position) {
+            (SubscriptionState::Subscribing(Buffer::Overflowed), _) => Delivery::Buffered,
+            (SubscriptionState::Subscribing(Buffer::Collecting(_)), None) => Delivery::Skip,
+            (SubscriptionState::Subscribing(buffer @ Buffer::Collecting(_)), Some(position)) => {
+                if let Buffer::Collecting(held) = buffer {
+                    if held.len() < limits.subscribe_buffer_max {
+                        held.push(LivePublication {
+                            position: position.clone(),
+                            payload: payload.clone(),
+                        });
+                    } else {
+                        *buffer = Buffer::Overflowed;
+                    }
+                }
+                Delivery::Buffered
+            }
+            (SubscriptionState::Live(Cursor::Unpositioned), _)
+            | (SubscriptionState::Live(Cursor::Positioned { .. }), None) => Delivery::Deliver,
+            (
+                SubscriptionState::Live(Cursor::Positioned {
+                    position: cursor, ..
+                }),
+                Some(position),
+            ) => match advance(cursor, position) {
+                LiveStep::Deliver => Delivery::Deliver,
+                LiveStep::Duplicate => Delivery::Skip,
+                LiveStep::Gap { .. } | LiveStep::EpochChanged => Delivery::Insufficient,
+            },
+        }
+    }
+
+    /// History was read while subscribing: joins it with what was buffered. On success the
+    /// subscription is live from the cursor (reply, then push `then_push`); on
+    /// [`FinishError::Insufficient`] the owner drops it.
+    pub fn finish(&mut self, read: HistoryRead) -> Result<Synchronized, FinishError> {
+        let buffered = match &mut self.state {
+            SubscriptionState::Subscribing(Buffer::Collecting(buffered)) => {
+                Ok(std::mem::take(buffered))
+            }
+            SubscriptionState::Subscribing(Buffer::Overflowed) => {
+                Err(InsufficientState::BufferOverflow)
+            }
+            SubscriptionState::Live(_) => return Err(FinishError::NotSubscribing),
+        };
+        let synchronized = buffered.and_then(|buffered| synchronize(read, &buffered))?;
+        self.state = SubscriptionState::Live(Cursor::Positioned {
+            position: synchronized.cursor.clone(),
+            checks_behind: 0,
+        });
+        Ok(synchronized)
+    }
 }
 
 /// A connected connection's state.
@@ -348,15 +440,9 @@ impl Session {
             return Err(SessionError::BeforeConnect);
         };
         connected.can_subscribe(channel, limits)?;
-        let state = if positioned {
-            SubscriptionState::Subscribing(Buffer::Collecting(Vec::new()))
-        } else {
-            SubscriptionState::Live(Cursor::Unpositioned)
-        };
-        connected.subscriptions.push(Subscription {
-            channel: channel.clone(),
-            state,
-        });
+        connected
+            .subscriptions
+            .push(Subscription::new(channel, positioned));
         Ok(())
     }
 
@@ -371,28 +457,11 @@ impl Session {
         let Some(subscription) = self.subscription_mut(channel) else {
             return Err(FinishError::NotSubscribing);
         };
-        let buffered = match &mut subscription.state {
-            SubscriptionState::Subscribing(Buffer::Collecting(buffered)) => {
-                Ok(std::mem::take(buffered))
-            }
-            SubscriptionState::Subscribing(Buffer::Overflowed) => {
-                Err(InsufficientState::BufferOverflow)
-            }
-            SubscriptionState::Live(_) => return Err(FinishError::NotSubscribing),
-        };
-        match buffered.and_then(|buffered| synchronize(read, &buffered)) {
-            Ok(synchronized) => {
-                subscription.state = SubscriptionState::Live(Cursor::Positioned {
-                    position: synchronized.cursor.clone(),
-                    checks_behind: 0,
-                });
-                Ok(synchronized)
-            }
-            Err(error) => {
-                self.unsubscribe(channel);
-                Err(FinishError::Insufficient(error))
-            }
+        let finished = subscription.finish(read);
+        if matches!(finished, Err(FinishError::Insufficient(_))) {
+            self.unsubscribe(channel);
         }
+        finished
     }
 
     /// Drops a subscription (the client unsubscribed, or its subscribe failed after
@@ -437,41 +506,14 @@ impl Session {
         payload: &Bytes,
         limits: &SessionLimits,
     ) -> Delivery {
-        let Some(subscription) = self.subscription_mut(channel) else {
+        let Some(subscription) = self.subscription_adopting(channel) else {
             return Delivery::Skip;
         };
-        match (&mut subscription.state, position) {
-            (SubscriptionState::Subscribing(Buffer::Overflowed), _) => Delivery::Buffered,
-            (SubscriptionState::Subscribing(Buffer::Collecting(_)), None) => Delivery::Skip,
-            (SubscriptionState::Subscribing(buffer @ Buffer::Collecting(_)), Some(position)) => {
-                if let Buffer::Collecting(held) = buffer {
-                    if held.len() < limits.subscribe_buffer_max {
-                        held.push(LivePublication {
-                            position: position.clone(),
-                            payload: payload.clone(),
-                        });
-                    } else {
-                        *buffer = Buffer::Overflowed;
-                    }
-                }
-                Delivery::Buffered
-            }
-            (SubscriptionState::Live(Cursor::Unpositioned), _)
-            | (SubscriptionState::Live(Cursor::Positioned { .. }), None) => Delivery::Deliver,
-            (
-                SubscriptionState::Live(Cursor::Positioned {
-                    position: cursor, ..
-                }),
-                Some(position),
-            ) => match advance(cursor, position) {
-                LiveStep::Deliver => Delivery::Deliver,
-                LiveStep::Duplicate => Delivery::Skip,
-                LiveStep::Gap { .. } | LiveStep::EpochChanged => {
-                    self.unsubscribe(channel);
-                    Delivery::Insufficient
-                }
-            },
+        let delivery = subscription.on_publication(position, payload, limits);
+        if delivery == Delivery::Insufficient {
+            self.unsubscribe(channel);
         }
+        delivery
     }
 
     /// The periodic position check (client.go `checkPosition`, every
@@ -560,6 +602,22 @@ impl Session {
         let index = connected.find(channel)?;
         connected.subscriptions.get_mut(index)
     }
+
+    /// The subscription to `channel`, which from now on holds this very name (the fan-out
+    /// passes the registry's, so later lookups compare pointers, not text).
+    fn subscription_adopting(&mut self, channel: &ChannelName) -> Option<&mut Subscription> {
+        let SessionState::Connected(connected) = &mut self.state else {
+            return None;
+        };
+        let subscription = connected
+            .subscriptions
+            .iter_mut()
+            .find(|subscription| subscription.channel.same(channel))?;
+        if !subscription.channel.shares(channel) {
+            subscription.channel = channel.clone();
+        }
+        Some(subscription)
+    }
 }
 
 impl Connected {
@@ -567,7 +625,7 @@ impl Connected {
         // Bounded: at most channels_max subscriptions.
         self.subscriptions
             .iter()
-            .position(|subscription| &subscription.channel == channel)
+            .position(|subscription| subscription.channel.same(channel))
     }
 
     fn can_subscribe(
@@ -659,6 +717,32 @@ mod tests {
     #[test]
     fn an_unconnected_session_is_small() {
         assert_eq!(std::mem::size_of::<Session>(), 16);
+    }
+
+    #[test]
+    fn a_live_subscription_adopts_the_fan_outs_name_and_epoch() {
+        let mut session = connected_session();
+        let a = channel("a");
+        session.begin_subscribe(&a, true, &LIMITS).unwrap();
+        session
+            .finish_subscribe(&a, HistoryRead::Top(at(0)))
+            .unwrap();
+        // The fan-out passes its own name; each publication has its own copy of the epoch.
+        let registry_name = channel("a");
+        let payload = Bytes::from_static(b"p");
+        for offset in 1..=2 {
+            let delivery =
+                session.on_publication(&registry_name, Some(&at(offset)), &payload, &LIMITS);
+            assert_eq!(delivery, Delivery::Deliver);
+        }
+        let shared = at(3);
+        let delivery = session.on_publication(&registry_name, Some(&shared), &payload, &LIMITS);
+        assert_eq!(delivery, Delivery::Deliver);
+        let subscription = session.subscription_mut(&a).unwrap();
+        assert!(subscription.channel().shares(&registry_name));
+        let cursor = subscription.position().unwrap();
+        assert_eq!(cursor.offset, 3);
+        assert!(cursor.epoch.shares(&shared.epoch));
     }
 
     #[test]
