@@ -88,7 +88,8 @@ impl LinkTarget {
         let ServerConfig::Centralized { server } = &config.server else {
             return None;
         };
-        let host: &str = &server.host;
+        // fred keeps an IPv6 address's brackets in the host.
+        let host = server.host.trim_matches(['[', ']']);
         let address = if host.contains(':') {
             format!("[{host}]:{}", server.port)
         } else {
