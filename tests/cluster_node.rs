@@ -831,7 +831,7 @@ fn measure_fixed_rate(
 }
 
 /// The fixed rates (messages/s, all channels together) and how long each is held.
-const FIXED_RATES: [u64; 3] = [50_000, 100_000, 200_000];
+const FIXED_RATES: [u64; 4] = [50_000, 100_000, 200_000, 300_000];
 const FIXED_RATE_DURATION: Duration = Duration::from_secs(5);
 
 /// Benchmark (`bash bench/cluster-forwarding.sh`, or `cargo test --release --test
