@@ -442,5 +442,8 @@ fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
     drop(client.close(None));
     let log = server.log.lock().unwrap().join("\n");
     assert!(!log.contains("wrong-pw"), "{log}");
+    // Said once, not at every retry.
+    let refusals = log.matches("AUTH / SELECT) refused").count();
+    assert_eq!(refusals, 1, "{log}");
     assert!(server.is_running());
 }

@@ -1001,10 +1001,14 @@ async fn watch_connection(
     resubscribe: tokio::sync::mpsc::Sender<()>,
 ) {
     let mut first = true;
+    // Why the last attempt to connect failed, logged once until it changes (a wrong password
+    // or a refused SELECT is said, never repeated every retry).
+    let mut last_failure: Option<String> = None;
     // Bounded: one event per round; ends when the link's task is gone.
     while let Some(event) = events.recv().await {
         match event {
             ConnectionEvent::Up => {
+                last_failure = None;
                 if first {
                     log::info!("redis: connected to {}", status.address);
                     first = false;
@@ -1018,8 +1022,9 @@ async fn watch_connection(
             ConnectionEvent::Down(reason) => {
                 if status.connected.swap(false, Ordering::Relaxed) {
                     log::warn!("redis: connection lost: {reason}");
-                } else {
-                    log::debug!("redis: cannot connect: {reason}");
+                } else if last_failure.as_deref() != Some(reason.as_str()) {
+                    log::warn!("redis: cannot connect to {}: {reason}", status.address);
+                    last_failure = Some(reason);
                 }
                 status.ready.store(false, Ordering::Relaxed);
             }
