@@ -658,11 +658,190 @@ fn measure_forwarding(
     (published_rate, rate)
 }
 
+/// What one fixed-rate publisher did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Paced {
+    /// Commands answered by Redis.
+    published: u64,
+    /// Sum of the answers: subscribers Redis handed the messages to (its output buffers).
+    receivers: u64,
+    /// Seconds from the first command to the last written.
+    seconds: f64,
+}
+
+/// Publishes `command channel payload` (PUBLISH or SPUBLISH; `channels` in turn) on one
+/// connection to `port` at `rate` messages/s for `duration`: every millisecond it writes the
+/// commands that bring it up to `rate * elapsed` (pipelined), and a second thread reads the
+/// answers. When Redis is slower than `rate` the writes block and the publisher falls behind:
+/// `Paced::seconds` then shows the rate it reached. Bounded: `duration`, then at most 20 s for
+/// the answers.
+fn publish_at_rate(
+    port: u16,
+    command: &'static str,
+    channels: Vec<String>,
+    payload: String,
+    rate: u64,
+    duration: Duration,
+) -> std::thread::JoinHandle<Paced> {
+    use std::io::{BufRead, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    std::thread::spawn(move || {
+        let mut writer = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+        writer.set_nodelay(true).unwrap();
+        let reader = writer.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (sent_seen, done_seen) = (sent.clone(), done.clone());
+        let answers = std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(reader);
+            let (mut published, mut receivers) = (0u64, 0u64);
+            let mut line = String::new();
+            let mut done_at: Option<Instant> = None;
+            // Bounded: ends when every command is answered, or 20 s after the last was sent.
+            loop {
+                if done_seen.load(Ordering::Acquire) {
+                    let at = *done_at.get_or_insert_with(Instant::now);
+                    if published == sent_seen.load(Ordering::Acquire)
+                        || at.elapsed() > Duration::from_secs(20)
+                    {
+                        break;
+                    }
+                }
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.ends_with('\n') => {
+                        published += 1;
+                        receivers += line.trim_end().trim_start_matches(':').parse().unwrap_or(0);
+                        line.clear();
+                    }
+                    Ok(_) => {}
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            (published, receivers)
+        });
+        let encoded: Vec<Vec<u8>> = channels
+            .iter()
+            .map(|channel| common::resp_command(&[command, channel, &payload]))
+            .collect();
+        let started = Instant::now();
+        let mut count = 0u64;
+        let mut batch = Vec::new();
+        while started.elapsed() < duration {
+            let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+            batch.clear();
+            // Bounded: at most 10 ms worth of commands in one write.
+            while count < due && batch.len() < (rate as usize / 100 + 1) * 64 {
+                batch.extend_from_slice(&encoded[count as usize % encoded.len()]);
+                count += 1;
+            }
+            if !batch.is_empty() {
+                writer.write_all(&batch).expect("redis takes the commands");
+                sent.store(count, Ordering::Release);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        done.store(true, Ordering::Release);
+        let (published, receivers) = answers.join().unwrap();
+        Paced {
+            published,
+            receivers,
+            seconds,
+        }
+    })
+}
+
+/// One fixed-rate measurement: `node` subscribed to `channels` (one non-reading client each,
+/// as in `measure_forwarding`); `publish` starts the paced publishers (together `rate`
+/// messages/s for `duration`). Prints published vs received, the drops and reconnects, and the
+/// core's CPU per forwarded message.
+fn measure_fixed_rate(
+    what: &str,
+    node: &Server,
+    channels: &[String],
+    rate: u64,
+    duration: Duration,
+    publish: impl FnOnce() -> Vec<std::thread::JoinHandle<Paced>>,
+) {
+    let _clients: Vec<_> = channels
+        .iter()
+        .map(|channel| node.websocket(&format!("/ws/{}", local(channel))))
+        .collect();
+    let counters = [
+        "ringcast_redis_messages_received_total",
+        "ringcast_redis_messages_dropped_total",
+        "ringcast_redis_reconnects_total",
+    ];
+    let before: Vec<f64> = counters.iter().map(|name| metric(node, name)).collect();
+    let cpu_before = thread_cpu_seconds(node.pid(), "ringcast-redis");
+    let paced = publish()
+        .into_iter()
+        .map(|publisher| publisher.join().unwrap())
+        .fold(Paced::default(), |sum, one| Paced {
+            published: sum.published + one.published,
+            receivers: sum.receivers + one.receivers,
+            seconds: sum.seconds.max(one.seconds),
+        });
+    // Until everything arrived or nothing more arrives for 2 s (bounded: 60 s).
+    let waited = Instant::now();
+    let (mut last, mut last_change) = (before[0], Instant::now());
+    while waited.elapsed() < Duration::from_secs(60) {
+        let now = metric(node, counters[0]);
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+        if now - before[0] >= paced.published as f64
+            || last_change.elapsed() > Duration::from_secs(2)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after: Vec<f64> = counters.iter().map(|name| metric(node, name)).collect();
+    let cpu = thread_cpu_seconds(node.pid(), "ringcast-redis") - cpu_before;
+    let received = after[0] - before[0];
+    let dropped = after[1] - before[1];
+    let reconnects = after[2] - before[2];
+    let published = paced.published as f64;
+    eprintln!(
+        "forwarding fixed-rate {what} at {rate}/s for {:.0} s: published {published:.0} in \
+         {:.2} s ({:.0}/s; Redis handed {} to subscribers); the core received {received:.0} \
+         = {:.2}% of published, dropped in the node {dropped:.0}, reconnects {reconnects:.0}; \
+         core thread {cpu:.2} CPU s = {:.2} us per message ({:.0} messages per CPU second), \
+         {:.0}% of one core",
+        duration.as_secs_f64(),
+        paced.seconds,
+        published / paced.seconds.max(0.001),
+        paced.receivers,
+        100.0 * received / published.max(1.0),
+        1e6 * cpu / received.max(1.0),
+        received / cpu.max(0.01),
+        100.0 * cpu / paced.seconds.max(0.001),
+    );
+}
+
+/// The fixed rates (messages/s, all channels together) and how long each is held.
+const FIXED_RATES: [u64; 4] = [50_000, 100_000, 200_000, 300_000];
+const FIXED_RATE_DURATION: Duration = Duration::from_secs(5);
+
 /// Benchmark (`bash bench/cluster-forwarding.sh`, or `cargo test --release --test
 /// cluster_node -- --ignored forwarding_rate --nocapture`): the subscriber core's forwarding
 /// rate (messages/s from Redis into the shards), one Redis vs the 3-master cluster, with
 /// `redis-benchmark` PUBLISH / SPUBLISH as the publishers (16-byte payloads, 4 connections and
-/// pipeline 32 per publisher, one publisher per channel, three channels).
+/// pipeline 32 per publisher, one publisher per channel, three channels): a burst as fast as
+/// Redis takes it. Then fixed rates below Redis's own (`FIXED_RATES`, 5 s each; one paced
+/// connection for one Redis, one per master for the cluster): received / published, drops,
+/// and the core's CPU per forwarded message.
 #[test]
 #[ignore]
 fn forwarding_rate() {
@@ -697,6 +876,25 @@ fn forwarding_rate() {
                 .collect()
         },
     );
+    for rate in FIXED_RATES {
+        measure_fixed_rate(
+            "one Redis (PUBLISH)",
+            &node_single,
+            &channels,
+            rate,
+            FIXED_RATE_DURATION,
+            || {
+                vec![publish_at_rate(
+                    port,
+                    "PUBLISH",
+                    channels.clone(),
+                    payload.clone(),
+                    rate,
+                    FIXED_RATE_DURATION,
+                )]
+            },
+        );
+    }
     drop(node_single);
     drop(single);
 
@@ -744,6 +942,31 @@ fn forwarding_rate() {
                 .collect()
         },
     );
+    for rate in FIXED_RATES {
+        measure_fixed_rate(
+            "3-master cluster (SPUBLISH)",
+            &node_cluster,
+            &channels,
+            rate,
+            FIXED_RATE_DURATION,
+            || {
+                masters
+                    .iter()
+                    .zip(&channels)
+                    .map(|(&master, channel)| {
+                        publish_at_rate(
+                            master,
+                            "SPUBLISH",
+                            vec![channel.clone()],
+                            payload.clone(),
+                            rate / masters.len() as u64,
+                            FIXED_RATE_DURATION,
+                        )
+                    })
+                    .collect()
+            },
+        );
+    }
     eprintln!(
         "forwarding summary: redis-benchmark alone (nobody subscribed): one Redis PUBLISH \
          {alone_single:.0}/s (one publisher), cluster SPUBLISH {alone_cluster:.0}/s (one \

@@ -393,3 +393,57 @@ fn a_stalled_shards_queue_is_bounded_in_bytes() {
         "dropped {dropped}: {metrics}"
     );
 }
+
+#[test]
+fn a_password_and_database_in_the_url_work_and_survive_a_restart_and_never_reach_the_log() {
+    let mut redis = RedisServer::start_with_password("s3cret-pw");
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}/3", redis.port);
+    let server = Server::start(&["--redis", &url]);
+    wait_until("the node to be ready", || {
+        server.http("GET", "/readyz", b"").0 == 200
+    });
+    let mut clients: Vec<_> = (0..4).map(|_| server.websocket("/ws/guarded")).collect();
+    wait_until("the channel to be subscribed", || {
+        redis.subscribed_channels() == vec!["ws:broadcast:guarded".to_string()]
+    });
+    server.publish("guarded", b"through fred");
+    redis.command(&["PUBLISH", "ws:broadcast:guarded", "from redis"]);
+    for client in &mut clients {
+        assert_eq!(read_text(client), "through fred");
+        assert_eq!(read_text(client), "from redis");
+    }
+
+    // The subscriber link authenticates again on every connection, and subscribes again.
+    redis.restart();
+    wait_until("the node to be ready again", || {
+        server.http("GET", "/readyz", b"").0 == 200
+            && redis.subscribed_channels() == vec!["ws:broadcast:guarded".to_string()]
+    });
+    redis.command(&["PUBLISH", "ws:broadcast:guarded", "after the restart"]);
+    for client in &mut clients {
+        assert_eq!(read_text(client), "after the restart");
+    }
+    let stat = server.stat();
+    assert!(stat.contains("redis_reconnects 1"), "{stat}");
+    assert!(stat.contains("redis_resubscriptions 1"), "{stat}");
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(!log.contains("s3cret-pw"), "{log}");
+}
+
+#[test]
+fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
+    let redis = RedisServer::start_with_password("right-pw");
+    let url = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port);
+    let mut server = Server::start(&["--redis", &url, "--redis-subscribe-wait", "200ms"]);
+    let mut client = server.websocket("/ws/closed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.http("GET", "/readyz", b"").0, 503);
+    assert!(redis.subscribed_channels().is_empty());
+    drop(client.close(None));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(!log.contains("wrong-pw"), "{log}");
+    // Said once, not at every retry.
+    let refusals = log.matches("AUTH / SELECT) refused").count();
+    assert_eq!(refusals, 1, "{log}");
+    assert!(server.is_running());
+}

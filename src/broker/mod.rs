@@ -1,5 +1,6 @@
 //! The broker: what joins ringcast nodes into one. One Redis (pub/sub through a subscriber core
-//! on its own thread, [`redis`]) or a Redis Cluster with sharded pub/sub ([`cluster`]); the
+//! on its own thread, [`redis`], receiving through [`single`]) or a Redis Cluster with sharded
+//! pub/sub ([`cluster`]); both receive through our own RESP link (`cluster::link`); the
 //! shards talk to it only by message ([`redis::RedisLink`]) and never wait on it on the data
 //! path.
 //!
@@ -15,4 +16,5 @@ pub mod occupancy;
 pub mod presence;
 pub mod redis;
 pub mod scripts;
+pub mod single;
 pub mod webhook;

@@ -1,6 +1,7 @@
 //! The Redis subscriber core: one thread, pinned to its own core, that joins ringcast nodes
 //! through Redis pub/sub (ws4redis-compatible channel names `{prefix}:broadcast:{channel}`):
-//! one Redis (`--redis`: SUBSCRIBE / PUBLISH through fred) or a Redis Cluster
+//! one Redis (`--redis`: SUBSCRIBE through our own RESP link, [`crate::broker::single`];
+//! PUBLISH and the scripts through fred) or a Redis Cluster
 //! (`--redis-cluster`: sharded pub/sub, SSUBSCRIBE / SPUBLISH on the master serving each
 //! channel's slot, through [`crate::broker::cluster`]). Both are one [`Backend`]; the tasks
 //! around it (reference counting per shard, forwarding, publishing, supervision) are the same.
@@ -29,9 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use fred::types::Message;
 
 use super::scripts::Scripts;
 use futures::channel::{mpsc, oneshot};
@@ -44,6 +43,9 @@ use crate::broker::cluster::{
     ClusterMessage, ClusterSettings, ClusterStatus, ClusterSubscriber, MasterState,
 };
 use crate::broker::history::HistoryRequest;
+use crate::broker::single::{
+    ConnectionEvent, LinkTarget, SingleError, SingleSettings, SingleSubscriber,
+};
 use crate::channel::{AppSlot, ChannelName};
 use crate::history::StreamPosition;
 use crate::history::policy::ChannelHistory;
@@ -64,8 +66,14 @@ const PUBLISHES_IN_FLIGHT_MAX: usize = 256;
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most shard reports waiting for their channels to be confirmed.
 const WAITERS_MAX: usize = 4096;
-/// Capacity of fred's internal message broadcast (messages received but not yet forwarded).
+/// Most messages received but not yet forwarded (the link's output channel; the link stops
+/// reading from Redis while it is full).
 const RECEIVED_BUFFER_MESSAGES: usize = 65536;
+/// The one-Redis subscriber link's PING period (a connection that has not answered the previous
+/// PING by the next is declared dead and reconnected).
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest delay between the one-Redis subscriber link's reconnection attempts.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// How often the cluster's per-master table is read into the node's status (logs of master
 /// state changes, reconnection counts; readiness is read directly, not through this).
 const CLUSTER_WATCH_PERIOD: Duration = Duration::from_millis(100);
@@ -323,8 +331,8 @@ impl RedisSettings {
         Some((AppSlot(u16::try_from(slot).ok()?), ChannelName::new(name)?))
     }
 
-    /// Messages the client's receive buffer (fred's, or the cluster component's output) may
-    /// hold: as many of the largest size as fit in half of `--redis-buffer-bytes`.
+    /// Messages the link's receive buffer (the one Redis's link, or the cluster component's
+    /// output) may hold: as many of the largest size as fit in half of `--redis-buffer-bytes`.
     fn received_buffer_messages(&self) -> usize {
         (self.buffer_bytes / 2 / self.max_message_bytes.max(1)).clamp(2, RECEIVED_BUFFER_MESSAGES)
     }
@@ -346,7 +354,13 @@ pub fn start(
         RedisTarget::Single { url } => {
             let config = Config::from_url(url)
                 .map_err(|error| format!("--redis {}: {error}", redacted_url(url)))?;
-            BackendConfig::Single(Box::new(config))
+            let target = LinkTarget::from_config(&config).ok_or_else(|| {
+                format!(
+                    "--redis {}: expected redis://[user:password@]host:port[/db]",
+                    redacted_url(url)
+                )
+            })?;
+            BackendConfig::Single(Box::new(config), target)
         }
         RedisTarget::Cluster { seeds } => {
             let cluster = ClusterSettings {
@@ -402,9 +416,13 @@ pub fn start(
                 announce,
             };
             match backend {
-                BackendConfig::Single(config) => {
-                    runtime.block_on(run(settings, *config, thread_status, shards, requests))
-                }
+                BackendConfig::Single(config, target) => runtime.block_on(run(
+                    settings,
+                    (*config, target),
+                    thread_status,
+                    shards,
+                    requests,
+                )),
                 BackendConfig::Cluster(cluster) => runtime.block_on(run_cluster(
                     settings,
                     cluster,
@@ -428,8 +446,9 @@ pub fn start(
 
 /// The checked configuration of the backend, handed to the core's thread.
 enum BackendConfig {
-    /// fred's configuration of the one Redis.
-    Single(Box<Config>),
+    /// fred's configuration of the one Redis (publishing, scripts) and where the subscriber
+    /// link connects.
+    Single(Box<Config>, LinkTarget),
     /// The cluster component's settings.
     Cluster(ClusterSettings),
 }
@@ -458,8 +477,8 @@ struct Requests {
 enum Backend {
     /// One Redis: a subscriber connection and a publishing connection.
     Single {
-        /// SUBSCRIBE / UNSUBSCRIBE, and the received messages.
-        subscriber: SubscriberClient,
+        /// SUBSCRIBE / UNSUBSCRIBE (the received messages come through its output channel).
+        subscriber: SingleSubscriber,
         /// PUBLISH.
         publisher: Client,
     },
@@ -507,137 +526,134 @@ fn reconnect_policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 5000, 2)
 }
 
-fn build_clients(
-    config: Config,
-    buffer_messages: usize,
-) -> Result<(SubscriberClient, Client), Error> {
+/// The fred client that publishes and runs the scripts on the one Redis.
+fn build_publisher(config: Config) -> Result<Client, Error> {
     let mut config = config;
     // Redis down at start is not fatal: the first connection retries like a reconnect.
     config.fail_fast = false;
-    let subscriber = Builder::from_config(config.clone())
-        .set_policy(reconnect_policy())
-        .with_performance_config(|performance| {
-            performance.broadcast_channel_capacity = buffer_messages;
-        })
-        .with_connection_config(|connection| {
-            connection.connection_timeout = COMMAND_TIMEOUT;
-        })
-        .build_subscriber_client()?;
-    let publisher = Builder::from_config(config)
+    Builder::from_config(config)
         .set_policy(reconnect_policy())
         .with_connection_config(|connection| {
             connection.connection_timeout = COMMAND_TIMEOUT;
         })
-        .build()?;
-    Ok((subscriber, publisher))
+        .build()
 }
 
+/// The core on one Redis: the subscriber link ([`SingleSubscriber`]) and fred's publishing
+/// client run on this thread's `LocalSet` next to the forwarding, publishing and subscription
+/// tasks.
 async fn run(
     settings: RedisSettings,
-    config: Config,
+    (config, target): (Config, LinkTarget),
     status: Arc<RedisStatus>,
     shards: Vec<mpsc::Sender<Publication>>,
     requests: Requests,
 ) {
-    let (subscriber, publisher) = match build_clients(config, settings.received_buffer_messages()) {
-        Ok(clients) => clients,
+    let publisher = match build_publisher(config) {
+        Ok(client) => client,
         Err(error) => {
             log::error!("redis: {error}");
             status.core_failed.store(true, Ordering::Relaxed);
             return;
         }
     };
-    let publisher_events = (publisher.reconnect_rx(), publisher.error_rx());
-    let messages = subscriber.message_rx();
-    let reconnects = subscriber.reconnect_rx();
-    let errors = subscriber.error_rx();
-    let _subscriber_connection = subscriber.connect();
-    let _publisher_connection = publisher.connect();
-    let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
-    let history_client = publisher.clone();
-    let occupancy_client = publisher.clone();
-    let presence_client = publisher.clone();
-    let cache_client = publisher.clone();
-    let backend = Backend::Single {
-        subscriber,
-        publisher,
-    };
-
     let local = tokio::task::LocalSet::new();
-    let tasks = vec![
-        (
-            "connection watcher",
-            local.spawn_local(watch_connection(
-                status.clone(),
-                reconnects,
-                errors,
-                resubscribe_sender,
-            )),
-        ),
-        (
-            "publisher watcher",
-            local.spawn_local(watch_publisher(status.clone(), publisher_events)),
-        ),
-        (
-            "history",
-            local.spawn_local(super::history::serve(
-                Scripts::Single(history_client),
-                Arc::from(settings.prefix.as_str()),
-                requests.history,
-            )),
-        ),
-        (
-            "occupancy",
-            local.spawn_local(super::occupancy::serve(
-                Scripts::Single(occupancy_client),
-                Arc::from(settings.prefix.as_str()),
-                status.clone(),
-                requests.occupancy,
-                sinks_of(&settings, requests.announce.clone()),
-            )),
-        ),
-        (
-            "presence",
-            local.spawn_local(serve_presence(
-                Scripts::Single(presence_client),
-                settings.clone(),
-                requests.presence,
-                requests.announce,
-            )),
-        ),
-        (
-            "cache",
-            local.spawn_local(super::cache::serve(
-                Scripts::Single(cache_client),
-                Arc::from(settings.prefix.as_str()),
-                requests.cache,
-            )),
-        ),
-        (
-            "forwarder",
-            local.spawn_local(forward(settings.clone(), status.clone(), messages, shards)),
-        ),
-        (
-            "publisher",
-            local.spawn_local(publish(
-                settings.clone(),
-                status.clone(),
-                backend.clone(),
-                requests.publishes,
-            )),
-        ),
-        (
-            "subscription manager",
-            local.spawn_local(manage_subscriptions(
-                settings,
-                status.clone(),
-                backend,
-                requests.interest,
-                resubscribe,
-            )),
-        ),
-    ];
-    local.run_until(supervise(status, tasks)).await;
+    let core = async move {
+        let (subscriber, messages, connection_events) = SingleSubscriber::start(SingleSettings {
+            target,
+            connect_timeout: COMMAND_TIMEOUT,
+            ping_interval: PING_INTERVAL,
+            reconnect_delay_max: RECONNECT_DELAY_MAX,
+            output_capacity: settings.received_buffer_messages(),
+        });
+        let publisher_events = (publisher.reconnect_rx(), publisher.error_rx());
+        let _publisher_connection = publisher.connect();
+        let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
+        let scripts = Scripts::Single(publisher.clone());
+        let backend = Backend::Single {
+            subscriber,
+            publisher,
+        };
+        let tasks = vec![
+            (
+                "connection watcher",
+                tokio::task::spawn_local(watch_connection(
+                    status.clone(),
+                    connection_events,
+                    resubscribe_sender,
+                )),
+            ),
+            (
+                "publisher watcher",
+                tokio::task::spawn_local(watch_publisher(status.clone(), publisher_events)),
+            ),
+            (
+                "history",
+                tokio::task::spawn_local(super::history::serve(
+                    scripts.clone(),
+                    Arc::from(settings.prefix.as_str()),
+                    requests.history,
+                )),
+            ),
+            (
+                "occupancy",
+                tokio::task::spawn_local(super::occupancy::serve(
+                    scripts.clone(),
+                    Arc::from(settings.prefix.as_str()),
+                    status.clone(),
+                    requests.occupancy,
+                    sinks_of(&settings, requests.announce.clone()),
+                )),
+            ),
+            (
+                "presence",
+                tokio::task::spawn_local(serve_presence(
+                    scripts.clone(),
+                    settings.clone(),
+                    requests.presence,
+                    requests.announce,
+                )),
+            ),
+            (
+                "cache",
+                tokio::task::spawn_local(super::cache::serve(
+                    scripts,
+                    Arc::from(settings.prefix.as_str()),
+                    requests.cache,
+                )),
+            ),
+            (
+                "forwarder",
+                tokio::task::spawn_local(forward_received(
+                    settings.clone(),
+                    status.clone(),
+                    messages,
+                    shards,
+                )),
+            ),
+            (
+                "publisher",
+                tokio::task::spawn_local(publish(
+                    settings.clone(),
+                    status.clone(),
+                    backend.clone(),
+                    requests.publishes,
+                )),
+            ),
+            (
+                "subscription manager",
+                tokio::task::spawn_local(manage_subscriptions(
+                    settings,
+                    status.clone(),
+                    backend,
+                    requests.interest,
+                    resubscribe,
+                )),
+            ),
+        ];
+        supervise(status, tasks).await;
+    };
+    local.run_until(core).await;
 }
 
 /// What the occupancy service finds besides storing counts: transitions for the webhooks, and
@@ -866,7 +882,7 @@ async fn run_cluster(
             ),
             (
                 "forwarder",
-                tokio::task::spawn_local(forward_cluster(
+                tokio::task::spawn_local(forward_received(
                     settings.clone(),
                     status.clone(),
                     messages,
@@ -977,42 +993,41 @@ async fn supervise(status: Arc<RedisStatus>, tasks: Vec<(&'static str, JoinHandl
     }
 }
 
-/// Tracks connection state: errors make the link not ready; a reconnect asks the subscription
-/// manager to subscribe everything again.
+/// Tracks the subscriber link's state: a loss makes the node not ready; a connection asks the
+/// subscription manager to subscribe everything again.
 async fn watch_connection(
     status: Arc<RedisStatus>,
-    mut reconnects: tokio::sync::broadcast::Receiver<Server>,
-    mut errors: tokio::sync::broadcast::Receiver<(Error, Option<Server>)>,
+    mut events: tokio::sync::mpsc::Receiver<ConnectionEvent>,
     resubscribe: tokio::sync::mpsc::Sender<()>,
 ) {
     let mut first = true;
-    loop {
-        tokio::select! {
-            event = reconnects.recv() => match event {
-                Ok(server) => {
-                    if first {
-                        log::info!("redis: connected to {server}");
-                        first = false;
-                    } else {
-                        log::warn!("redis: reconnected to {server}");
-                        status.add(RedisCounter::Reconnects, 1);
-                    }
-                    status.connected.store(true, Ordering::Relaxed);
-                    let _ = resubscribe.try_send(());
+    // Why the last attempt to connect failed, logged once until it changes (a wrong password
+    // or a refused SELECT is said, never repeated every retry).
+    let mut last_failure: Option<String> = None;
+    // Bounded: one event per round; ends when the link's task is gone.
+    while let Some(event) = events.recv().await {
+        match event {
+            ConnectionEvent::Up => {
+                last_failure = None;
+                if first {
+                    log::info!("redis: connected to {}", status.address);
+                    first = false;
+                } else {
+                    log::warn!("redis: reconnected to {}", status.address);
+                    status.add(RedisCounter::Reconnects, 1);
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-            event = errors.recv() => match event {
-                Ok((error, _)) => {
-                    if status.connected.swap(false, Ordering::Relaxed) {
-                        log::warn!("redis: connection lost: {error}");
-                    }
-                    status.ready.store(false, Ordering::Relaxed);
+                status.connected.store(true, Ordering::Relaxed);
+                let _ = resubscribe.try_send(());
+            }
+            ConnectionEvent::Down(reason) => {
+                if status.connected.swap(false, Ordering::Relaxed) {
+                    log::warn!("redis: connection lost: {reason}");
+                } else if last_failure.as_deref() != Some(reason.as_str()) {
+                    log::warn!("redis: cannot connect to {}: {reason}", status.address);
+                    last_failure = Some(reason);
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+                status.ready.store(false, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -1190,7 +1205,7 @@ fn bound_waiters(waiting: &mut Vec<Waiter>) {
 /// Brings Redis in line with `wanted`: UNSUBSCRIBE what nobody wants, SUBSCRIBE what is
 /// missing, in commands of up to `CHANNELS_PER_COMMAND_MAX` channels.
 async fn reconcile(
-    subscriber: &SubscriberClient,
+    subscriber: &SingleSubscriber,
     wanted: &HashMap<String, HashSet<usize>>,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), String> {
@@ -1200,7 +1215,7 @@ async fn reconcile(
         .cloned()
         .collect();
     for batch in unwanted.chunks(CHANNELS_PER_COMMAND_MAX) {
-        timed(subscriber.unsubscribe(batch.to_vec())).await?;
+        timed_link(subscriber.unsubscribe(batch.to_vec())).await?;
         for channel in batch {
             subscribed.remove(channel);
         }
@@ -1211,7 +1226,7 @@ async fn reconcile(
         .cloned()
         .collect();
     for batch in missing.chunks(CHANNELS_PER_COMMAND_MAX) {
-        timed(subscriber.subscribe(batch.to_vec())).await?;
+        timed_link(subscriber.subscribe(batch.to_vec())).await?;
         subscribed.extend(batch.iter().cloned());
     }
     Ok(())
@@ -1279,6 +1294,17 @@ async fn reconcile_cluster(
     Ok(())
 }
 
+/// A subscriber link command with the core's timeout.
+async fn timed_link(
+    command: impl std::future::Future<Output = Result<(), SingleError>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {COMMAND_TIMEOUT:?}")),
+    }
+}
+
 /// A Redis command with the core's timeout.
 pub(super) async fn timed<T>(
     command: impl std::future::Future<Output = Result<T, Error>>,
@@ -1291,7 +1317,7 @@ pub(super) async fn timed<T>(
 }
 
 /// Messages queued for one shard between the reader and that shard's forwarder: as deep as the
-/// reader's own receive buffer (fred's 65 536 messages), so a burst that one Redis connection
+/// reader's own receive buffer (at most 65 536 messages), so a burst that one Redis connection
 /// can deliver is absorbed for a healthy shard as it was when the reader waited on it. Bounded:
 /// a publication is a reference to a payload shared by every shard (at most
 /// `--max-message-bytes`), so a stalled shard holds at most this many references.
@@ -1347,38 +1373,9 @@ struct ShardQueue {
     limit_bytes: usize,
 }
 
-/// Forwards every message from one Redis, in order, to every shard.
-async fn forward(
-    settings: RedisSettings,
-    status: Arc<RedisStatus>,
-    mut messages: tokio::sync::broadcast::Receiver<Message>,
-    shards: Vec<mpsc::Sender<Publication>>,
-) {
-    let shards = spawn_shard_forwarders(&settings, &status, shards);
-    loop {
-        let message = match messages.recv().await {
-            Ok(message) => message,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
-                log::warn!("redis: {count} messages lost: received faster than forwarded");
-                status.add(RedisCounter::MessagesDropped, count * shards.len() as u64);
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        let payload = match message.value {
-            Value::Bytes(bytes) => Some(bytes),
-            Value::String(text) => Some(text.into_inner()),
-            _ => None,
-        };
-        let channel: &str = &message.channel;
-        if forward_one(&settings, &status, channel, payload, &shards).is_err() {
-            return;
-        }
-    }
-}
-
-/// Forwards every message from the cluster (per channel in its master's order) to every shard.
-async fn forward_cluster(
+/// Forwards every message received (from one Redis in its order; from a cluster per channel in
+/// its master's order) to every shard.
+async fn forward_received(
     settings: RedisSettings,
     status: Arc<RedisStatus>,
     mut messages: tokio::sync::mpsc::Receiver<ClusterMessage>,

@@ -399,13 +399,31 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Its port.
     pub port: u16,
+    /// `--requirepass`, if it was started with one (the helpers below send AUTH first).
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (installed by tests/run.sh) on a free port.
     pub fn start() -> RedisServer {
         let port = free_port();
-        let mut server = RedisServer { child: None, port };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            password: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts one that requires `password` (`--requirepass`), also after a restart.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let port = free_port();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            password: Some(password.to_string()),
+        };
         server.restart();
         server
     }
@@ -429,6 +447,11 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass", password.as_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -445,9 +468,16 @@ impl RedisServer {
     pub fn try_command(&self, args: &[&str]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(PATIENCE)).ok()?;
+        if let Some(password) = &self.password {
+            stream.write_all(&resp_command(&["AUTH", password])).ok()?;
+        }
         stream.write_all(&resp_command(args)).ok()?;
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
+        if self.password.is_some() {
+            reader.read_line(&mut line).ok()?;
+            line.clear();
+        }
         reader.read_line(&mut line).ok()?;
         Some(line.trim_end().to_string())
     }
@@ -461,11 +491,20 @@ impl RedisServer {
     pub fn subscribed_channels(&self) -> Vec<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        if let Some(password) = &self.password {
+            stream
+                .write_all(&resp_command(&["AUTH", password]))
+                .unwrap();
+        }
         stream
             .write_all(&resp_command(&["PUBSUB", "CHANNELS"]))
             .unwrap();
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
+        if self.password.is_some() {
+            reader.read_line(&mut line).unwrap();
+            line.clear();
+        }
         reader.read_line(&mut line).unwrap();
         let count: usize = line.trim_end().trim_start_matches('*').parse().unwrap_or(0);
         let mut channels = Vec::new();

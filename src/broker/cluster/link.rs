@@ -1,13 +1,17 @@
-//! One subscriber connection to one cluster master: a task that owns the TCP stream, writes the
-//! SSUBSCRIBE / SUNSUBSCRIBE commands the manager asks for (pipelined), and reports what the
-//! server says, frame by frame: each channel confirmed, each channel dropped (by our request or
-//! by the server because its slot moved away), each command refused (`MOVED`, `CLUSTERDOWN`),
-//! and the connection going up or down. Messages go straight to the bounded output channel, in
-//! the order the server sent them.
+//! One subscriber connection to one Redis server (a cluster master, or the one Redis of
+//! `--redis`): a task that owns the TCP stream, writes the SSUBSCRIBE / SUNSUBSCRIBE (sharded)
+//! or SUBSCRIBE / UNSUBSCRIBE (plain, [`PubSubKind`]) commands its manager asks for
+//! (pipelined), and reports what the server says, frame by frame: each channel confirmed, each
+//! channel dropped (by our request or by the server because its slot moved away), each command
+//! refused (`MOVED`, `CLUSTERDOWN`, `NOAUTH`), and the connection going up or down. Messages go
+//! straight to the bounded output channel, in the order the server sent them. On every new
+//! connection it first sends the [`Handshake`] (AUTH, SELECT) and reports `Connected` only once
+//! the server answered each with `+OK`.
 //!
 //! It deliberately does not decide anything: which channels to subscribe where, and what a
-//! `MOVED` means, is the manager's job (`super`). After a reconnect the server remembers no
-//! subscription; the manager learns it from the `Connected` event and subscribes again.
+//! `MOVED` means, is its manager's job (`super`'s for a cluster, `broker::single` for one
+//! Redis). After a reconnect the server remembers no subscription; the manager learns it from
+//! the `Connected` event and subscribes again.
 //!
 //! Invariants: commands in flight are bounded (`PENDING_COMMANDS_MAX`); an error reply
 //! answers the oldest command not yet fully answered (Redis answers in order); the task ends
@@ -23,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::resp::{self, Push, ReplyError, RespError};
+use super::resp::{self, PubSubKind, Push, ReplyError, RespError};
 use super::{ClusterMessage, ClusterStatus};
 
 /// Most commands written and not yet fully answered on one connection before the link stops
@@ -39,14 +43,14 @@ const RECONNECT_DELAY_FIRST: Duration = Duration::from_millis(50);
 /// that was replaced are recognised and ignored).
 pub type LinkId = u64;
 
-/// What the manager asks a link to do: several commands, written at once (pipelined); every
-/// channel of one command hashes to one slot (cluster spec: a multi-key command must not
-/// cross slots).
+/// What the manager asks a link to do: several commands, written at once (pipelined); on a
+/// cluster every channel of one command hashes to one slot (cluster spec: a multi-key command
+/// must not cross slots).
 #[derive(Debug)]
 pub enum LinkCommand {
-    /// One SSUBSCRIBE per list.
+    /// One (S)SUBSCRIBE per list.
     Subscribe(Vec<Vec<String>>),
-    /// One SUNSUBSCRIBE per list.
+    /// One (S)UNSUBSCRIBE per list.
     Unsubscribe(Vec<Vec<String>>),
 }
 
@@ -77,6 +81,13 @@ pub enum LinkError {
     /// PING answered with an error.
     #[error("PING refused: {0}")]
     PingRefused(ReplyError),
+    /// AUTH or SELECT refused (a wrong password, a database that does not exist). The
+    /// command is not repeated here: it may hold the password.
+    #[error("connection setup (AUTH / SELECT) refused: {0}")]
+    HandshakeRefused(ReplyError),
+    /// AUTH or SELECT unanswered within the connect timeout.
+    #[error("no answer to AUTH / SELECT within {0:?}")]
+    HandshakeTimeout(Duration),
     /// RESP: replies come in order, one per command; an error with no command waiting means
     /// the stream is out of step.
     #[error("an error reply with no command waiting: {0}")]
@@ -116,11 +127,26 @@ pub enum LinkEvent {
     Down(LinkId, LinkError),
 }
 
+/// Commands sent on every new connection before anything else, each answered `+OK` (AUTH,
+/// SELECT). `Debug` shows only how many: AUTH holds the password, which must never reach a log.
+#[derive(Clone, Default)]
+pub struct Handshake(pub Vec<Vec<Bytes>>);
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "Handshake({} commands)", self.0.len())
+    }
+}
+
 /// How a link connects.
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
-    /// `host:port` of the master.
+    /// `host:port` of the server.
     pub address: String,
+    /// Sharded (a cluster master) or plain (one Redis) pub/sub.
+    pub kind: PubSubKind,
+    /// Sent first on every connection (empty on a cluster).
+    pub handshake: Handshake,
     /// Longest wait for the TCP connection.
     pub connect_timeout: Duration,
     /// A PING is sent this often; a connection that has not answered the previous one by
@@ -135,9 +161,9 @@ pub struct LinkSettings {
 /// The channels of one command still waiting for their confirmation.
 #[derive(Debug)]
 enum Pending {
-    /// SSUBSCRIBE: one `ssubscribe` frame per channel, or one error.
+    /// (S)SUBSCRIBE: one `(s)subscribe` frame per channel, or one error.
     Subscribe(HashSet<String>),
-    /// SUNSUBSCRIBE: one `sunsubscribe` frame per channel, or one error.
+    /// (S)UNSUBSCRIBE: one `(s)unsubscribe` frame per channel, or one error.
     Unsubscribe(HashSet<String>),
     /// PING: one `pong`.
     Ping,
@@ -180,14 +206,21 @@ pub async fn run(
         )
         .await;
         let reason = match connected {
-            Ok(Ok(stream)) => {
-                delay = RECONNECT_DELAY_FIRST;
+            Ok(Ok(mut stream)) => {
                 let _ = stream.set_nodelay(true);
-                if sinks.events.send(LinkEvent::Connected(id)).await.is_err() {
-                    return;
-                }
-                match serve(stream, &settings, &mut commands, &sinks).await {
-                    Ok(()) | Err(LinkError::OutputClosed | LinkError::ManagerGone) => return,
+                match handshake(&mut stream, &settings).await {
+                    Ok(buffer) => {
+                        delay = RECONNECT_DELAY_FIRST;
+                        if sinks.events.send(LinkEvent::Connected(id)).await.is_err() {
+                            return;
+                        }
+                        match serve(stream, buffer, &settings, &mut commands, &sinks).await {
+                            Ok(()) | Err(LinkError::OutputClosed | LinkError::ManagerGone) => {
+                                return;
+                            }
+                            Err(reason) => reason,
+                        }
+                    }
                     Err(reason) => reason,
                 }
             }
@@ -215,16 +248,60 @@ pub async fn run(
     }
 }
 
-/// Serves one connection; `Ok` when the manager let go of the link, `Err(reason)` when the
-/// connection failed.
+/// Sends the handshake's commands (pipelined) and reads one `+OK` for each, within the
+/// connect timeout; returns what was read past the answers (nothing, normally: nothing is
+/// subscribed yet).
+async fn handshake(stream: &mut TcpStream, settings: &LinkSettings) -> Result<BytesMut, LinkError> {
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let commands = &settings.handshake.0;
+    if commands.is_empty() {
+        return Ok(buffer);
+    }
+    let exchange = async {
+        let mut out = BytesMut::new();
+        for command in commands {
+            resp::encode_command(command, &mut out);
+        }
+        stream.write_all(&out).await.map_err(LinkError::Write)?;
+        let mut answered = 0;
+        // Bounded: one answer per command; the timeout around it bounds the reads.
+        while answered < commands.len() {
+            let Some(frame) = resp::decode(&mut buffer, settings.message_bytes_max)? else {
+                match stream.read_buf(&mut buffer).await {
+                    Ok(0) => return Err(LinkError::Closed),
+                    Ok(_) => continue,
+                    Err(error) => return Err(LinkError::Read(error)),
+                }
+            };
+            match resp::classify(frame, settings.kind)? {
+                resp::Push::Ok => answered += 1,
+                resp::Push::Error(error) => return Err(LinkError::HandshakeRefused(error)),
+                other => {
+                    return Err(LinkError::Protocol(RespError::Unexpected(format!(
+                        "{other:?} in answer to AUTH / SELECT"
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(settings.connect_timeout, exchange).await {
+        Ok(Ok(())) => Ok(buffer),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(LinkError::HandshakeTimeout(settings.connect_timeout)),
+    }
+}
+
+/// Serves one connection (`buffer`: bytes already read from it); `Ok` when the manager let go
+/// of the link, `Err(reason)` when the connection failed.
 async fn serve(
     stream: TcpStream,
+    mut buffer: BytesMut,
     settings: &LinkSettings,
     commands: &mut mpsc::Receiver<LinkCommand>,
     sinks: &Sinks,
 ) -> Result<(), LinkError> {
     let (mut reader, mut writer) = stream.into_split();
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut ping_sent_at: Option<Instant> = None;
     let mut ping = tokio::time::interval(settings.ping_interval);
@@ -245,8 +322,12 @@ async fn serve(
             command = commands.recv(), if pending.len() < PENDING_COMMANDS_MAX => {
                 let Some(command) = command else { return Ok(()) };
                 let (name, groups, subscribe) = match command {
-                    LinkCommand::Subscribe(groups) => ("SSUBSCRIBE", groups, true),
-                    LinkCommand::Unsubscribe(groups) => ("SUNSUBSCRIBE", groups, false),
+                    LinkCommand::Subscribe(groups) => {
+                        (settings.kind.subscribe_command(), groups, true)
+                    }
+                    LinkCommand::Unsubscribe(groups) => {
+                        (settings.kind.unsubscribe_command(), groups, false)
+                    }
                 };
                 for channels in groups {
                     let mut args: Vec<&[u8]> = vec![name.as_bytes()];
@@ -303,7 +384,7 @@ async fn drain_frames(
         let Some(frame) = resp::decode(buffer, settings.message_bytes_max)? else {
             return Ok(());
         };
-        let push = resp::classify(frame)?;
+        let push = resp::classify(frame, settings.kind)?;
         handle(push, pending, ping_sent_at, sinks).await?;
     }
 }
@@ -342,6 +423,12 @@ async fn handle(
                 UnsubscribeCause::Server
             };
             LinkEvent::Unsubscribed(id, channel, cause)
+        }
+        // Only the handshake is answered `+OK`, and it is over.
+        Push::Ok => {
+            return Err(LinkError::Protocol(RespError::Unexpected(
+                "+OK on a subscribed connection".into(),
+            )));
         }
         Push::Pong => {
             if let Some(index) = pending.iter().position(|p| matches!(p, Pending::Ping)) {

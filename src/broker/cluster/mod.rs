@@ -142,6 +142,8 @@ impl ClusterSettings {
     fn link_settings(&self, address: &str) -> LinkSettings {
         LinkSettings {
             address: address.to_string(),
+            kind: resp::PubSubKind::Sharded,
+            handshake: link::Handshake::default(),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             ping_interval: Duration::from_millis(self.ping_interval_ms),
             reconnect_delay_max: Duration::from_millis(self.reconnect_delay_max_ms),

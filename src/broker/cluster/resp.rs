@@ -1,6 +1,8 @@
-//! Sans-IO RESP2, just enough for a sharded pub/sub subscriber connection: encode commands
-//! (arrays of bulk strings), decode replies and pushes, and classify what a subscribed
-//! connection receives (`smessage`, `ssubscribe`, `sunsubscribe`, `pong`, errors such as `MOVED`).
+//! Sans-IO RESP2, just enough for a pub/sub subscriber connection: encode commands (arrays of
+//! bulk strings), decode replies and pushes, and classify what a subscribed connection receives:
+//! sharded pub/sub on a cluster (`smessage`, `ssubscribe`, `sunsubscribe`) or plain pub/sub on
+//! one Redis (`message`, `subscribe`, `unsubscribe`), `pong`, `+OK` (the answer to AUTH or
+//! SELECT before anything is subscribed), errors such as `MOVED`.
 //!
 //! Why not fred here: fred drops every `sunsubscribe` frame before the caller sees it, so a
 //! subscriber cannot tell that a server unsubscribed it because the slot moved away, and fred
@@ -276,6 +278,41 @@ impl std::fmt::Display for ReplyError {
     }
 }
 
+/// Which pub/sub a subscriber connection speaks: its commands and the kinds of its pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubSubKind {
+    /// Redis Cluster sharded pub/sub (Redis 7+): SSUBSCRIBE / SUNSUBSCRIBE, `smessage` pushes.
+    Sharded,
+    /// Plain pub/sub on one Redis: SUBSCRIBE / UNSUBSCRIBE, `message` pushes.
+    Plain,
+}
+
+impl PubSubKind {
+    /// The command that subscribes channels.
+    pub fn subscribe_command(self) -> &'static str {
+        match self {
+            PubSubKind::Sharded => "SSUBSCRIBE",
+            PubSubKind::Plain => "SUBSCRIBE",
+        }
+    }
+
+    /// The command that unsubscribes channels.
+    pub fn unsubscribe_command(self) -> &'static str {
+        match self {
+            PubSubKind::Sharded => "SUNSUBSCRIBE",
+            PubSubKind::Plain => "UNSUBSCRIBE",
+        }
+    }
+
+    /// The push kinds of (message, subscribed, unsubscribed).
+    fn push_kinds(self) -> (&'static [u8], &'static [u8], &'static [u8]) {
+        match self {
+            PubSubKind::Sharded => (b"smessage", b"ssubscribe", b"sunsubscribe"),
+            PubSubKind::Plain => (b"message", b"subscribe", b"unsubscribe"),
+        }
+    }
+}
+
 /// What a subscribed connection receives, by meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Push {
@@ -293,39 +330,46 @@ pub enum Push {
     Unsubscribed(Bytes),
     /// `pong` (subscribed) or `+PONG` (not yet subscribed): the answer to PING.
     Pong,
+    /// `+OK`: the answer to AUTH or SELECT (sent before anything is subscribed).
+    Ok,
     /// An error reply: it answers the oldest command not answered yet.
     Error(ReplyError),
 }
 
-/// Gives a decoded frame its meaning on a subscriber connection.
-pub fn classify(frame: Frame) -> Result<Push, RespError> {
+/// Gives a decoded frame its meaning on a subscriber connection of `kind` (a push of the other
+/// kind is unexpected: a plain connection never receives `smessage`, and the other way round).
+pub fn classify(frame: Frame, kind: PubSubKind) -> Result<Push, RespError> {
     let items = match frame {
         Frame::Error(text) => return Ok(Push::Error(ReplyError::parse(&text))),
         Frame::Simple(text) if text.eq_ignore_ascii_case(b"PONG") => return Ok(Push::Pong),
+        Frame::Simple(text) if text.eq_ignore_ascii_case(b"OK") => return Ok(Push::Ok),
         Frame::Array(Some(items)) => items,
         other => return Err(RespError::Unexpected(format!("{other:?}"))),
     };
     let mut items = items.into_iter();
-    let kind = match items.next() {
-        Some(Frame::Bulk(Some(kind))) => kind,
+    let push_kind = match items.next() {
+        Some(Frame::Bulk(Some(push_kind))) => push_kind,
         other => return Err(RespError::Unexpected(format!("array starting {other:?}"))),
     };
     let second = match items.next() {
         Some(Frame::Bulk(Some(second))) => second,
         other => return Err(RespError::Unexpected(format!("second item {other:?}"))),
     };
-    match &kind[..] {
-        b"smessage" => match items.next() {
+    let (message, subscribed, unsubscribed) = kind.push_kinds();
+    match &push_kind[..] {
+        name if name == message => match items.next() {
             Some(Frame::Bulk(Some(payload))) => Ok(Push::Message {
                 channel: second,
                 payload,
             }),
-            other => Err(RespError::Unexpected(format!("smessage payload {other:?}"))),
+            other => Err(RespError::Unexpected(format!("message payload {other:?}"))),
         },
-        b"ssubscribe" => Ok(Push::Subscribed(second)),
-        b"sunsubscribe" => Ok(Push::Unsubscribed(second)),
+        name if name == subscribed => Ok(Push::Subscribed(second)),
+        name if name == unsubscribed => Ok(Push::Unsubscribed(second)),
         b"pong" => Ok(Push::Pong),
-        _ => Err(RespError::Unexpected(String::from_utf8_lossy(&kind).into())),
+        _ => Err(RespError::Unexpected(
+            String::from_utf8_lossy(&push_kind).into(),
+        )),
     }
 }
 
@@ -417,7 +461,10 @@ mod tests {
               -CLUSTERDOWN The cluster is down\r\n-ERR x\r\n",
         )
         .unwrap();
-        let pushes: Vec<Push> = frames.into_iter().map(|f| classify(f).unwrap()).collect();
+        let pushes: Vec<Push> = frames
+            .into_iter()
+            .map(|f| classify(f, PubSubKind::Sharded).unwrap())
+            .collect();
         assert_eq!(
             pushes,
             vec![
@@ -500,11 +547,53 @@ mod tests {
     #[test]
     fn unexpected_frames_are_refused() {
         assert!(matches!(
-            classify(Frame::Integer(1)),
+            classify(Frame::Integer(1), PubSubKind::Sharded),
             Err(RespError::Unexpected(_))
         ));
+        // Each kind refuses the other's pushes: a plain connection never gets `smessage`.
         let message = Frame::Array(Some(vec![bulk("message"), bulk("ch"), bulk("x")]));
-        assert!(matches!(classify(message), Err(RespError::Unexpected(_))));
+        assert!(matches!(
+            classify(message, PubSubKind::Sharded),
+            Err(RespError::Unexpected(_))
+        ));
+        let smessage = Frame::Array(Some(vec![bulk("smessage"), bulk("ch"), bulk("x")]));
+        assert!(matches!(
+            classify(smessage, PubSubKind::Plain),
+            Err(RespError::Unexpected(_))
+        ));
+    }
+
+    #[test]
+    fn classify_plain_subscriber_frames() {
+        // Redis pub/sub docs: "subscribe", "unsubscribe" and "message" pushes; `+OK` answers
+        // AUTH and SELECT before anything is subscribed.
+        let frames = decode_all(
+            b"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n\
+              *3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n\
+              *3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n\
+              *2\r\n$4\r\npong\r\n$0\r\n\r\n-WRONGPASS invalid password\r\n",
+        )
+        .unwrap();
+        let pushes: Vec<Push> = frames
+            .into_iter()
+            .map(|f| classify(f, PubSubKind::Plain).unwrap())
+            .collect();
+        assert_eq!(
+            pushes,
+            vec![
+                Push::Ok,
+                Push::Subscribed("ch".into()),
+                Push::Message {
+                    channel: "ch".into(),
+                    payload: "hi".into()
+                },
+                Push::Unsubscribed("ch".into()),
+                Push::Pong,
+                Push::Error(ReplyError::Other("WRONGPASS invalid password".into())),
+            ]
+        );
+        assert_eq!(PubSubKind::Plain.subscribe_command(), "SUBSCRIBE");
+        assert_eq!(PubSubKind::Sharded.unsubscribe_command(), "SUNSUBSCRIBE");
     }
 
     /// The bytes Redis sends for a push `[kind, channel, third]` (third: bulk or integer).
@@ -533,7 +622,7 @@ mod tests {
                 match decode(&mut buffer, 64) {
                     Ok(Some(frame)) => {
                         prop_assert!(buffer.len() < before);
-                        let _ = classify(frame);
+                        let _ = classify(frame, PubSubKind::Sharded);
                     }
                     Ok(None) | Err(_) => break,
                 }
@@ -576,7 +665,7 @@ mod tests {
                     1 => Push::Subscribed(Bytes::copy_from_slice(channel)),
                     _ => Push::Unsubscribed(Bytes::copy_from_slice(channel)),
                 };
-                prop_assert_eq!(classify(frame).unwrap(), expected);
+                prop_assert_eq!(classify(frame, PubSubKind::Sharded).unwrap(), expected);
             }
         }
 
