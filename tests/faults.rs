@@ -228,3 +228,42 @@ fn open_fds(pid: u32) -> usize {
         .map(|entries| entries.count())
         .unwrap_or(0)
 }
+
+/// Autobahn 12.*/13.* saw connections that were never read again (results/deflate/
+/// autobahn-12-13.md). Whatever drops a wake-up of a shard's reactor (the epoll -> POLL_ADD ->
+/// eventfd -> glommio chain, see src/server/poller.rs), the connection it should have announced
+/// must not wait for the next unrelated event, or forever: the reactor's wait is bounded, and a
+/// round after the bound that finds input counts the miss and re-arms the wake-up path.
+#[test]
+fn a_lost_reactor_wakeup_delays_input_by_at_most_the_bound_and_is_counted() {
+    let trigger = "lose the next wake-up";
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--test-fault",
+        &format!("lose-wakeup={trigger}"),
+    ]);
+    let mut client = server.websocket("/echo");
+    let mut echo = |text: &str| {
+        client.send(Message::text(text)).unwrap();
+        let started = Instant::now();
+        match client.read().expect("the echo") {
+            Message::Text(echoed) => assert_eq!(echoed.as_str(), text),
+            other => panic!("expected the echo of {text:?}, got {other:?}"),
+        }
+        started.elapsed()
+    };
+    echo("before");
+    // Handled in a round like any message; the POLL_ADD armed after that round never completes.
+    echo(trigger);
+    assert_eq!(stat_value(&server, "reactor_wakeups_missed"), 0);
+    // Nothing announces this one: only the bounded wait (1 s) finds it.
+    let waited = echo("announced by nothing");
+    assert!(waited < Duration::from_secs(5), "echoed after {waited:?}");
+    assert_eq!(stat_value(&server, "reactor_wakeups_missed"), 1);
+    // Re-armed: the next ones are announced again (no further miss).
+    for round in 0..3 {
+        echo(&format!("after {round}"));
+    }
+    assert_eq!(stat_value(&server, "reactor_wakeups_missed"), 1);
+}
