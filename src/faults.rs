@@ -19,6 +19,9 @@
 //! - `panic-redis-forwarder=TEXT`: the Redis forwarder panics on a message whose value is TEXT.
 //! - `stall-fanout=ID`: shard ID's fan-out waits 2 s before taking each batch of messages (its
 //!   inbox fills up, as a stalled shard's would).
+//! - `freeze-after-message=TEXT`: after a connection receives the text message TEXT, its
+//!   shard's next tick blocks the shard's thread for 3 s (as CPU starvation, a SIGSTOP or a VM
+//!   pause would): nothing of the shard runs, then its ticker goes on first.
 //! - `lose-wakeup=TEXT`: after a connection receives the text message TEXT, the next reactor
 //!   wake-up its shard arms is lost (a POLL_ADD the kernel never completes), so input that
 //!   arrives afterwards is announced by nothing.
@@ -39,10 +42,13 @@ mod enabled {
         panic_redis_forwarder: Option<Vec<u8>>,
         stall_fanout: Option<usize>,
         lose_wakeup: Option<Vec<u8>>,
+        freeze_after_message: Option<Vec<u8>>,
         /// io_uring write submissions so far (all shards).
         uring_submissions: AtomicU64,
         /// The `lose-wakeup` message arrived: the next wake-up armed is lost.
         wakeup_to_lose: AtomicBool,
+        /// The `freeze-after-message` message arrived: the next tick freezes its shard.
+        freeze_pending: AtomicBool,
     }
 
     static PLAN: OnceLock<Plan> = OnceLock::new();
@@ -70,6 +76,9 @@ mod enabled {
                 }
                 "stall-fanout" => plan.stall_fanout = Some(number()? as usize),
                 "lose-wakeup" => plan.lose_wakeup = Some(value.as_bytes().to_vec()),
+                "freeze-after-message" => {
+                    plan.freeze_after_message = Some(value.as_bytes().to_vec())
+                }
                 _ => return Err(format!("--test-fault {spec:?}: unknown fault")),
             }
         }
@@ -92,6 +101,11 @@ mod enabled {
             && plan.lose_wakeup.as_deref() == Some(payload)
         {
             plan.wakeup_to_lose.store(true, Ordering::Relaxed);
+        }
+        if let Some(plan) = plan()
+            && plan.freeze_after_message.as_deref() == Some(payload)
+        {
+            plan.freeze_pending.store(true, Ordering::Relaxed);
         }
     }
 
@@ -121,6 +135,10 @@ mod enabled {
     pub fn on_shard_tick(shard: usize, uptime_ms: u64) {
         if plan().and_then(|p| p.panic_shard) == Some(shard) && uptime_ms >= 300 {
             panic!("test fault: panic-shard {shard}");
+        }
+        if plan().is_some_and(|plan| plan.freeze_pending.swap(false, Ordering::Relaxed)) {
+            log::warn!("test fault: freezing shard {shard} for 3 s");
+            std::thread::sleep(std::time::Duration::from_secs(3));
         }
     }
 

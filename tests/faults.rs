@@ -267,3 +267,46 @@ fn a_lost_reactor_wakeup_delays_input_by_at_most_the_bound_and_is_counted() {
     }
     assert_eq!(stat_value(&server, "reactor_wakeups_missed"), 1);
 }
+
+/// Autobahn 12.5.10 (results/deflate/autobahn-12-13.md): the server closed with 1001 "idle
+/// timeout" although the client had sent its next message, and had sent no ping in the 60 s
+/// before (it pings after 25 s of quiet, sweeping every second): the shard itself had not run.
+/// When a frozen shard runs again its ticker may sweep before its reactor reads; the message
+/// that waited unread in the socket must then be read and answered, not taken for silence.
+#[test]
+fn a_shard_that_froze_reads_what_waited_instead_of_closing_it_as_idle() {
+    let trigger = "freeze the shard";
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--ping-interval",
+        "1s",
+        "--idle-timeout",
+        "2s",
+        "--test-fault",
+        &format!("freeze-after-message={trigger}"),
+    ]);
+    let mut client = server.websocket("/echo");
+    client.send(Message::text(trigger)).unwrap();
+    match client.read().expect("the echo of the trigger") {
+        Message::Text(echoed) => assert_eq!(echoed.as_str(), trigger),
+        other => panic!("expected the echo of the trigger, got {other:?}"),
+    }
+    // The shard's next tick (within 250 ms) freezes it for 3 s; this arrives meanwhile and
+    // waits unread for longer than --idle-timeout.
+    std::thread::sleep(Duration::from_millis(600));
+    client.send(Message::text("sent while the shard was frozen")).unwrap();
+    // Bounded by the socket's read timeout (PATIENCE) per frame, and by the server's pings.
+    loop {
+        match client.read().expect("the echo, not a close") {
+            Message::Text(echoed) => {
+                assert_eq!(echoed.as_str(), "sent while the shard was frozen");
+                break;
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+    assert_eq!(stat_value(&server, "idle_input_waiting"), 1);
+    assert_eq!(stat_value(&server, "closed_idle_timeout"), 0);
+}
