@@ -1474,6 +1474,7 @@ impl Registry {
         ping: &Bytes,
     ) {
         let mut idle = Vec::new();
+        let mut waiting_input = Vec::new();
         let mut expired = Vec::new();
         let mut protocol_pings = Vec::new();
         let mut disconnects = Vec::new();
@@ -1497,7 +1498,14 @@ impl Registry {
             {
                 expired.push(key);
             } else if quiet_ms >= idle_timeout_ms {
-                idle.push(key);
+                // Unread input means the client did send: it is this shard that has not read
+                // (it was frozen, or its reactor missed a wake-up). Read it instead of closing
+                // (the reactor's round within `WAKE_WAIT_MAX` at the latest).
+                if unread_bytes(connection.socket.as_raw_fd()) > 0 {
+                    waiting_input.push(key);
+                } else {
+                    idle.push(key);
+                }
             } else if now_ms.saturating_sub(connection.last_read_ms.max(connection.last_ping_ms))
                 >= ping_interval_ms
                 && connection.write != WriteState::Failed
@@ -1513,6 +1521,12 @@ impl Registry {
             }
         }
         self.stats.add(Counter::PingsSent, pings);
+        for key in waiting_input {
+            self.stats.count(Counter::IdleInputWaiting);
+            if self.get(key).is_some_and(|c| c.read == ReadState::Waiting) {
+                self.set_read(key, ReadState::Ready);
+            }
+        }
         for key in idle {
             self.life(key, LifeEvent::Request(CloseRequest::Idle), now_ms);
         }
@@ -1695,6 +1709,15 @@ impl Registry {
             }
         }
     }
+}
+
+/// Bytes received on `fd` and not yet read (0 if it cannot tell).
+fn unread_bytes(fd: RawFd) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a live local; the descriptor is open (its owner lends
+    // it).
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
+    if result < 0 { 0 } else { unread.max(0) as usize }
 }
 
 /// One non-blocking `recv` into `buffer`.
