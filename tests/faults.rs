@@ -295,7 +295,9 @@ fn a_shard_that_froze_reads_what_waited_instead_of_closing_it_as_idle() {
     // The shard's next tick (within 250 ms) freezes it for 3 s; this arrives meanwhile and
     // waits unread for longer than --idle-timeout.
     std::thread::sleep(Duration::from_millis(600));
-    client.send(Message::text("sent while the shard was frozen")).unwrap();
+    client
+        .send(Message::text("sent while the shard was frozen"))
+        .unwrap();
     // Bounded by the socket's read timeout (PATIENCE) per frame, and by the server's pings.
     loop {
         match client.read().expect("the echo, not a close") {

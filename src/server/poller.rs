@@ -360,7 +360,10 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         // Bounded by the deadline.
         while poller.wake != Wake::Idle {
-            assert!(std::time::Instant::now() < deadline, "the fresh POLL_ADD never fired");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fresh POLL_ADD never fired"
+            );
             std::thread::sleep(std::time::Duration::from_millis(1));
             poller.reap();
         }

@@ -1717,7 +1717,11 @@ fn unread_bytes(fd: RawFd) -> usize {
     // SAFETY: FIONREAD writes one int to a live local; the descriptor is open (its owner lends
     // it).
     let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
-    if result < 0 { 0 } else { unread.max(0) as usize }
+    if result < 0 {
+        0
+    } else {
+        unread.max(0) as usize
+    }
 }
 
 /// One non-blocking `recv` into `buffer`.
