@@ -1904,6 +1904,28 @@ mod tests {
     }
 
     #[test]
+    fn sweep_reads_instead_of_closing_a_quiet_connection_whose_input_waits() {
+        use std::io::Write;
+        let mut registry = registry(1 << 20);
+        let (late, mut theirs) = connect(&mut registry);
+        let (idle, _b) = connect(&mut registry);
+        let mut listed = Vec::new();
+        registry.take_ready(&mut listed);
+        registry.set_read(late, ReadState::Waiting);
+        registry.set_read(idle, ReadState::Waiting);
+        // The client sent; this shard has not read it (it was stopped, or missed a wake-up).
+        theirs.write_all(b"\x81\x80\0\0\0\0").unwrap();
+        let ping = Bytes::from_static(b"\x89\x00");
+        registry.sweep(1000, 0, 400, 900, &ping);
+        assert!(registry.get(late).unwrap().life().is_open());
+        assert!(!registry.get(idle).unwrap().life().is_open());
+        assert_eq!(registry.stats.get(Counter::IdleInputWaiting), 1);
+        let mut listed = Vec::new();
+        registry.take_ready(&mut listed);
+        assert_eq!(listed, vec![late], "listed for reading");
+    }
+
+    #[test]
     fn a_failed_registration_leaves_nothing_behind() {
         let mut registry = registry(1 << 20);
         // epoll refuses regular files: the registration fails after the slab entry was made.
