@@ -19,11 +19,17 @@
 //! - `panic-redis-forwarder=TEXT`: the Redis forwarder panics on a message whose value is TEXT.
 //! - `stall-fanout=ID`: shard ID's fan-out waits 2 s before taking each batch of messages (its
 //!   inbox fills up, as a stalled shard's would).
+//! - `freeze-after-message=TEXT`: after a connection receives the text message TEXT, its
+//!   shard's next tick blocks the shard's thread for 3 s (as CPU starvation, a SIGSTOP or a VM
+//!   pause would): nothing of the shard runs, then its ticker goes on first.
+//! - `lose-wakeup=TEXT`: after a connection receives the text message TEXT, the next reactor
+//!   wake-up its shard arms is lost (a POLL_ADD the kernel never completes), so input that
+//!   arrives afterwards is announced by nothing.
 
 #[cfg(feature = "test-hooks")]
 mod enabled {
     use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// The faults asked for on the command line.
     #[derive(Debug, Default)]
@@ -35,8 +41,14 @@ mod enabled {
         panic_shard: Option<usize>,
         panic_redis_forwarder: Option<Vec<u8>>,
         stall_fanout: Option<usize>,
+        lose_wakeup: Option<Vec<u8>>,
+        freeze_after_message: Option<Vec<u8>>,
         /// io_uring write submissions so far (all shards).
         uring_submissions: AtomicU64,
+        /// The `lose-wakeup` message arrived: the next wake-up armed is lost.
+        wakeup_to_lose: AtomicBool,
+        /// The `freeze-after-message` message arrived: the next tick freezes its shard.
+        freeze_pending: AtomicBool,
     }
 
     static PLAN: OnceLock<Plan> = OnceLock::new();
@@ -63,6 +75,10 @@ mod enabled {
                     plan.panic_redis_forwarder = Some(value.as_bytes().to_vec())
                 }
                 "stall-fanout" => plan.stall_fanout = Some(number()? as usize),
+                "lose-wakeup" => plan.lose_wakeup = Some(value.as_bytes().to_vec()),
+                "freeze-after-message" => {
+                    plan.freeze_after_message = Some(value.as_bytes().to_vec())
+                }
                 _ => return Err(format!("--test-fault {spec:?}: unknown fault")),
             }
         }
@@ -81,6 +97,20 @@ mod enabled {
         if plan().and_then(|p| p.panic_on_message.as_deref()) == Some(payload) {
             panic!("test fault: panic-on-message");
         }
+        if let Some(plan) = plan()
+            && plan.lose_wakeup.as_deref() == Some(payload)
+        {
+            plan.wakeup_to_lose.store(true, Ordering::Relaxed);
+        }
+        if let Some(plan) = plan()
+            && plan.freeze_after_message.as_deref() == Some(payload)
+        {
+            plan.freeze_pending.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn lose_wakeup() -> bool {
+        plan().is_some_and(|plan| plan.wakeup_to_lose.swap(false, Ordering::Relaxed))
     }
 
     pub fn fail_registration(channel: Option<&str>) -> bool {
@@ -105,6 +135,10 @@ mod enabled {
     pub fn on_shard_tick(shard: usize, uptime_ms: u64) {
         if plan().and_then(|p| p.panic_shard) == Some(shard) && uptime_ms >= 300 {
             panic!("test fault: panic-shard {shard}");
+        }
+        if plan().is_some_and(|plan| plan.freeze_pending.swap(false, Ordering::Relaxed)) {
+            log::warn!("test fault: freezing shard {shard} for 3 s");
+            std::thread::sleep(std::time::Duration::from_secs(3));
         }
     }
 
@@ -144,6 +178,12 @@ mod disabled {
     /// Should waiting for completions fail?
     #[inline(always)]
     pub fn uring_wait_fails() -> bool {
+        false
+    }
+
+    /// Should the reactor wake-up being armed be lost?
+    #[inline(always)]
+    pub fn lose_wakeup() -> bool {
         false
     }
 

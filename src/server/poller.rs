@@ -13,6 +13,13 @@
 //! One wake-up covers every socket that became ready meanwhile. The reactor then takes the
 //! events with `epoll_wait(0)` and re-arms the POLL_ADD.
 //!
+//! The reactor does not trust this chain alone: it waits for a wake-up at most
+//! `WAKE_WAIT_MAX` (see [`super::reactor`]), and when a round started by that bound finds work
+//! a wake-up should have announced, it counts the miss and calls [`Poller::rearm`], which
+//! cancels whatever POLL_ADD may still be pending and submits a fresh one. Every POLL_ADD has a
+//! user_data of its own, so a stale or cancelled one that completes later is told apart from
+//! the one armed now.
+//!
 //! Invariant: a socket is registered while its owner (the registry entry or the lingering
 //! entry) holds its `OwnedFd`; closing the descriptor removes it from the epoll set, and every
 //! event carries the owner's generation, so an event for a socket already gone is recognized and
@@ -84,16 +91,32 @@ pub struct Poller {
     eventfd: OwnedFd,
     /// The POLL_ADD of `epoll` lives here; its completions signal `eventfd`.
     ring: IoUring,
-    /// A POLL_ADD is submitted and not yet reaped.
-    armed: bool,
+    /// The wake-up path's state.
+    wake: Wake,
+    /// The user_data the next POLL_ADD gets (each one its own, from `FIRST_WAKE_USER_DATA`).
+    next_wake_user_data: u64,
+}
+
+/// Whether a POLL_ADD is pending on the epoll fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// None: `arm` submits one.
+    Idle,
+    /// Submitted (or, under the `lose-wakeup` test fault, pretended) and not yet reaped.
+    Armed {
+        /// Its user_data: only its own completion disarms.
+        user_data: u64,
+    },
 }
 
 /// Interest registered for every socket: edge-triggered input, peer hang-up, and output (an
 /// output edge only comes after a write hit a full buffer, which is when we want it).
 const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT | libc::EPOLLET) as u32;
 
-/// `user_data` of the POLL_ADD on the epoll fd.
-const WAKE_USER_DATA: u64 = 1;
+/// `user_data` of the cancellations [`Poller::rearm`] submits (their completions are ignored).
+const CANCEL_USER_DATA: u64 = 0;
+/// `user_data` of the first POLL_ADD on the epoll fd; each later one gets the next number.
+const FIRST_WAKE_USER_DATA: u64 = 1;
 
 impl Poller {
     /// A new epoll set with its eventfd and wake ring.
@@ -118,7 +141,8 @@ impl Poller {
             epoll,
             eventfd,
             ring,
-            armed: false,
+            wake: Wake::Idle,
+            next_wake_user_data: FIRST_WAKE_USER_DATA,
         })
     }
 
@@ -176,12 +200,19 @@ impl Poller {
     /// eventfd. If events are pending already, it completes at once.
     pub fn arm(&mut self) -> io::Result<()> {
         self.reap();
-        if self.armed {
+        if self.wake != Wake::Idle {
+            return Ok(());
+        }
+        let user_data = self.next_wake_user_data;
+        self.next_wake_user_data += 1;
+        if crate::faults::lose_wakeup() {
+            // Test fault: a POLL_ADD the kernel never completes.
+            self.wake = Wake::Armed { user_data };
             return Ok(());
         }
         let entry = opcode::PollAdd::new(types::Fd(self.epoll.as_raw_fd()), libc::POLLIN as u32)
             .build()
-            .user_data(WAKE_USER_DATA);
+            .user_data(user_data);
         // SAFETY: the entry refers to the epoll descriptor only, which `self` keeps open for as
         // long as the ring exists (fields drop in declaration order: `ring` last).
         unsafe {
@@ -191,15 +222,40 @@ impl Poller {
                 .map_err(|_| io::Error::other("the wake ring is full"))?;
         }
         self.ring.submit()?;
-        self.armed = true;
+        self.wake = Wake::Armed { user_data };
         Ok(())
     }
 
-    /// Reaps the wake ring's completions (the POLL_ADD fired: arm again before sleeping).
+    /// Replaces a wake-up that did not come: cancels the pending POLL_ADD, if any (its late
+    /// completion, if it ever comes, is ignored), and arms a fresh one.
+    pub fn rearm(&mut self) -> io::Result<()> {
+        self.reap();
+        if let Wake::Armed { user_data } = self.wake {
+            let cancel = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(CANCEL_USER_DATA);
+            // SAFETY: a cancellation refers to no memory, only to a user_data.
+            unsafe {
+                self.ring
+                    .submission()
+                    .push(&cancel)
+                    .map_err(|_| io::Error::other("the wake ring is full"))?;
+            }
+            self.ring.submit()?;
+            self.wake = Wake::Idle;
+        }
+        self.arm()
+    }
+
+    /// Reaps the wake ring's completions (the armed POLL_ADD fired: arm again before sleeping).
     fn reap(&mut self) {
         for completion in self.ring.completion() {
-            if completion.user_data() == WAKE_USER_DATA {
-                self.armed = false;
+            if self.wake
+                == (Wake::Armed {
+                    user_data: completion.user_data(),
+                })
+            {
+                self.wake = Wake::Idle;
             }
         }
     }
@@ -270,6 +326,46 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         poller.reap();
-        assert!(!poller.armed);
+        assert_eq!(poller.wake, Wake::Idle);
+    }
+
+    #[test]
+    fn rearm_replaces_a_pending_wake_and_ignores_the_old_ones_completion() {
+        let mut poller = Poller::new().unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let token = Token {
+            kind: TokenKind::Connection,
+            key: 1,
+            generation: 1,
+        };
+        poller.add(ours.as_raw_fd(), token).unwrap();
+        let mut buffer = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        let mut events = Vec::new();
+        // Nothing ready: the POLL_ADD stays pending.
+        poller.take_events(&mut events, &mut buffer);
+        poller.arm().unwrap();
+        let first = poller.wake;
+        assert!(matches!(first, Wake::Armed { .. }));
+        poller.rearm().unwrap();
+        let second = poller.wake;
+        assert!(matches!(second, Wake::Armed { .. }));
+        assert_ne!(first, second, "a fresh POLL_ADD");
+        // The cancelled one's completion (and the cancel's) do not disarm the fresh one...
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        poller.reap();
+        assert_eq!(poller.wake, second);
+        // ...and the fresh one fires on input.
+        theirs.write_all(b"x").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // Bounded by the deadline.
+        while poller.wake != Wake::Idle {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fresh POLL_ADD never fired"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            poller.reap();
+        }
     }
 }

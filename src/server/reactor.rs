@@ -8,6 +8,12 @@
 //! one bounded round: take the events, read each ready connection a bounded number of times,
 //! write what was queued, remove what ended.
 //!
+//! The sleep is bounded too (`WAKE_WAIT_MAX`): a wake-up lost anywhere on its way (epoll, the
+//! POLL_ADD, the eventfd, glommio's read of it) would otherwise leave the connections it should
+//! have announced unread until some unrelated event, or forever (seen as Autobahn 12/13 cases
+//! that stopped mid-case and ended with a 1001 idle timeout). A round after the bound that finds
+//! work counts the miss (`reactor_wakeups_missed`) and re-arms the wake-up path.
+//!
 //! A panic while one connection's input is handled is caught here: that connection is dropped
 //! (counted as `handler_panics`, close reason `internal_error`) and the round goes on. Each
 //! handler borrows the registry through a `RefCell` guard that unwinding releases, and the
@@ -34,6 +40,20 @@ const EVENTS_PER_ROUND: usize = 1024;
 const CONNECTIONS_PER_ROUND: usize = 1024;
 /// Most reads (each up to the scratch buffer's size) of one connection per round.
 const READS_PER_CONNECTION: usize = 4;
+/// Longest the reactor sleeps without a wake-up before it looks at the epoll set anyway: the
+/// most a lost wake-up can delay input. An idle shard pays one timer and one cancelled eventfd
+/// read per interval (its ticker already wakes it four times as often).
+const WAKE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// How the reactor's wait for a wake-up ended.
+enum Wait {
+    /// The eventfd was signalled.
+    Woken,
+    /// Reading the eventfd failed.
+    Failed(glommio::GlommioError<()>),
+    /// `WAKE_WAIT_MAX` passed without a wake-up.
+    BoundRanOut,
+}
 
 /// The reactor task of `shard`; `eventfd` wakes it (see [`super::poller`]).
 pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
@@ -43,6 +63,7 @@ pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
     let mut events = Vec::with_capacity(EVENTS_PER_ROUND);
     let mut ready = Vec::with_capacity(CONNECTIONS_PER_ROUND);
     loop {
+        let mut bound_ran_out = false;
         if shard.registry.borrow().has_ready() {
             // Work left from the last round: let other tasks run first.
             glommio::executor().yield_task_queue_now().await;
@@ -53,35 +74,78 @@ pub async fn run_reactor(shard: Rc<Shard>, eventfd: OwnedFd) {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-            if let Err(error) = wake.read_at(0, 8).await {
-                log::error!("shard {}: reactor wake-up failed: {error}", shard.id);
-                glommio::timer::sleep(Duration::from_millis(1)).await;
+            match wait_for_wake(&wake).await {
+                Wait::Woken => {}
+                Wait::Failed(error) => {
+                    log::error!("shard {}: reactor wake-up failed: {error}", shard.id);
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                Wait::BoundRanOut => bound_ran_out = true,
             }
         }
-        round(&shard, &mut events, &mut buffer, &mut ready);
+        let found_work = round(&shard, &mut events, &mut buffer, &mut ready);
+        if bound_ran_out && found_work {
+            wake_up_missed(&shard);
+        }
         super::centrifugo::spawn_deferred(&shard);
         super::pusher_state::spawn_work(&shard);
         shard.flush_all().await;
     }
 }
 
-/// One bounded round: take the ready events, read the ready connections.
+/// Waits for the eventfd, at most `WAKE_WAIT_MAX`. (When the bound wins, glommio cancels the
+/// read; the round that follows looks at the epoll set either way.)
+async fn wait_for_wake(wake: &BufferedFile) -> Wait {
+    futures_lite::future::or(
+        async {
+            match wake.read_at(0, 8).await {
+                Ok(_) => Wait::Woken,
+                Err(error) => Wait::Failed(error),
+            }
+        },
+        async {
+            glommio::timer::sleep(WAKE_WAIT_MAX).await;
+            Wait::BoundRanOut
+        },
+    )
+    .await
+}
+
+/// A round after the bound found work that a wake-up should have announced: count it, and
+/// replace the POLL_ADD that did not fire.
+fn wake_up_missed(shard: &Shard) {
+    let mut registry = shard.registry.borrow_mut();
+    registry.stats.count(Counter::ReactorWakeupsMissed);
+    log::warn!(
+        "shard {}: ready sockets found after {WAKE_WAIT_MAX:?} without a wake-up; re-arming",
+        shard.id
+    );
+    if let Err(error) = registry.poller().rearm() {
+        log::error!("shard {}: cannot re-arm the reactor: {error}", shard.id);
+    }
+}
+
+/// One bounded round: take the ready events, read the ready connections. Returns whether there
+/// was anything to do (an event, or a connection to read).
 fn round(
     shard: &Shard,
     events: &mut Vec<(super::poller::Token, super::poller::Readiness)>,
     buffer: &mut [libc::epoll_event],
     ready: &mut Vec<ConnectionKey>,
-) {
+) -> bool {
     let now_ms = shard.now_ms();
+    let took_events;
     {
         let mut registry = shard.registry.borrow_mut();
         events.clear();
         registry.poller().take_events(events, buffer);
+        took_events = !events.is_empty();
         for (token, readiness) in events.drain(..) {
             registry.on_ready(token, readiness);
         }
         registry.take_ready(ready);
     }
+    let found_work = took_events || !ready.is_empty();
     // Read at most CONNECTIONS_PER_ROUND now; the rest stay listed for the next round. (A
     // `drain(..).take(n)` would drop the rest from the list while they stay `Ready`, so no edge
     // would ever list them again: a lost wake-up.)
@@ -105,6 +169,7 @@ fn round(
     }
     ready.clear();
     shard.registry.borrow_mut().finish_ended(now_ms);
+    found_work
 }
 
 /// Handles bytes that arrived behind the request head of a connection just registered (as a

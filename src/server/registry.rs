@@ -1527,6 +1527,7 @@ impl Registry {
         ping: &Bytes,
     ) {
         let mut idle = Vec::new();
+        let mut waiting_input = Vec::new();
         let mut expired = Vec::new();
         let mut protocol_pings = Vec::new();
         let mut disconnects = Vec::new();
@@ -1550,7 +1551,14 @@ impl Registry {
             {
                 expired.push(key);
             } else if quiet_ms >= idle_timeout_ms {
-                idle.push(key);
+                // Unread input means the client did send: it is this shard that has not read
+                // (it was frozen, or its reactor missed a wake-up). Read it instead of closing
+                // (the reactor's round within `WAKE_WAIT_MAX` at the latest).
+                if unread_bytes(connection.socket.as_raw_fd()) > 0 {
+                    waiting_input.push(key);
+                } else {
+                    idle.push(key);
+                }
             } else if now_ms.saturating_sub(connection.last_read_ms.max(connection.last_ping_ms))
                 >= ping_interval_ms
                 && connection.write != WriteState::Failed
@@ -1566,6 +1574,12 @@ impl Registry {
             }
         }
         self.stats.add(Counter::PingsSent, pings);
+        for key in waiting_input {
+            self.stats.count(Counter::IdleInputWaiting);
+            if self.get(key).is_some_and(|c| c.read == ReadState::Waiting) {
+                self.set_read(key, ReadState::Ready);
+            }
+        }
         for key in idle {
             self.life(key, LifeEvent::Request(CloseRequest::Idle), now_ms);
         }
@@ -1747,6 +1761,19 @@ impl Registry {
                 list.shrink_to_fit();
             }
         }
+    }
+}
+
+/// Bytes received on `fd` and not yet read (0 if it cannot tell).
+fn unread_bytes(fd: RawFd) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a live local; the descriptor is open (its owner lends
+    // it).
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
+    if result < 0 {
+        0
+    } else {
+        unread.max(0) as usize
     }
 }
 
@@ -1994,6 +2021,28 @@ mod tests {
             1,
             "no second ping so soon"
         );
+    }
+
+    #[test]
+    fn sweep_reads_instead_of_closing_a_quiet_connection_whose_input_waits() {
+        use std::io::Write;
+        let mut registry = registry(1 << 20);
+        let (late, mut theirs) = connect(&mut registry);
+        let (idle, _b) = connect(&mut registry);
+        let mut listed = Vec::new();
+        registry.take_ready(&mut listed);
+        registry.set_read(late, ReadState::Waiting);
+        registry.set_read(idle, ReadState::Waiting);
+        // The client sent; this shard has not read it (it was stopped, or missed a wake-up).
+        theirs.write_all(b"\x81\x80\0\0\0\0").unwrap();
+        let ping = Bytes::from_static(b"\x89\x00");
+        registry.sweep(1000, 0, 400, 900, &ping);
+        assert!(registry.get(late).unwrap().life().is_open());
+        assert!(!registry.get(idle).unwrap().life().is_open());
+        assert_eq!(registry.stats.get(Counter::IdleInputWaiting), 1);
+        let mut listed = Vec::new();
+        registry.take_ready(&mut listed);
+        assert_eq!(listed, vec![late], "listed for reading");
     }
 
     #[test]

@@ -85,6 +85,8 @@ counter_table! {
         PusherWorkRefused, "pusher_work_refused", "Pusher subscribes or client events refused because too much work was waiting on the shard";
         HandlerPanics, "handler_panics", "Connections closed because their handler panicked (a bug: please report it)";
         UringRingsRetired, "uring_rings_retired", "io_uring write rings given up after an error (the shard writes with sendmsg from then on)";
+        IdleInputWaiting, "idle_input_waiting", "Connections quiet past --idle-timeout whose socket held unread input (the shard was late, not the client): read instead of closed (should stay 0)";
+        ReactorWakeupsMissed, "reactor_wakeups_missed", "Reactor rounds that found ready sockets after waiting out the wake-up bound (1 s) with no wake-up: a lost or late wake-up, recovered by re-arming (should stay 0)";
         WritesUnknown, "writes_unknown", "Connections closed because a retired ring could not say how much of their write left";
     }
 }
