@@ -574,7 +574,7 @@ async fn run(
             subscriber,
             publisher,
         };
-        let tasks = vec![
+        let mut tasks = vec![
             (
                 "connection watcher",
                 tokio::task::spawn_local(watch_connection(
@@ -587,73 +587,105 @@ async fn run(
                 "publisher watcher",
                 tokio::task::spawn_local(watch_publisher(status.clone(), publisher_events)),
             ),
-            (
-                "history",
-                tokio::task::spawn_local(super::history::serve(
-                    scripts.clone(),
-                    Arc::from(settings.prefix.as_str()),
-                    requests.history,
-                )),
-            ),
-            (
-                "occupancy",
-                tokio::task::spawn_local(super::occupancy::serve(
-                    scripts.clone(),
-                    Arc::from(settings.prefix.as_str()),
-                    status.clone(),
-                    requests.occupancy,
-                    sinks_of(&settings, requests.announce.clone()),
-                )),
-            ),
-            (
-                "presence",
-                tokio::task::spawn_local(serve_presence(
-                    scripts.clone(),
-                    settings.clone(),
-                    requests.presence,
-                    requests.announce,
-                )),
-            ),
-            (
-                "cache",
-                tokio::task::spawn_local(super::cache::serve(
-                    scripts,
-                    Arc::from(settings.prefix.as_str()),
-                    requests.cache,
-                )),
-            ),
-            (
-                "forwarder",
-                tokio::task::spawn_local(forward_received(
-                    settings.clone(),
-                    status.clone(),
-                    messages,
-                    shards,
-                )),
-            ),
-            (
-                "publisher",
-                tokio::task::spawn_local(publish(
-                    settings.clone(),
-                    status.clone(),
-                    backend.clone(),
-                    requests.publishes,
-                )),
-            ),
-            (
-                "subscription manager",
-                tokio::task::spawn_local(manage_subscriptions(
-                    settings,
-                    status.clone(),
-                    backend,
-                    requests.interest,
-                    resubscribe,
-                )),
-            ),
         ];
+        tasks.extend(spawn_services(
+            settings,
+            &status,
+            scripts,
+            backend,
+            messages,
+            shards,
+            requests,
+            resubscribe,
+        ));
         supervise(status, tasks).await;
     };
     local.run_until(core).await;
+}
+
+/// The services one Redis and a cluster run alike once their connections exist: history,
+/// channel counts, presence and cache (through `scripts`), forwarding what `messages` brings
+/// to the shards, publishing, and keeping the subscriptions what the shards want.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a distinct handle the services take over"
+)]
+fn spawn_services(
+    settings: RedisSettings,
+    status: &Arc<RedisStatus>,
+    scripts: Scripts,
+    backend: Backend,
+    messages: tokio::sync::mpsc::Receiver<ClusterMessage>,
+    shards: Vec<mpsc::Sender<Publication>>,
+    requests: Requests,
+    resubscribe: tokio::sync::mpsc::Receiver<()>,
+) -> Vec<(&'static str, JoinHandle<()>)> {
+    let status = status.clone();
+    vec![
+        (
+            "history",
+            tokio::task::spawn_local(super::history::serve(
+                scripts.clone(),
+                Arc::from(settings.prefix.as_str()),
+                requests.history,
+            )),
+        ),
+        (
+            "occupancy",
+            tokio::task::spawn_local(super::occupancy::serve(
+                scripts.clone(),
+                Arc::from(settings.prefix.as_str()),
+                status.clone(),
+                requests.occupancy,
+                sinks_of(&settings, requests.announce.clone()),
+            )),
+        ),
+        (
+            "presence",
+            tokio::task::spawn_local(serve_presence(
+                scripts.clone(),
+                settings.clone(),
+                requests.presence,
+                requests.announce,
+            )),
+        ),
+        (
+            "cache",
+            tokio::task::spawn_local(super::cache::serve(
+                scripts,
+                Arc::from(settings.prefix.as_str()),
+                requests.cache,
+            )),
+        ),
+        (
+            "forwarder",
+            tokio::task::spawn_local(forward_received(
+                settings.clone(),
+                status.clone(),
+                messages,
+                shards,
+            )),
+        ),
+        (
+            "publisher",
+            tokio::task::spawn_local(publish(
+                settings.clone(),
+                status.clone(),
+                backend.clone(),
+                requests.publishes,
+            )),
+        ),
+        (
+            "subscription manager",
+            tokio::task::spawn_local(manage_subscriptions(
+                settings,
+                status.clone(),
+                backend,
+                requests.interest,
+                resubscribe,
+            )),
+        ),
+    ]
 }
 
 /// What the occupancy service finds besides storing counts: transitions for the webhooks, and
@@ -835,80 +867,26 @@ async fn run_cluster(
         let _ = status.cluster.set(cluster.status());
         // The cluster follows its own connections: nothing asks for a full resubscription.
         let (resubscribe_sender, resubscribe) = tokio::sync::mpsc::channel(1);
+        let scripts = Scripts::Cluster(cluster.clone());
         let backend = Backend::Cluster(cluster.clone());
-        let tasks = vec![
-            (
-                "cluster watcher",
-                tokio::task::spawn_local(watch_cluster(
-                    status.clone(),
-                    cluster.status(),
-                    resubscribe_sender,
-                )),
-            ),
-            (
-                "history",
-                tokio::task::spawn_local(super::history::serve(
-                    Scripts::Cluster(cluster.clone()),
-                    Arc::from(settings.prefix.as_str()),
-                    requests.history,
-                )),
-            ),
-            (
-                "occupancy",
-                tokio::task::spawn_local(super::occupancy::serve(
-                    Scripts::Cluster(cluster.clone()),
-                    Arc::from(settings.prefix.as_str()),
-                    status.clone(),
-                    requests.occupancy,
-                    sinks_of(&settings, requests.announce.clone()),
-                )),
-            ),
-            (
-                "presence",
-                tokio::task::spawn_local(serve_presence(
-                    Scripts::Cluster(cluster.clone()),
-                    settings.clone(),
-                    requests.presence,
-                    requests.announce,
-                )),
-            ),
-            (
-                "cache",
-                tokio::task::spawn_local(super::cache::serve(
-                    Scripts::Cluster(cluster.clone()),
-                    Arc::from(settings.prefix.as_str()),
-                    requests.cache,
-                )),
-            ),
-            (
-                "forwarder",
-                tokio::task::spawn_local(forward_received(
-                    settings.clone(),
-                    status.clone(),
-                    messages,
-                    shards,
-                )),
-            ),
-            (
-                "publisher",
-                tokio::task::spawn_local(publish(
-                    settings.clone(),
-                    status.clone(),
-                    backend.clone(),
-                    requests.publishes,
-                )),
-            ),
-            (
-                "subscription manager",
-                tokio::task::spawn_local(manage_subscriptions(
-                    settings,
-                    status.clone(),
-                    backend,
-                    requests.interest,
-                    resubscribe,
-                )),
-            ),
-        ];
+        let mut tasks = vec![(
+            "cluster watcher",
+            tokio::task::spawn_local(watch_cluster(
+                status.clone(),
+                cluster.status(),
+                resubscribe_sender,
+            )),
+        )];
+        tasks.extend(spawn_services(
+            settings,
+            &status,
+            scripts,
+            backend,
+            messages,
+            shards,
+            requests,
+            resubscribe,
+        ));
         supervise(status, tasks).await;
     };
     local.run_until(core).await;
