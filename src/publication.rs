@@ -45,6 +45,12 @@ pub struct Publication {
     pub kind: DataKind,
     /// When the publish arrived (start of the latency measurement).
     pub published_at: Instant,
+    /// Where it goes in a shard's release order (see `server::fanout::collect`): its publish
+    /// time, until the shard keeping its channel's history positions it; from then on the time
+    /// it was positioned. That shard assigns offsets in that same order, so every shard
+    /// releases a channel's publications in offset order, whichever shard each was published
+    /// on (publish times of two shards' publishes can be in either order).
+    pub ordered_at: Instant,
     /// Its place in the channel's history stream (`None`: the channel keeps no history).
     /// Stamped once, by the shard that keeps the channel's history, before the fan-out.
     pub position: Option<Arc<StreamPosition>>,
@@ -59,6 +65,7 @@ impl Publication {
         } else {
             DataKind::Binary
         };
+        let now = Instant::now();
         Publication {
             app: AppSlot::DEFAULT,
             channel,
@@ -66,9 +73,17 @@ impl Publication {
             origin: None,
             payload,
             kind,
-            published_at: Instant::now(),
+            published_at: now,
+            ordered_at: now,
             position: None,
         }
+    }
+
+    /// Stamps its place in the channel's history stream (once, by the shard that keeps it),
+    /// and orders it from now on by when that happened.
+    pub fn set_position(&mut self, position: Arc<StreamPosition>) {
+        self.position = Some(position);
+        self.ordered_at = Instant::now();
     }
 
     /// A Pusher trigger: event `event` with `data` (a string, as the REST API defines it) on

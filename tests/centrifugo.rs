@@ -976,3 +976,64 @@ fn the_server_pings_every_25_seconds_and_a_client_that_answers_stays() {
         json!("after the ping")
     );
 }
+
+/// Publications to one history channel made on both shards at once (each publish is its own
+/// connection, so `SO_REUSEPORT` spreads them) reach every subscriber, on either shard, in
+/// offset order, each once: the owner positions them in one order, and every shard must
+/// deliver them in that order, whatever their publish times.
+#[test]
+fn concurrent_publishes_from_both_shards_arrive_in_offset_order_everywhere() {
+    const PUBLISHERS: u64 = 8;
+    const EACH: u64 = 60;
+    const TOTAL: u64 = PUBLISHERS * EACH;
+    let server = start(&[]);
+    // Several of each, so both shards have subscribers of both kinds.
+    let mut raws: Vec<_> = (0..6).map(|_| server.websocket("/ws/chat:order")).collect();
+    let mut clients: Vec<Client> = (0..6)
+        .map(|_| {
+            let mut client = Client::connected(&server);
+            client.subscribed("chat:order");
+            client
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for publisher in 0..PUBLISHERS {
+            let server = &server;
+            scope.spawn(move || {
+                for n in 0..EACH {
+                    publish(server, "chat:order", json!({"p": publisher, "n": n}));
+                }
+            });
+        }
+    });
+    for (index, client) in clients.iter_mut().enumerate() {
+        let mut last_per_publisher = [None; PUBLISHERS as usize];
+        for expected in 1..=TOTAL {
+            let publication = client.next_publication("chat:order");
+            assert_eq!(
+                number(&publication, "offset"),
+                expected,
+                "client {index}: {publication}"
+            );
+            // Each publisher's own publishes keep their order too.
+            let data = &publication["data"];
+            let (p, n) = (data["p"].as_u64().unwrap(), data["n"].as_u64().unwrap());
+            let last = &mut last_per_publisher[p as usize];
+            assert!(
+                last.is_none_or(|last| last < n),
+                "client {index}: {data} after {last:?}"
+            );
+            *last = Some(n);
+        }
+        client.assert_nothing_more();
+    }
+    for (index, raw) in raws.iter_mut().enumerate() {
+        for received in 0..TOTAL {
+            match raw.read() {
+                Ok(Message::Text(_)) => {}
+                other => panic!("raw subscriber {index} after {received} messages: {other:?}"),
+            }
+        }
+        common::assert_nothing_more(raw);
+    }
+}

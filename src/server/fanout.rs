@@ -138,10 +138,15 @@ async fn write_pass_absorbing(shard: &Shard, state: &mut FanoutState, mut budget
 /// Order across shards: a publish answered by one shard and then a publish made (by the same
 /// backend, after that answer) on another shard reach this shard through different channels.
 /// Each channel is FIFO, but which one is read first is not. So: take what every source has
-/// (pass 1), note the newest publish time seen, take what every source has again (pass 2:
-/// anything published before a pass-1 message was in its channel before that message, so it is
-/// visible now), then release, sorted by publish time, only what is not newer than pass 1's
+/// (pass 1), note the newest `ordered_at` seen, take what every source has again (pass 2:
+/// anything ordered before a pass-1 message was in its channel before that message, so it is
+/// visible now), then release, sorted by `ordered_at`, only what is not newer than pass 1's
 /// newest. Later messages wait for the next round, where the same rule applies.
+///
+/// `ordered_at` is the publish time, except for a publication positioned in a channel's
+/// history: then it is when the owner positioned it. Offsets follow that order, while publish
+/// times need not (a publish made on another shard before one made on the owner can reach the
+/// owner's sequencer after it): sorting by publish time would release offset n + 1 before n.
 fn collect(
     shard: &Shard,
     context: &mut Context<'_>,
@@ -161,13 +166,13 @@ fn collect(
     }
     let horizon = staged
         .iter()
-        .map(|publication| publication.published_at)
+        .map(|publication| publication.ordered_at)
         .max()
         .expect("staged is not empty");
     take_available(shard, context, sources, staged);
-    staged.sort_by_key(|publication| publication.published_at);
+    staged.sort_by_key(|publication| publication.ordered_at);
     let releasable = staged
-        .partition_point(|publication| publication.published_at <= horizon)
+        .partition_point(|publication| publication.ordered_at <= horizon)
         .min(limit.saturating_sub(batch.len()));
     batch.extend(staged.drain(..releasable));
     Poll::Ready(())

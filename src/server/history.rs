@@ -286,7 +286,7 @@ impl Shard {
                 return None;
             };
             let position = self.append(history, &settings, &publication);
-            publication.position = Some(std::sync::Arc::new(position.clone()));
+            publication.set_position(std::sync::Arc::new(position.clone()));
             self.send_to_peers(&publication);
             drop(reply.send(Ok(position)));
             return Some(publication);
@@ -374,7 +374,7 @@ impl Shard {
                 continue;
             };
             let position = self.append(history, &settings, &publication);
-            publication.position = Some(std::sync::Arc::new(position.clone()));
+            publication.set_position(std::sync::Arc::new(position.clone()));
             // Kept in history even when the delivery is refused: a subscriber then sees a gap
             // at the next publication (or at its position check) and recovers it.
             let delivered = self.publish_all(vec![publication]).await;
