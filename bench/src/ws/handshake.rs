@@ -35,6 +35,11 @@ pub enum HandshakeError {
     /// RFC 6455 §4.1: `Sec-WebSocket-Accept` is missing or not derived from our key.
     #[error("Sec-WebSocket-Accept does not match the key")]
     BadAccept,
+    /// The server accepted permessage-deflate keeping its compression context between messages:
+    /// the harness inflates each message on its own (and reuses the stamp of identical compressed
+    /// bytes), which RFC 7692 §7.1.1.1's `server_no_context_takeover` guarantees to be correct.
+    #[error("permessage-deflate accepted without server_no_context_takeover (not supported)")]
+    ServerContextTakeover,
     /// The request is not a GET, or lacks the headers RFC 6455 §4.2.1 requires.
     #[error("not a WebSocket upgrade request")]
     NotUpgradeRequest,
@@ -121,11 +126,32 @@ pub fn parse_server_response(bytes: &[u8], nonce: u64) -> Result<Option<usize>, 
     {
         return Err(HandshakeError::MissingUpgrade);
     }
+    if let Some(extensions) = header(headers, "sec-websocket-extensions")
+        && deflate_keeps_server_context(extensions)
+    {
+        return Err(HandshakeError::ServerContextTakeover);
+    }
     let expected = accept_key(&client_key(nonce));
     match header(headers, "sec-websocket-accept") {
         Some(value) if value == expected.as_bytes() => Ok(Some(head_bytes)),
         _ => Err(HandshakeError::BadAccept),
     }
+}
+
+/// Whether an accepted `permessage-deflate` lacks `server_no_context_takeover` (RFC 7692 §7:
+/// the server may then compress a message against the previous ones).
+fn deflate_keeps_server_context(extensions: &[u8]) -> bool {
+    let Ok(extensions) = std::str::from_utf8(extensions) else {
+        return true;
+    };
+    extensions.split(',').any(|extension| {
+        let mut parameters = extension.split(';').map(str::trim);
+        parameters
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
+            && !parameters
+                .any(|parameter| parameter.eq_ignore_ascii_case("server_no_context_takeover"))
+    })
 }
 
 /// A parsed upgrade request (server side).
@@ -199,6 +225,18 @@ mod tests {
             .unwrap();
         assert_eq!(decoded.len(), 16);
         assert_ne!(client_key(42), client_key(43));
+    }
+
+    #[test]
+    fn deflate_is_accepted_only_without_server_context_takeover() {
+        assert!(!deflate_keeps_server_context(
+            b"permessage-deflate; server_no_context_takeover; client_max_window_bits=15"
+        ));
+        assert!(!deflate_keeps_server_context(b"x-other"));
+        assert!(deflate_keeps_server_context(b"permessage-deflate"));
+        assert!(deflate_keeps_server_context(
+            b"permessage-deflate; client_no_context_takeover"
+        ));
     }
 
     #[test]
