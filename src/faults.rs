@@ -25,6 +25,9 @@
 //! - `lose-wakeup=TEXT`: after a connection receives the text message TEXT, the next reactor
 //!   wake-up its shard arms is lost (a POLL_ADD the kernel never completes), so input that
 //!   arrives afterwards is announced by nothing.
+//! - `delay-presence-join=USER_ID`: a presence join by USER_ID waits 2 s before it asks the
+//!   membership store and 2 s after the answer (a slow store, both ways), so other members'
+//!   events reach the joining connection meanwhile.
 
 #[cfg(feature = "test-hooks")]
 mod enabled {
@@ -43,6 +46,7 @@ mod enabled {
         stall_fanout: Option<usize>,
         lose_wakeup: Option<Vec<u8>>,
         freeze_after_message: Option<Vec<u8>>,
+        delay_presence_join: Option<String>,
         /// io_uring write submissions so far (all shards).
         uring_submissions: AtomicU64,
         /// The `lose-wakeup` message arrived: the next wake-up armed is lost.
@@ -79,6 +83,7 @@ mod enabled {
                 "freeze-after-message" => {
                     plan.freeze_after_message = Some(value.as_bytes().to_vec())
                 }
+                "delay-presence-join" => plan.delay_presence_join = Some(value.to_string()),
                 _ => return Err(format!("--test-fault {spec:?}: unknown fault")),
             }
         }
@@ -152,6 +157,11 @@ mod enabled {
         (plan().and_then(|p| p.stall_fanout) == Some(shard))
             .then(|| std::time::Duration::from_secs(2))
     }
+
+    pub fn presence_join_delay(user_id: &str) -> Option<std::time::Duration> {
+        (plan().and_then(|p| p.delay_presence_join.as_deref()) == Some(user_id))
+            .then(|| std::time::Duration::from_secs(2))
+    }
 }
 
 #[cfg(feature = "test-hooks")]
@@ -198,6 +208,12 @@ mod disabled {
     /// How long shard `shard`'s fan-out waits before taking a batch.
     #[inline(always)]
     pub fn fanout_stall(_shard: usize) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// How long a presence join by `user_id` waits before and after asking the store.
+    #[inline(always)]
+    pub fn presence_join_delay(_user_id: &str) -> Option<std::time::Duration> {
         None
     }
 }

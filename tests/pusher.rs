@@ -616,3 +616,90 @@ max_presence_members = 2
     ben.assert_nothing_more();
     ann.assert_nothing_more();
 }
+
+/// A member event that reaches a connection while its presence join is in flight waits for the
+/// connection's `subscription_succeeded`, and follows it only when the member list it got does
+/// not already cover it (Pusher: no member event before the member list, none twice).
+#[cfg(feature = "test-hooks")]
+#[test]
+fn member_events_during_a_join_follow_its_member_list_once() {
+    let apps = tempfile_path::TempFile::with(
+        r#"
+[[app]]
+id = "1"
+key = "key-one"
+secret = "secret-one"
+"#,
+    );
+    // Ben's join waits 2 s before the store takes it and 2 s after it answered.
+    let server = Server::start(&[
+        "--apps",
+        apps.as_str(),
+        "--test-fault",
+        "delay-presence-join=ben",
+    ]);
+    let mut ann = PusherClient::connect(&server, "key-one");
+    let joined = join_presence(&mut ann, "presence-room", "ann");
+    assert_eq!(joined["event"], "pusher_internal:subscription_succeeded");
+    let mut ben = PusherClient::connect(&server, "key-one");
+    let channel_data = json!({ "user_id": "ben", "user_info": { "name": "ben" } }).to_string();
+    let auth = channel_auth(
+        &app("1"),
+        &ben.socket_id,
+        "presence-room",
+        Some(&channel_data),
+    );
+    ben.send(json!({
+        "event": "pusher:subscribe",
+        "data": { "channel": "presence-room", "auth": auth, "channel_data": channel_data },
+    }));
+    let started = std::time::Instant::now();
+    // Before the store takes Ben's join: Cid is in the member list Ben gets.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut cid = PusherClient::connect(&server, "key-one");
+    let joined = join_presence(&mut cid, "presence-room", "cid");
+    assert_eq!(joined["event"], "pusher_internal:subscription_succeeded");
+    // After it (2 s in, Ben's answer held 2 s more): Dan is not in Ben's list.
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
+    let mut dan = PusherClient::connect(&server, "key-one");
+    let joined = join_presence(&mut dan, "presence-room", "dan");
+    assert_eq!(joined["event"], "pusher_internal:subscription_succeeded");
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "the test's timeline slipped ({:?}): Ben's join may have completed already",
+        started.elapsed()
+    );
+
+    let succeeded = ben.next();
+    assert_eq!(
+        succeeded["event"], "pusher_internal:subscription_succeeded",
+        "the member list comes first: {succeeded}"
+    );
+    let data: Value = serde_json::from_str(succeeded["data"].as_str().unwrap()).unwrap();
+    let mut ids: Vec<&str> = data["presence"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["ann", "ben", "cid"], "{succeeded}");
+    let added = ben.next();
+    assert_eq!(
+        (added["event"].as_str(), added["channel"].as_str()),
+        (Some("pusher_internal:member_added"), Some("presence-room")),
+        "{added}"
+    );
+    let member: Value = serde_json::from_str(added["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        member["user_id"], "dan",
+        "Cid is in the list: only Dan follows: {added}"
+    );
+    ben.assert_nothing_more();
+    let stat = server.stat();
+    assert!(
+        stat.lines()
+            .any(|line| line == "pusher_member_events_held 2"),
+        "{stat}"
+    );
+}

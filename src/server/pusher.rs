@@ -220,6 +220,7 @@ fn subscribe(
                 channel: name.clone(),
                 user_id: Arc::from(member.user_id.as_str()),
                 state: SeatState::Joining,
+                held: Vec::new(),
             });
             if registry.subscribe(key, slot, &name).is_err() {
                 registry.leave_presence(key, slot, &name);

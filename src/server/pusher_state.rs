@@ -184,9 +184,16 @@ async fn join(
             presence.channel
         );
     }
+    let delay = crate::faults::presence_join_delay(&member.user_id);
+    if let Some(delay) = delay {
+        glommio::timer::sleep(delay).await;
+    }
     let outcome = shard
         .presence_join(&presence, socket_id, stored, max_members)
         .await;
+    if let Some(delay) = delay {
+        glommio::timer::sleep(delay).await;
+    }
     let name = presence.channel.clone();
     let now_ms = shard.now_ms();
     let announce = {
@@ -203,11 +210,16 @@ async fn join(
                 first_connection,
                 returning,
             }) => {
+                let mut held = Vec::new();
                 if let Some(seat) = registry.pusher_mut(key).and_then(|p| p.seat(&name)) {
                     seat.state = SeatState::Joined;
+                    held = std::mem::take(&mut seat.held);
                 }
                 let frame = succeeded_frame(&channel, &members);
                 registry.queue(key, text_frame(&frame));
+                for frame in held_member_frames(&channel, &members, &held) {
+                    registry.queue(key, frame);
+                }
                 registry.stats.count(Counter::PresenceJoins);
                 if first_connection {
                     Announce::Added { returning }
@@ -270,6 +282,42 @@ async fn join(
         replay_cache(shard, key, generation, app, &channel).await;
         shard.write_slice(&[key]);
     }
+}
+
+/// The member events a connection got while its join was in flight, as it still needs them
+/// after its `subscription_succeeded`: the member list is the channel at the join, so an event
+/// it already reflects is left out (a member added who is in it, a member removed who is not),
+/// the others follow in order. (A member added and removed again before the join is sent both
+/// ways: the client ends with the right members.)
+fn held_member_frames(
+    channel: &PusherChannel,
+    members: &[StoredMember],
+    held: &[Publication],
+) -> Vec<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Member {
+        user_id: String,
+    }
+    if held.is_empty() {
+        return Vec::new();
+    }
+    let mut present: std::collections::HashSet<String> = members
+        .iter()
+        .map(|member| member.user_id.clone())
+        .collect();
+    held.iter()
+        .filter_map(|publication| {
+            let event = publication.event.as_deref()?;
+            let data = std::str::from_utf8(&publication.payload).ok()?;
+            let member: Member = serde_json::from_str(data).ok()?;
+            let needed = if event == outgoing::MEMBER_ADDED_EVENT {
+                present.insert(member.user_id)
+            } else {
+                present.remove(&member.user_id)
+            };
+            needed.then(|| text_frame(&outgoing::event(channel.as_str(), event, data, None)))
+        })
+        .collect()
 }
 
 /// What a join leaves to tell the others.

@@ -54,7 +54,7 @@ use crate::wire::centrifugo::session::{
     Delivery, FinishError, Session, SessionLimits, Subscription as StreamSubscription, Tick,
 };
 use crate::wire::pusher::authorize::ClientEventRateLimiter;
-use crate::wire::pusher::outgoing::TERMINATE_EVENT;
+use crate::wire::pusher::outgoing::{MEMBER_ADDED_EVENT, MEMBER_REMOVED_EVENT, TERMINATE_EVENT};
 use crate::wire::pusher::presence::SignedInUser;
 use crate::wire::raw::RawRole;
 
@@ -248,8 +248,12 @@ impl PusherConnection {
     }
 }
 
+/// Most `member_added`/`member_removed` one seat holds while its join is in flight (beyond it
+/// they are dropped and counted).
+pub const HELD_MEMBER_EVENTS_MAX: usize = 256;
+
 /// A connection's membership of one presence channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PresenceSeat {
     /// The presence channel.
     pub channel: ChannelName,
@@ -257,6 +261,10 @@ pub struct PresenceSeat {
     pub user_id: std::sync::Arc<str>,
     /// Where its join stands.
     pub state: SeatState,
+    /// Member events that reached the channel while the join was in flight: the client gets
+    /// them after its `subscription_succeeded`, less those its member list already covers
+    /// (`pusher_state::join`). Empty once joined.
+    pub held: Vec<Publication>,
 }
 
 /// Where a presence join stands.
@@ -999,6 +1007,12 @@ impl Registry {
             return 0;
         }
         let exclude = publication.exclude();
+        // A presence member event waits for a joining subscriber's member list.
+        let member_event = matches!(
+            publication.event.as_deref(),
+            Some(MEMBER_ADDED_EVENT | MEMBER_REMOVED_EVENT)
+        );
+        let mut member_events_dropped = 0;
         let entry = &mut self.channels[channel as usize];
         let position = publication
             .position
@@ -1021,6 +1035,19 @@ impl Registry {
             }
             if connection.is_excluded(exclude) {
                 excluded += 1;
+                continue;
+            }
+            if member_event
+                && let Protocol::Pusher(pusher) = &mut connection.protocol
+                && let Some(seat) = pusher.seat(name)
+                && seat.state == SeatState::Joining
+            {
+                if seat.held.len() < HELD_MEMBER_EVENTS_MAX {
+                    seat.held.push(publication.clone());
+                } else {
+                    member_events_dropped += 1;
+                }
+                held += 1;
                 continue;
             }
             // A Centrifugo subscription follows the channel's stream: it may be reading
@@ -1078,7 +1105,13 @@ impl Registry {
         self.stats.add(Counter::DeliveriesDroppedClosing, dropped);
         self.stats.add(Counter::DeliveriesExcluded, excluded);
         self.stats.add(Counter::DeliveriesUnframable, unframable);
-        self.stats.add(Counter::DeliveriesHeldByRecovery, held);
+        if member_event {
+            self.stats.add(Counter::PresenceMemberEventsHeld, held);
+            self.stats
+                .add(Counter::PresenceMemberEventsDropped, member_events_dropped);
+        } else {
+            self.stats.add(Counter::DeliveriesHeldByRecovery, held);
+        }
         frames.tally.record(&mut self.stats);
         if !gaps.is_empty() {
             self.unsubscribe_gaps(publication.app, &publication.channel, &gaps);

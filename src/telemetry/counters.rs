@@ -82,6 +82,8 @@ counter_table! {
         ClientEventsRefused, "pusher_client_events_refused", "Pusher client events refused (feature off, channel, size, rate limit)";
         ClientEventsDropped, "pusher_client_events_dropped", "Pusher client events accepted but not published (no room or Redis unavailable)";
         PresenceJoins, "pusher_presence_joins", "Pusher presence channel joins completed";
+        PresenceMemberEventsHeld, "pusher_member_events_held", "member_added/member_removed held for a connection whose presence join was in flight (sent after its subscription_succeeded unless its member list covers them)";
+        PresenceMemberEventsDropped, "pusher_member_events_dropped", "member_added/member_removed dropped because a joining connection already held the most it may (256)";
         PusherWorkRefused, "pusher_work_refused", "Pusher subscribes or client events refused because too much work was waiting on the shard";
         HandlerPanics, "handler_panics", "Connections closed because their handler panicked (a bug: please report it)";
         UringRingsRetired, "uring_rings_retired", "io_uring write rings given up after an error (the shard writes with sendmsg from then on)";
