@@ -65,16 +65,17 @@ if [ -z "${SKIP_CLIENTS:-}" ]; then
     say "Centrifugo SDKs against ringcast (tests/clients/centrifugo_suite.py)"
     RINGCAST_BIN=target/release/ringcast python3 tests/clients/centrifugo_suite.py
 
-    say "headless Chromium receives permessage-deflate frames (tests/clients/browser-deflate.js)"
+    say "headless Chromium receives permessage-deflate frames, raw and through pusher-js (tests/clients/browser-deflate.js)"
     log=$(mktemp)
-    target/release/ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2 --log info >"$log" 2>&1 &
+    target/release/ringcast --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --shards 2 --log info \
+        --app-id 1 --app-key app-key --app-secret app-secret >"$log" 2>&1 &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT
     for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
     ports=$(sed -nE 's/.*listening on 127\.0\.0\.1:([0-9]+) \(api on 127\.0\.0\.1:([0-9]+).*/\1 \2/p' "$log")
     [ -n "$ports" ] || { echo "ringcast did not start:"; cat "$log"; exit 1; }
     read -r ws_port api_port <<< "$ports"
-    (cd tests/clients && timeout 90 node browser-deflate.js --port "$ws_port" --api-port "$api_port")
+    (cd tests/clients && timeout 90 node browser-deflate.js --port "$ws_port" --api-port "$api_port" --key app-key)
     kill -TERM "$server"
     wait "$server" || true
     trap - EXIT

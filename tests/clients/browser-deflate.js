@@ -4,9 +4,12 @@
 // extension as every Chromium does; this script publishes JSON messages of several sizes through
 // the API and checks that the page received each one intact, that the extension was negotiated
 // (WebSocket.extensions), and that the server sent compressed frames (deflate_frames in /stat).
+// Then the same through pusher-js (its browser build, injected into a second page) on /app/KEY:
+// the raw publishes reach it as `message` events in Pusher frames, compressed too.
 //
-//   node browser-deflate.js --port N --api-port M [--channel c] [--timeout-ms 30000]
-//        [--chromium /usr/bin/chromium]
+//   node browser-deflate.js --port N --api-port M [--channel c] [--key app-key]
+//        [--timeout-ms 30000] [--chromium /usr/bin/chromium]
+// (the server must know the Pusher app key --key, e.g. `--app-id 1 --app-key app-key ...`)
 //
 // Output: one JSON line per check ({"check", "ok", ...}), then {"result": "PASS"|"FAIL"}.
 // Exit 0 only when every check passed.
@@ -24,6 +27,7 @@ function option(name, fallback) {
 const port = Number(option('port', 0));
 const apiPort = Number(option('api-port', 0));
 const channel = option('channel', 'browser-deflate');
+const appKey = option('key', 'app-key');
 const timeoutMs = Number(option('timeout-ms', 30000));
 const executablePath = option('chromium', '/usr/bin/chromium');
 if (!port || !apiPort) {
@@ -59,6 +63,65 @@ function json(bytes, seed) {
     text = JSON.stringify({ seq: seed, items });
   }
   return text;
+}
+
+/** `deflate_frames` from a /stat answer. */
+function deflateFrames(stat) {
+  return Number((stat.text.match(/^deflate_frames (\d+)$/m) || [])[1] || 0);
+}
+
+/**
+ * pusher-js (browser build) in its own page, subscribed to `channel` on /app/KEY: the same
+ * messages, published raw, arrive as `message` events, intact, over the negotiated extension,
+ * in compressed Pusher frames (the server compresses each wire format once).
+ */
+async function pusherLeg(context, sent, framesBefore) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => check('no page error (pusher-js)', false, e.message));
+  await page.addScriptTag({ path: require.resolve('pusher-js/dist/web/pusher.min.js') });
+  const extensions = await page.evaluate(
+    ({ key, wsPort, channelName }) =>
+      new Promise((resolve, reject) => {
+        const pusher = new Pusher(key, {
+          cluster: 'mt1',
+          wsHost: '127.0.0.1',
+          wsPort,
+          forceTLS: false,
+          enabledTransports: ['ws'],
+          disableStats: true,
+        });
+        window.pusherReceived = [];
+        const subscription = pusher.subscribe(channelName);
+        subscription.bind('message', (data) => window.pusherReceived.push(JSON.stringify(data)));
+        subscription.bind('pusher:subscription_error', (error) => reject(new Error(JSON.stringify(error))));
+        subscription.bind('pusher:subscription_succeeded', () => {
+          // pusher-js keeps the browser's WebSocket on its transport connection.
+          const transport = pusher.connection.connection && pusher.connection.connection.transport;
+          resolve(transport && transport.socket ? transport.socket.extensions : '(not reachable)');
+        });
+      }),
+    { key: appKey, wsPort: port, channelName: channel },
+  );
+  check('pusher-js: Chromium negotiated permessage-deflate on /app/KEY', String(extensions).startsWith('permessage-deflate'), extensions);
+  for (const message of sent) {
+    const answer = await request('POST', `/publish/${channel}`, message);
+    if (answer.status !== 200) check('publish accepted', false, answer);
+  }
+  // Bounded by the deadline above; the raw page from before still gets them too.
+  let received = [];
+  for (;;) {
+    received = await page.evaluate(() => window.pusherReceived);
+    if (received.length >= sent.length) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  sent.forEach((message, index) =>
+    check(`pusher-js: message ${index} (${message.length} B) arrived intact`, received[index] === JSON.stringify(JSON.parse(message)), {
+      length: received[index] && received[index].length,
+    }),
+  );
+  // This round: the raw page's compressed frames again, and as many for pusher-js.
+  const frames = deflateFrames(await request('GET', '/stat')) - framesBefore;
+  check('pusher-js: its Pusher frames were compressed too', frames >= 2 * (sent.length - 1), { deflate_frames: frames });
 }
 
 const checks = [];
@@ -109,10 +172,11 @@ async function main() {
       }),
     );
     const stat = await request('GET', '/stat');
-    const frames = Number((stat.text.match(/^deflate_frames (\d+)$/m) || [])[1] || 0);
+    const frames = deflateFrames(stat);
     check('the server sent compressed frames (all but the 100-byte message)', frames >= sent.length - 1, { deflate_frames: frames });
     const ratio = Number((stat.text.match(/^deflate_ratio ([\d.]+)$/m) || [])[1] || 0);
     check('they were at least 3x smaller', ratio >= 3, { deflate_ratio: ratio });
+    await pusherLeg(context, sent, frames);
   } finally {
     await context.close().catch(() => {});
     fs.rmSync(userDataDir, { recursive: true, force: true });
