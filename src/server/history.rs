@@ -2,10 +2,13 @@
 //! publication gets its offset there, and how any shard asks that stream a question.
 //!
 //! Every channel with history has one owner shard (a fixed hash of its name). Publications to
-//! it go to the owner first: its sequencer task appends each one (the offset is assigned
-//! there, once), stamps the position into the publication and delivers it to every shard, one
-//! at a time, so every shard sees a channel's publications in offset order (each shard-to-shard
-//! channel is FIFO, and only the owner sends a history channel's publications). Questions
+//! it go to the owner first, whose fan-out appends each one (the offset is assigned there,
+//! once), stamps the position into the publication and delivers it to every shard: at once
+//! when nothing is ahead of it, else through its sequencer task, one at a time. Every shard
+//! sees a channel's publications in offset order: each shard-to-shard channel is FIFO, only
+//! the owner sends a history channel's publications, and each shard releases positioned
+//! publications in the order the owner positioned them (`Publication::ordered_at`,
+//! `fanout::collect`). Questions
 //! (the top, a recovery, a page) travel to the owner as [`ShardMessage::History`] and are
 //! answered by its fan-out task from the store it alone touches: no lock, no shared state.
 //!
@@ -15,7 +18,7 @@
 //! duplicate the merge drops (see `history::recovery`).
 //!
 //! Deliberately not here: the store itself (`history::memory`), the protocol (`centrifugo.rs`),
-//! Redis (history across nodes needs Redis Streams; refused at start for now).
+//! history in Redis (`broker::history`: with `--redis` the position comes from Redis).
 
 use std::time::{Duration, Instant};
 
