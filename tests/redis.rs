@@ -447,3 +447,20 @@ fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
     assert_eq!(refusals, 1, "{log}");
     assert!(server.is_running());
 }
+
+/// The missing credential: a URL without a password, against a Redis that requires one. The
+/// node stays unready (its subscriptions are refused, NOAUTH) and keeps running.
+#[test]
+fn a_missing_password_keeps_the_node_unready() {
+    let redis = RedisServer::start_with_password("right-pw");
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut server = Server::start(&["--redis", &url, "--redis-subscribe-wait", "200ms"]);
+    let mut client = server.websocket("/ws/closed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.http("GET", "/readyz", b"").0, 503);
+    assert!(redis.subscribed_channels().is_empty());
+    drop(client.close(None));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(!log.contains("right-pw"), "{log}");
+    assert!(server.is_running());
+}
