@@ -443,13 +443,15 @@ fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
     let log = server.log.lock().unwrap().join("\n");
     assert!(!log.contains("wrong-pw"), "{log}");
     // Said once, not at every retry.
-    let refusals = log.matches("AUTH / SELECT) refused").count();
+    let refusals = log.matches("AUTH / SELECT / PING) refused").count();
     assert_eq!(refusals, 1, "{log}");
     assert!(server.is_running());
 }
 
 /// The missing credential: a URL without a password, against a Redis that requires one. The
-/// node stays unready (its subscriptions are refused, NOAUTH) and keeps running.
+/// node stays unready and keeps running; the subscriber link's setup PING is refused (NOAUTH),
+/// so it backs off and says so once (it used to connect, lose the connection at its first
+/// PING and reconnect every 50 ms, logging two lines each time).
 #[test]
 fn a_missing_password_keeps_the_node_unready() {
     let redis = RedisServer::start_with_password("right-pw");
@@ -462,5 +464,9 @@ fn a_missing_password_keeps_the_node_unready() {
     drop(client.close(None));
     let log = server.log.lock().unwrap().join("\n");
     assert!(!log.contains("right-pw"), "{log}");
+    let refusals = log.matches("AUTH / SELECT / PING) refused: NOAUTH").count();
+    assert_eq!(refusals, 1, "{log}");
+    assert!(!log.contains("reconnected"), "{log}");
+    assert!(!log.contains("connection lost"), "{log}");
     assert!(server.is_running());
 }

@@ -5,8 +5,8 @@
 //! channel dropped (by our request or by the server because its slot moved away), each command
 //! refused (`MOVED`, `CLUSTERDOWN`, `NOAUTH`), and the connection going up or down. Messages go
 //! straight to the bounded output channel, in the order the server sent them. On every new
-//! connection it first sends the [`Handshake`] (AUTH, SELECT) and reports `Connected` only once
-//! the server answered each with `+OK`.
+//! connection it first sends the [`Handshake`] (AUTH, SELECT, then a PING) and reports
+//! `Connected` only once the server answered each (`+OK`, `+PONG`).
 //!
 //! It deliberately does not decide anything: which channels to subscribe where, and what a
 //! `MOVED` means, is its manager's job (`super`'s for a cluster, `broker::single` for one
@@ -81,12 +81,12 @@ pub enum LinkError {
     /// PING answered with an error.
     #[error("PING refused: {0}")]
     PingRefused(ReplyError),
-    /// AUTH or SELECT refused (a wrong password, a database that does not exist). The
-    /// command is not repeated here: it may hold the password.
-    #[error("connection setup (AUTH / SELECT) refused: {0}")]
+    /// AUTH, SELECT or the PING refused (a wrong or missing password, a database that does not
+    /// exist). The command is not repeated here: it may hold the password.
+    #[error("connection setup (AUTH / SELECT / PING) refused: {0}")]
     HandshakeRefused(ReplyError),
-    /// AUTH or SELECT unanswered within the connect timeout.
-    #[error("no answer to AUTH / SELECT within {0:?}")]
+    /// AUTH, SELECT or the PING unanswered within the connect timeout.
+    #[error("no answer to AUTH / SELECT / PING within {0:?}")]
     HandshakeTimeout(Duration),
     /// RESP: replies come in order, one per command; an error with no command waiting means
     /// the stream is out of step.
@@ -248,24 +248,28 @@ pub async fn run(
     }
 }
 
-/// Sends the handshake's commands (pipelined) and reads one `+OK` for each, within the
-/// connect timeout; returns what was read past the answers (nothing, normally: nothing is
-/// subscribed yet).
+/// Sends the handshake's commands and a PING (pipelined) and reads one `+OK` for each command
+/// and `+PONG` for the PING, within the connect timeout; returns what was read past the answers
+/// (nothing, normally: nothing is subscribed yet).
+///
+/// The PING proves the connection usable before `Connected` is reported: a server that wants a
+/// password the URL does not give refuses it (`NOAUTH`) here, so the link backs off and the
+/// refusal is said once, instead of connecting, losing the connection at the first PING and
+/// reconnecting at once, over and over.
 async fn handshake(stream: &mut TcpStream, settings: &LinkSettings) -> Result<BytesMut, LinkError> {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let commands = &settings.handshake.0;
-    if commands.is_empty() {
-        return Ok(buffer);
-    }
     let exchange = async {
         let mut out = BytesMut::new();
         for command in commands {
             resp::encode_command(command, &mut out);
         }
+        resp::encode_command(&["PING"], &mut out);
         stream.write_all(&out).await.map_err(LinkError::Write)?;
         let mut answered = 0;
-        // Bounded: one answer per command; the timeout around it bounds the reads.
-        while answered < commands.len() {
+        // Bounded: one answer per command and the PING's; the timeout around it bounds the
+        // reads.
+        while answered <= commands.len() {
             let Some(frame) = resp::decode(&mut buffer, settings.message_bytes_max)? else {
                 match stream.read_buf(&mut buffer).await {
                     Ok(0) => return Err(LinkError::Closed),
@@ -273,12 +277,13 @@ async fn handshake(stream: &mut TcpStream, settings: &LinkSettings) -> Result<By
                     Err(error) => return Err(LinkError::Read(error)),
                 }
             };
-            match resp::classify(frame, settings.kind)? {
-                resp::Push::Ok => answered += 1,
-                resp::Push::Error(error) => return Err(LinkError::HandshakeRefused(error)),
-                other => {
+            let ping = answered == commands.len();
+            match (resp::classify(frame, settings.kind)?, ping) {
+                (resp::Push::Ok, false) | (resp::Push::Pong, true) => answered += 1,
+                (resp::Push::Error(error), _) => return Err(LinkError::HandshakeRefused(error)),
+                (other, _) => {
                     return Err(LinkError::Protocol(RespError::Unexpected(format!(
-                        "{other:?} in answer to AUTH / SELECT"
+                        "{other:?} in answer to AUTH / SELECT / PING"
                     ))));
                 }
             }
