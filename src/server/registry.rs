@@ -447,6 +447,51 @@ struct Channel {
     epoch: Option<Epoch>,
 }
 
+/// How many subscribers ahead the fan-out asks the CPU for a connection's entry, and (half as
+/// far) for the per-connection state it keeps behind a pointer (a raw subscriber of a channel
+/// with history, a Centrifugo session). Without it each of those is a dependent cache miss per
+/// subscriber: `perf annotate` put two thirds of the fan-out's samples on that one load at
+/// 4000 subscribers of a history channel.
+const PREFETCH_ENTRY_AHEAD: usize = 8;
+const PREFETCH_STATE_AHEAD: usize = PREFETCH_ENTRY_AHEAD / 2;
+
+/// Asks the CPU to start loading the entries (and boxed protocol state) of the subscribers a few
+/// places after `index`: a hint only, with no effect on what the fan-out does.
+#[inline(always)]
+fn prefetch_ahead(connections: &Slab<Connection>, subscribers: &[ConnectionKey], index: usize) {
+    if let Some(key) = subscribers.get(index + PREFETCH_ENTRY_AHEAD)
+        && let Some(connection) = connections.get(key.index())
+    {
+        prefetch(connection);
+    }
+    if let Some(key) = subscribers.get(index + PREFETCH_STATE_AHEAD)
+        && let Some(connection) = connections.get(key.index())
+    {
+        match &connection.protocol {
+            Protocol::RawStream(stream) => prefetch(&**stream),
+            Protocol::Centrifugo(centrifugo) => prefetch(&**centrifugo),
+            Protocol::Raw(_) | Protocol::Pusher(_) => {}
+        }
+    }
+}
+
+/// Asks the CPU to load the cache line holding the start of `value` (a hint: never faults,
+/// changes no result).
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of every x86_64 CPU (the target's baseline), the only feature the
+    // intrinsic needs; a prefetch reads nothing architecturally and cannot fault, and the
+    // pointer comes from a live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            std::ptr::from_ref(value).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 impl Channel {
     /// `position` with the channel's shared epoch (kept as the new shared one when it differs).
     fn share_epoch(&mut self, position: &StreamPosition) -> StreamPosition {
@@ -1027,7 +1072,9 @@ impl Registry {
         let mut unframable = 0;
         let mut held = 0;
         let mut gaps = Vec::new();
-        for &key in &self.channels[channel as usize].subscribers {
+        let subscribers = &self.channels[channel as usize].subscribers;
+        for (index, &key) in subscribers.iter().enumerate() {
+            prefetch_ahead(&self.connections, subscribers, index);
             let connection = &mut self.connections[key.index()];
             if !connection.life.is_open() {
                 dropped += 1;
