@@ -430,32 +430,13 @@ fn a_password_and_database_in_the_url_work_and_survive_a_restart_and_never_reach
     assert!(!log.contains("s3cret-pw"), "{log}");
 }
 
-#[test]
-fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
+/// A node whose Redis URL carries `credential` (`:PASSWORD@`, or nothing) against a Redis that
+/// requires "right-pw": it stays unready, subscribes nothing, keeps running, never logs the
+/// server's password, and says once what `refusal` says (not at every retry; its subscriber
+/// link never counts as connected, so never as lost or reconnected either). Returns its log.
+fn log_of_a_refused_credential(credential: &str, refusal: &str) -> String {
     let redis = RedisServer::start_with_password("right-pw");
-    let url = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port);
-    let mut server = Server::start(&["--redis", &url, "--redis-subscribe-wait", "200ms"]);
-    let mut client = server.websocket("/ws/closed");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(server.http("GET", "/readyz", b"").0, 503);
-    assert!(redis.subscribed_channels().is_empty());
-    drop(client.close(None));
-    let log = server.log.lock().unwrap().join("\n");
-    assert!(!log.contains("wrong-pw"), "{log}");
-    // Said once, not at every retry.
-    let refusals = log.matches("AUTH / SELECT / PING) refused").count();
-    assert_eq!(refusals, 1, "{log}");
-    assert!(server.is_running());
-}
-
-/// The missing credential: a URL without a password, against a Redis that requires one. The
-/// node stays unready and keeps running; the subscriber link's setup PING is refused (NOAUTH),
-/// so it backs off and says so once (it used to connect, lose the connection at its first
-/// PING and reconnect every 50 ms, logging two lines each time).
-#[test]
-fn a_missing_password_keeps_the_node_unready() {
-    let redis = RedisServer::start_with_password("right-pw");
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = format!("redis://{credential}127.0.0.1:{}", redis.port);
     let mut server = Server::start(&["--redis", &url, "--redis-subscribe-wait", "200ms"]);
     let mut client = server.websocket("/ws/closed");
     std::thread::sleep(Duration::from_millis(1500));
@@ -464,9 +445,24 @@ fn a_missing_password_keeps_the_node_unready() {
     drop(client.close(None));
     let log = server.log.lock().unwrap().join("\n");
     assert!(!log.contains("right-pw"), "{log}");
-    let refusals = log.matches("AUTH / SELECT / PING) refused: NOAUTH").count();
-    assert_eq!(refusals, 1, "{log}");
+    assert_eq!(log.matches(refusal).count(), 1, "{log}");
     assert!(!log.contains("reconnected"), "{log}");
     assert!(!log.contains("connection lost"), "{log}");
     assert!(server.is_running());
+    log
+}
+
+#[test]
+fn a_wrong_password_keeps_the_node_unready_and_out_of_the_log() {
+    let log = log_of_a_refused_credential(":wrong-pw@", "AUTH / SELECT / PING) refused");
+    assert!(!log.contains("wrong-pw"), "{log}");
+}
+
+/// The missing credential: a URL without a password, against a Redis that requires one. The
+/// subscriber link's setup PING is refused (NOAUTH), so it backs off and says so once (it used
+/// to connect, lose the connection at its first PING and reconnect every 50 ms, logging two
+/// lines each time).
+#[test]
+fn a_missing_password_keeps_the_node_unready() {
+    log_of_a_refused_credential("", "AUTH / SELECT / PING) refused: NOAUTH");
 }
